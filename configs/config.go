@@ -1,0 +1,238 @@
+// Package configs holds siglipd's configuration: the schema, its defaults, the
+// loader (defaults → file → ${ENV} substitution → Validate) and the example
+// files shipped with the project (cams.yaml, demo.yaml).
+//
+// The schema is plain data. Stage packages (capture, infer, rules, publish) do
+// not import it; daemon translates it into each stage's own options, so a
+// stage can be tested without a config file.
+package configs
+
+import (
+	"math"
+	"time"
+)
+
+// Config is one siglipd configuration file.
+type Config struct {
+	// StateDir holds the MQTT outbox and other state that must survive restarts.
+	StateDir  string        `yaml:"state_dir"`
+	Model     Model         `yaml:"model"`
+	Inference Inference     `yaml:"inference"`
+	Sink      string        `yaml:"sink"` // where events go: "mqtt" or "stdout"
+	MQTT      MQTT          `yaml:"mqtt"`
+	HTTP      HTTP          `yaml:"http"`
+	Defaults  LabelDefaults `yaml:"label_defaults"`
+	Cameras   []Camera      `yaml:"cameras"`
+}
+
+// Model names a SigLIP model folder in the Hugging Face / Xenova ONNX layout.
+type Model struct {
+	Path string `yaml:"path"`
+	// Variant picks onnx/<tower>_model<suffix>.onnx: "fp32" (no suffix),
+	// "fp16", "quantized", "q8", "int8", "uint8", "q4", "bnb4".
+	Variant string `yaml:"variant"`
+	// Template turns a prompt into the text the tower sees; "{}" is replaced.
+	Template string `yaml:"template"`
+	// LogitScale and LogitBias override the values read from onnx/model.onnx
+	// (LogitScale is the raw parameter: the model multiplies by exp(LogitScale)).
+	LogitScale *float64 `yaml:"logit_scale"`
+	LogitBias  *float64 `yaml:"logit_bias"`
+	// Resize is "exact" (PIL's antialiased resampling, what the Python pipeline
+	// does) or "fast" (OpenCV INTER_AREA; see README for its measured deviation).
+	Resize string `yaml:"resize"`
+}
+
+// Inference configures the ONNX Runtime session that runs the vision tower.
+type Inference struct {
+	// Device is "cpu", "auto" (the best provider the library has, else CPU),
+	// "cuda", "cuda:N", "tensorrt" or "openvino".
+	Device       string   `yaml:"device"`
+	BatchSize    int      `yaml:"batch_size"`
+	MaxBatchWait Duration `yaml:"max_batch_wait"`
+	// Threads is ONNX Runtime's intra-op thread count; 0 lets it choose.
+	Threads int `yaml:"threads"`
+	// GraphOptimization is "disabled", "basic", "extended" or "all".
+	GraphOptimization string `yaml:"graph_optimization"`
+	// ORTLib is the path of libonnxruntime.so; --ort-lib and SIGLIPD_ORT_LIB win over it.
+	ORTLib string `yaml:"ort_lib"`
+}
+
+// MQTT configures the broker connection and the topics siglipd publishes.
+type MQTT struct {
+	Broker      string    `yaml:"broker"`
+	ClientID    string    `yaml:"client_id"`
+	Username    string    `yaml:"username"`
+	Password    Secret    `yaml:"password"`
+	TLS         TLS       `yaml:"tls"`
+	TopicPrefix string    `yaml:"topic_prefix"`
+	QoS         int       `yaml:"qos"`
+	Retain      bool      `yaml:"retain"` // retain flag on event messages (state topics are always retained)
+	Outbox      Outbox    `yaml:"outbox"`
+	Discovery   Discovery `yaml:"discovery"`
+	Scores      Scores    `yaml:"scores"`
+	Snapshots   Snapshots `yaml:"snapshots"`
+}
+
+// TLS configures a TLS connection to the broker.
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Outbox bounds the on-disk queue of messages not yet acknowledged by the broker.
+type Outbox struct {
+	MaxMessages int `yaml:"max_messages"`
+}
+
+// Discovery configures Home Assistant MQTT discovery.
+type Discovery struct {
+	Enabled bool   `yaml:"enabled"`
+	Prefix  string `yaml:"prefix"`
+}
+
+// Scores configures the optional per-label probability topics.
+type Scores struct {
+	Enabled  bool     `yaml:"enabled"`
+	Interval Duration `yaml:"interval"`
+}
+
+// Snapshots configures the JPEG published when an event starts.
+type Snapshots struct {
+	Enabled  bool     `yaml:"enabled"`
+	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// HTTP configures the status server (health, metrics, live page).
+type HTTP struct {
+	Listen string `yaml:"listen"` // "" disables the server
+	Token  Secret `yaml:"token"`  // optional bearer token for every endpoint but /healthz
+}
+
+// LabelDefaults are the trigger settings a label inherits unless it sets its own.
+type LabelDefaults struct {
+	Threshold float64  `yaml:"threshold"`
+	MinFrames int      `yaml:"min_frames"`
+	OffFrames int      `yaml:"off_frames"`
+	OffDelay  Duration `yaml:"off_delay"`
+	Cooldown  Duration `yaml:"cooldown"`
+}
+
+// Camera is one video source and the labels scored on its frames.
+type Camera struct {
+	Name string `yaml:"name"`
+	// URL is rtsp://, rtsps://, http(s)://, file://, a file path, /dev/videoN
+	// or a USB index ("0"). Credentials in it are redacted in all output.
+	URL URL `yaml:"url"`
+	// FPS is how many frames per second are handed to inference.
+	FPS           float64  `yaml:"fps"`
+	ReadTimeout   Duration `yaml:"read_timeout"`
+	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
+	Loop          bool     `yaml:"loop"`           // file sources: start again at the end
+	Crop          *Region  `yaml:"crop"`
+	Labels        []Label  `yaml:"labels"`
+}
+
+// Region is a rectangle of the frame. With Units "normalized" (the default)
+// the numbers are fractions of the frame size; with "pixels" they are pixels.
+type Region struct {
+	X      float64 `yaml:"x"`
+	Y      float64 `yaml:"y"`
+	Width  float64 `yaml:"width"`
+	Height float64 `yaml:"height"`
+	Units  string  `yaml:"units"`
+}
+
+// Label is one thing to watch for on a camera.
+type Label struct {
+	Name string `yaml:"name"`
+	// Prompts are the texts embedded for this label; their embeddings are
+	// averaged. Empty means [Name].
+	Prompts   []string `yaml:"prompts"`
+	Threshold float64  `yaml:"threshold"`
+	// OffThreshold is the probability below which an active label counts as
+	// gone; unset means Threshold - 0.1 (hysteresis).
+	OffThreshold *float64 `yaml:"off_threshold"`
+	MinFrames    int      `yaml:"min_frames"`
+	OffFrames    int      `yaml:"off_frames"`
+	OffDelay     Duration `yaml:"off_delay"`
+	Cooldown     Duration `yaml:"cooldown"`
+	// DeviceClass is the Home Assistant binary_sensor device_class (optional).
+	DeviceClass string `yaml:"device_class"`
+}
+
+// Default returns the configuration every file starts from.
+func Default() Config {
+	return Config{
+		StateDir: defaultStateDir(),
+		Model: Model{
+			Variant:  "fp32",
+			Template: "This is a photo of {}.",
+			Resize:   "exact",
+		},
+		Inference: Inference{
+			Device:            "cpu",
+			BatchSize:         8,
+			MaxBatchWait:      Duration(50 * time.Millisecond),
+			GraphOptimization: "all",
+		},
+		Sink: "mqtt",
+		MQTT: MQTT{
+			Broker:      "tcp://127.0.0.1:1883",
+			ClientID:    "siglipd",
+			TopicPrefix: "siglipd",
+			QoS:         1,
+			Outbox:      Outbox{MaxMessages: 10000},
+			Discovery:   Discovery{Enabled: true, Prefix: "homeassistant"},
+			Scores:      Scores{Enabled: false, Interval: Duration(time.Second)},
+			Snapshots:   Snapshots{Enabled: false, MaxBytes: 256 << 10},
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		Defaults: LabelDefaults{
+			Threshold: 0.5,
+			MinFrames: 2,
+			OffFrames: 2,
+			Cooldown:  Duration(10 * time.Second),
+		},
+	}
+}
+
+// defaultCamera is what each element of cameras: starts from.
+func defaultCamera() Camera {
+	return Camera{
+		FPS:           2,
+		ReadTimeout:   Duration(10 * time.Second),
+		RTSPTransport: "tcp",
+	}
+}
+
+// defaultLabel is what each element of labels: starts from: the file's
+// label_defaults, so a label only states what differs.
+func defaultLabel(d LabelDefaults) Label {
+	return Label{
+		Threshold: d.Threshold,
+		MinFrames: d.MinFrames,
+		OffFrames: d.OffFrames,
+		OffDelay:  d.OffDelay,
+		Cooldown:  d.Cooldown,
+	}
+}
+
+// EffectiveOffThreshold is the probability under which an active label starts
+// to end: OffThreshold when set, else Threshold - 0.1 (never below 0).
+func (l Label) EffectiveOffThreshold() float64 {
+	if l.OffThreshold != nil {
+		return *l.OffThreshold
+	}
+	// Rounded so 0.3 gives 0.2, not 0.19999999999999998, in --check output.
+	return max(math.Round((l.Threshold-0.1)*1e9)/1e9, 0)
+}
+
+// EffectivePrompts is Prompts, or the label's name when it has none.
+func (l Label) EffectivePrompts() []string {
+	if len(l.Prompts) > 0 {
+		return l.Prompts
+	}
+	return []string{l.Name}
+}

@@ -1,0 +1,382 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// base is a minimal valid file; cases append to it or replace parts of it.
+const base = `model:
+  path: /models/siglip
+cameras:
+  - name: door
+    url: rtsp://10.0.0.2/live
+    labels:
+      - name: person
+        threshold: 0.3
+`
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse("cams.yaml", []byte(base), env(nil))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	cam := cfg.Cameras[0]
+	l := cam.Labels[0]
+	// Defaults fill what the file leaves out.
+	if cam.FPS != 2 || cam.ReadTimeout.D() != 10*time.Second || cam.RTSPTransport != "tcp" {
+		t.Errorf("camera defaults not applied: %+v", cam)
+	}
+	if l.Threshold != 0.3 || l.MinFrames != 2 || l.OffFrames != 2 || l.Cooldown.D() != 10*time.Second {
+		t.Errorf("label defaults not applied: %+v", l)
+	}
+	if got := *l.OffThreshold; got < 0.19999 || got > 0.20001 {
+		t.Errorf("EffectiveOffThreshold = %v, want 0.2", got)
+	}
+	if got := l.Prompts; len(got) != 1 || got[0] != "person" {
+		t.Errorf("EffectivePrompts = %q, want [person]", got)
+	}
+	if cfg.Inference.BatchSize != 8 || cfg.Inference.MaxBatchWait.D() != 50*time.Millisecond {
+		t.Errorf("inference defaults not applied: %+v", cfg.Inference)
+	}
+}
+
+// TestLabelDefaultsOrder: label_defaults applies to labels even when it comes
+// after cameras in the file, and a label's own value wins.
+func TestLabelDefaultsOrder(t *testing.T) {
+	src := base + `      - name: car
+        min_frames: 5
+label_defaults:
+  threshold: 0.7
+  min_frames: 3
+  off_delay: 2s
+`
+	cfg, err := Parse("cams.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	person, car := cfg.Cameras[0].Labels[0], cfg.Cameras[0].Labels[1]
+	if person.Threshold != 0.3 || person.MinFrames != 3 || person.OffDelay.D() != 2*time.Second {
+		t.Errorf("person = %+v, want threshold 0.3 (own), min_frames 3, off_delay 2s (defaults)", person)
+	}
+	if car.Threshold != 0.7 || car.MinFrames != 5 {
+		t.Errorf("car = %+v, want threshold 0.7 (default), min_frames 5 (own)", car)
+	}
+}
+
+func TestEnvSubstitution(t *testing.T) {
+	src := base + `mqtt:
+  password: ${MQTT_PASSWORD}
+  client_id: ${CLIENT:-siglipd-a}
+  topic_prefix: cost$$
+`
+	cfg, err := Parse("cams.yaml", []byte(strings.Replace(src, "rtsp://10.0.0.2", "rtsp://admin:${CAM_PW}@10.0.0.2", 1)),
+		env(map[string]string{"MQTT_PASSWORD": "s3cret", "CAM_PW": "hunter2"}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.MQTT.Password.Reveal() != "s3cret" || cfg.MQTT.ClientID != "siglipd-a" || cfg.MQTT.TopicPrefix != "cost$" {
+		t.Errorf("got password %q client_id %q prefix %q", cfg.MQTT.Password.Reveal(), cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix)
+	}
+	if got := cfg.Cameras[0].URL.Reveal(); got != "rtsp://admin:hunter2@10.0.0.2/live" {
+		t.Errorf("url = %q", got)
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cret", "hunter2"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("marshalled config contains secret %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(string(out), "password: '***'") || !strings.Contains(string(out), "rtsp://admin:***@10.0.0.2/live") {
+		t.Errorf("marshalled config does not show redacted values:\n%s", out)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		env  map[string]string
+		want []string // every error line, in order
+	}{
+		{
+			name: "bad url scheme",
+			src:  strings.Replace(base, "rtsp://10.0.0.2/live", "ftp://10.0.0.2/live", 1),
+			want: []string{`cams.yaml:5: cameras[0].url: unsupported scheme "ftp" (want rtsp, rtsps, http, https, file, a file path, /dev/videoN or a USB index)`},
+		},
+		{
+			name: "rtsp url without host",
+			src:  strings.Replace(base, "rtsp://10.0.0.2/live", "rtsp:///live", 1),
+			want: []string{`cams.yaml:5: cameras[0].url: rtsp URL has no host`},
+		},
+		{
+			name: "threshold out of range",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: 1.5", 1),
+			want: []string{`cams.yaml:8: cameras[0].labels[0].threshold: must be between 0 and 1, got 1.5`},
+		},
+		{
+			name: "duplicate camera names",
+			src: base + `  - name: Door
+    url: /videos/door.mp4
+    labels: [{name: cat}]
+`,
+			want: []string{`cams.yaml:9: cameras[1].name: duplicate camera name "Door" (also cameras[0])`},
+		},
+		{
+			name: "duplicate label names in a camera",
+			src: base + `      - name: person
+        threshold: 0.4
+`,
+			want: []string{`cams.yaml:9: cameras[0].labels[1].name: duplicate label name "person" in camera "door" (also labels[0])`},
+		},
+		{
+			name: "labels sharing a topic name",
+			src: base + `      - name: Person!
+`,
+			want: []string{`cams.yaml:9: cameras[0].labels[1].name: label "Person!" and labels[0] "person" share the MQTT topic name "person"; rename one`},
+		},
+		{
+			name: "fps zero",
+			src:  strings.Replace(base, "    labels:", "    fps: 0\n    labels:", 1),
+			want: []string{`cams.yaml:6: cameras[0].fps: must be more than 0 and at most 60, got 0`},
+		},
+		{
+			name: "unknown key with suggestion",
+			src:  strings.Replace(base, "threshold: 0.3", "treshold: 0.3", 1),
+			want: []string{`cams.yaml:8: cameras[0].labels[0].treshold: unknown key (did you mean "threshold"?)`},
+		},
+		{
+			name: "unknown top-level key",
+			src:  base + "cameraz: []\n",
+			want: []string{`cams.yaml:9: cameraz: unknown key (did you mean "cameras"?)`},
+		},
+		{
+			name: "wrong type",
+			src:  strings.Replace(base, "    labels:", "    fps: fast\n    labels:", 1),
+			want: []string{`cams.yaml:6: cameras[0].fps: expected a number, got "fast"`},
+		},
+		{
+			name: "mapping where a list is expected",
+			src:  strings.Replace(base, "cameras:", "cameras:\n  name: x\nold_cameras:", 1),
+			want: []string{
+				`cams.yaml:4: cameras: expected a list, got a mapping`,
+				`cams.yaml:5: old_cameras: unknown key`,
+			},
+		},
+		{
+			name: "empty labels",
+			src: `model: {path: /m}
+cameras:
+  - name: door
+    url: "0"
+    labels: []
+`,
+			want: []string{`cams.yaml:5: cameras[0].labels: at least one label is required`},
+		},
+		{
+			name: "bad duration",
+			src:  base + "inference:\n  max_batch_wait: 5 parsecs\n",
+			want: []string{`cams.yaml:10: inference.max_batch_wait: invalid duration "5 parsecs" (write e.g. 500ms, 10s, 1m)`},
+		},
+		{
+			name: "undefined env var",
+			src:  base + "mqtt:\n  password: ${MQTT_PASSWORD}\n",
+			want: []string{`cams.yaml:10: mqtt.password: environment variable MQTT_PASSWORD is not set (write ${MQTT_PASSWORD:-default} for a fallback)`},
+		},
+		{
+			name: "env var making a number invalid",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: ${DOOR_THRESHOLD}", 1),
+			env:  map[string]string{"DOOR_THRESHOLD": "high"},
+			want: []string{`cams.yaml:8: cameras[0].labels[0].threshold: expected a number, got "high"`},
+		},
+		{
+			name: "missing model path and no cameras",
+			src:  "inference:\n  device: cpu\n",
+			want: []string{
+				`cams.yaml: model.path: is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/)`,
+				`cams.yaml: cameras: at least one camera is required`,
+			},
+		},
+		{
+			name: "bad device and batch size",
+			src:  base + "inference:\n  device: gpu\n  batch_size: 0\n",
+			want: []string{
+				`cams.yaml:10: inference.device: must be cpu, auto, cuda, cuda:N, tensorrt or openvino, got "gpu"`,
+				`cams.yaml:11: inference.batch_size: must be between 1 and 256, got 0`,
+			},
+		},
+		{
+			name: "mqtt broker scheme and qos",
+			src:  base + "mqtt:\n  broker: http://broker:1883\n  qos: 3\n",
+			want: []string{
+				`cams.yaml:10: mqtt.broker: scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss, got "http"`,
+				`cams.yaml:11: mqtt.qos: must be 0, 1 or 2, got 3`,
+			},
+		},
+		{
+			name: "topic prefix with wildcard",
+			src:  base + "mqtt:\n  topic_prefix: home/#\n",
+			want: []string{`cams.yaml:10: mqtt.topic_prefix: must not contain +, # or NUL, got "home/#"`},
+		},
+		{
+			name: "off_threshold above threshold",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: 0.3\n        off_threshold: 0.5", 1),
+			want: []string{`cams.yaml:9: cameras[0].labels[0].off_threshold: must be between 0 and threshold (0.3), got 0.5`},
+		},
+		{
+			name: "min_frames zero and negative cooldown",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: 0.3\n        min_frames: 0\n        cooldown: -1s", 1),
+			want: []string{
+				`cams.yaml:9: cameras[0].labels[0].min_frames: must be at least 1, got 0`,
+				`cams.yaml:10: cameras[0].labels[0].cooldown: must not be negative, got -1s`,
+			},
+		},
+		{
+			name: "camera name not topic safe",
+			src:  strings.Replace(base, "name: door", "name: front door", 1),
+			want: []string{`cams.yaml:4: cameras[0].name: must be 1-63 letters, digits, _ or - (starting with a letter or digit), got "front door"`},
+		},
+		{
+			name: "crop outside the frame",
+			src:  strings.Replace(base, "    labels:", "    crop: {x: 0.5, y: 0, width: 0.6, height: 1}\n    labels:", 1),
+			want: []string{`cams.yaml:6: cameras[0].crop: normalized region must lie within the frame (x+width <= 1, y+height <= 1), got x=0.5 y=0 width=0.6 height=1`},
+		},
+		{
+			name: "empty prompt",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: 0.3\n        prompts: [\"a person\", \" \"]", 1),
+			want: []string{`cams.yaml:9: cameras[0].labels[0].prompts[1]: must not be empty`},
+		},
+		{
+			name: "template without placeholder",
+			src:  strings.Replace(base, "  path: /models/siglip", "  path: /models/siglip\n  template: a photo", 1),
+			want: []string{`cams.yaml:3: model.template: must contain {} exactly once (where the prompt goes), got "a photo"`},
+		},
+		{
+			name: "tls cert without key",
+			src:  base + "mqtt:\n  tls:\n    cert_file: /etc/siglipd/client.pem\n",
+			want: []string{`cams.yaml:11: mqtt.tls: cert_file and key_file must be given together`},
+		},
+		{
+			name: "bad http listen",
+			src:  base + "http:\n  listen: localhost\n",
+			want: []string{`cams.yaml:10: http.listen: must be host:port (e.g. 127.0.0.1:8080) or empty to disable, got "localhost"`},
+		},
+		{
+			name: "unknown device class",
+			src:  strings.Replace(base, "threshold: 0.3", "threshold: 0.3\n        device_class: human", 1),
+			want: []string{`cams.yaml:9: cameras[0].labels[0].device_class: is not a Home Assistant binary_sensor device class: "human"`},
+		},
+		{
+			name: "invalid YAML",
+			src:  "model:\n  path: /m\n   variant: fp16\n",
+			want: []string{`cams.yaml:3: invalid YAML: mapping values are not allowed in this context`},
+		},
+		{
+			name: "duplicate key",
+			src:  base + "model:\n  path: /other\n",
+			want: []string{`cams.yaml:9: model: duplicate key (first at line 1)`},
+		},
+		{
+			name: "several problems at once",
+			src: `model: {path: /m, resize: nearest}
+sink: kafka
+cameras:
+  - url: rtsp://cam/1
+    fps: -1
+    labels: [{name: a, threshold: 0}]
+`,
+			want: []string{
+				`cams.yaml:1: model.resize: must be exact or fast, got "nearest"`,
+				`cams.yaml:2: sink: must be mqtt or stdout, got "kafka"`,
+				`cams.yaml:4: cameras[0].name: is required`,
+				`cams.yaml:5: cameras[0].fps: must be more than 0 and at most 60, got -1`,
+				`cams.yaml:6: cameras[0].labels[0].threshold: must be between 0 and 1, got 0`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("cams.yaml", []byte(tt.src), env(tt.env))
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse error = %v, want Errors", err)
+			}
+			got := strings.Split(errs.Error(), "\n")
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(tt.want, "\n      "))
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"rtsp://admin:hunter2@10.0.0.2:554/live", "rtsp://admin:***@10.0.0.2:554/live"},
+		{"rtsp://10.0.0.2/live", "rtsp://10.0.0.2/live"},
+		{"rtsp://:p@ss@host/x", "rtsp://:***@host/x"},
+		{`open "rtsps://u:p%40x@cam/1" failed`, `open "rtsps://u:***@cam/1" failed`},
+		{"/videos/door.mp4", "/videos/door.mp4"},
+	}
+	for _, tt := range tests {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSlug(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"garage door open", "garage_door_open"},
+		{"A car + truck / #1", "a_car_truck_1"},
+		{"  person  ", "person"},
+		{"___", "label_" + "2fd59ff1"[:8]},
+	}
+	for _, tt := range tests[:3] {
+		if got := Slug(tt.in); got != tt.want {
+			t.Errorf("Slug(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Names without ASCII letters or digits still get distinct slugs.
+	if a, b := Slug("车"), Slug("猫"); a == b || !strings.HasPrefix(a, "label_") {
+		t.Errorf("Slug(车) = %q, Slug(猫) = %q: want distinct label_ slugs", a, b)
+	}
+}
+
+// TestExample keeps configs/cams.yaml valid.
+func TestExample(t *testing.T) {
+	if _, err := Parse("cams.yaml", Example, env(nil)); err != nil {
+		t.Fatalf("configs/cams.yaml is invalid:\n%v", err)
+	}
+	if _, err := os.Stat("cams.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		err  bool
+	}{
+		{"262144", 262144, false}, {"256KiB", 256 << 10, false}, {"1 MB", 1000000, false},
+		{"2gib", 2 << 30, false}, {"12 parsecs", 0, true}, {"-1", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseByteSize(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parseByteSize(%q) = %v, %v; want %v, err=%v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}

@@ -1,0 +1,478 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Error is one problem in a configuration file, located by line and key path.
+type Error struct {
+	File string
+	Line int    // 0 when the problem has no line (a required key that is absent)
+	Path string // e.g. cameras[1].labels[0].threshold
+	Msg  string
+}
+
+func (e Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Path == "" {
+		return loc + ": " + e.Msg
+	}
+	return loc + ": " + e.Path + ": " + e.Msg
+}
+
+// Errors is every problem found in one file, in file order.
+type Errors []Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, substitutes and validates the configuration file at path.
+// On failure the error is an Errors listing every problem, or a plain error
+// when the file cannot be read at all.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse is Load on bytes: name labels the errors, lookupEnv resolves ${VAR}.
+func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Errors{syntaxError(name, err)}
+	}
+	cfg := Default()
+	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults}
+	if len(doc.Content) > 0 {
+		d.decode(doc.Content[0], reflect.ValueOf(&cfg).Elem(), "")
+	}
+	errs := d.errs
+	for _, fe := range cfg.Validate() {
+		if d.failedAt(fe.Path) {
+			continue // already reported: the value could not be decoded
+		}
+		errs = append(errs, Error{File: name, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return nil, errs
+	}
+	cfg.resolve()
+	return &cfg, nil
+}
+
+// resolve writes derived defaults into the config, so what --check prints
+// and what the stages receive are the values really in force.
+func (c *Config) resolve() {
+	for i := range c.Cameras {
+		cam := &c.Cameras[i]
+		if cam.Crop != nil && cam.Crop.Units == "" {
+			cam.Crop.Units = "normalized"
+		}
+		for j := range cam.Labels {
+			l := &cam.Labels[j]
+			off := l.EffectiveOffThreshold()
+			l.OffThreshold = &off
+			l.Prompts = l.EffectivePrompts()
+		}
+	}
+}
+
+// syntaxError turns yaml.v3's "yaml: line 3: ..." into our file:line form.
+func syntaxError(name string, err error) Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, tail, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				return Error{File: name, Line: n, Msg: "invalid YAML: " + tail}
+			}
+		}
+	}
+	return Error{File: name, Msg: "invalid YAML: " + msg}
+}
+
+// decoder walks the YAML node tree onto a Go value that already holds the
+// defaults. Unlike yaml.Decoder it keeps going after a bad value, so a file
+// with five mistakes reports five errors, and it remembers the line of every
+// key path for Validate's errors.
+type decoder struct {
+	file      string
+	lookupEnv func(string) (string, bool)
+	errs      Errors
+	lines     map[string]int
+	defaults  LabelDefaults // label_defaults as decoded so far, for new labels
+}
+
+func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	d.errs = append(d.errs, Error{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// lineOf finds the line of path, or of its closest parent present in the file.
+func (d *decoder) lineOf(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := d.lines[p]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+// failedAt reports whether decoding already failed at path or a parent of it.
+func (d *decoder) failedAt(path string) bool {
+	for _, e := range d.errs {
+		if e.Path != "" && (path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[")) {
+			return true
+		}
+	}
+	return false
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	byteSizeType = reflect.TypeOf(ByteSize(0))
+	configType   = reflect.TypeOf(Config{})
+	cameraType   = reflect.TypeOf(Camera{})
+	labelType    = reflect.TypeOf(Label{})
+	defaultsType = reflect.TypeOf(LabelDefaults{})
+)
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if path != "" {
+		d.lines[path] = n.Line
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // "key:" with no value keeps the default
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+		if v.Type() == defaultsType {
+			d.defaults = v.Interface().(LabelDefaults)
+		}
+	case reflect.Slice:
+		d.decodeSlice(n, v, path)
+	default:
+		d.decodeScalar(n, v, path)
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "expected a mapping of keys, got %s", describe(n))
+		return
+	}
+	pairs := d.mappingPairs(n, path)
+	if v.Type() == configType {
+		// Labels start from label_defaults, so decode it before cameras
+		// wherever it appears in the file.
+		sort.SliceStable(pairs, func(i, j int) bool {
+			return pairs[i][0].Value == "label_defaults" && pairs[j][0].Value != "label_defaults"
+		})
+	}
+	fields := yamlFields(v.Type())
+	for _, kv := range pairs {
+		key, val := kv[0], kv[1]
+		p := joinPath(path, key.Value)
+		idx, ok := fields[key.Value]
+		if !ok {
+			msg := "unknown key"
+			if s := closest(key.Value, v.Type()); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			d.fail(key, p, "%s", msg)
+			continue
+		}
+		d.decode(val, v.Field(idx), p)
+	}
+}
+
+// mappingPairs returns the key/value pairs of a mapping with YAML merge keys
+// ("<<: *anchor") expanded, the mapping's own keys winning over merged ones.
+func (d *decoder) mappingPairs(n *yaml.Node, path string) [][2]*yaml.Node {
+	var merged, own [][2]*yaml.Node
+	firstLine := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		if l, dup := firstLine[key.Value]; dup && key.Tag != "!!merge" {
+			d.fail(key, joinPath(path, key.Value), "duplicate key (first at line %d)", l)
+			continue
+		}
+		firstLine[key.Value] = key.Line
+		if key.Kind == yaml.ScalarNode && key.Tag == "!!merge" {
+			sources := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				sources = val.Content
+			}
+			for _, s := range sources {
+				if s.Kind == yaml.AliasNode {
+					s = s.Alias
+				}
+				if s.Kind != yaml.MappingNode {
+					d.fail(s, path, "merge key << needs a mapping, got %s", describe(s))
+					continue
+				}
+				merged = append(merged, d.mappingPairs(s, path)...)
+			}
+			continue
+		}
+		own = append(own, [2]*yaml.Node{key, val})
+	}
+	if len(merged) == 0 {
+		return own
+	}
+	seen := map[string]bool{}
+	for _, kv := range own {
+		seen[kv[0].Value] = true
+	}
+	out := own
+	for _, kv := range merged {
+		if !seen[kv[0].Value] {
+			out = append(out, kv)
+			seen[kv[0].Value] = true
+		}
+	}
+	return out
+}
+
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, path, "expected a list, got %s", describe(n))
+		return
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		elem := out.Index(i)
+		switch v.Type().Elem() {
+		case cameraType:
+			elem.Set(reflect.ValueOf(defaultCamera()))
+		case labelType:
+			elem.Set(reflect.ValueOf(defaultLabel(d.defaults)))
+		}
+		d.decode(item, elem, fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(out)
+}
+
+func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		d.fail(n, path, "expected %s, got %s", kindName(v.Type()), describe(n))
+		return
+	}
+	s, err := expandEnv(n.Value, d.lookupEnv)
+	if err != nil {
+		d.fail(n, path, "%v", err)
+		return
+	}
+	switch {
+	case v.Type() == durationType:
+		dur, err := parseDuration(s)
+		if err != nil {
+			d.fail(n, path, "%v", err)
+			return
+		}
+		v.Set(reflect.ValueOf(dur))
+		return
+	case v.Type() == byteSizeType:
+		b, err := parseByteSize(s)
+		if err != nil {
+			d.fail(n, path, "%v", err)
+			return
+		}
+		v.Set(reflect.ValueOf(b))
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			d.fail(n, path, "expected true or false, got %q", s)
+			return
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			d.fail(n, path, "expected a whole number, got %q", s)
+			return
+		}
+		v.SetInt(i)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			d.fail(n, path, "expected a number, got %q", s)
+			return
+		}
+		v.SetFloat(f)
+	default:
+		d.fail(n, path, "internal error: no decoder for %s", v.Type())
+	}
+}
+
+// yamlFields maps yaml tag names to field indexes.
+func yamlFields(t reflect.Type) map[string]int {
+	m := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	return m
+}
+
+// closest suggests the field name nearest to a misspelt key.
+func closest(key string, t reflect.Type) string {
+	best, bestDist := "", 3 // suggest only within two edits
+	for name := range yamlFields(t) {
+		if dist := editDistance(key, name); dist < bestDist {
+			best, bestDist = name, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "nothing"
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64:
+		return "a whole number"
+	case reflect.Float64:
+		return "a number"
+	}
+	return "a value"
+}
+
+// expandEnv replaces ${VAR} and ${VAR:-default} with the environment's value;
+// "$$" is a literal "$". An unset variable without a default is an error, so
+// a missing secret is caught at load, not at the first connection attempt.
+func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '$' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("unterminated ${ in %q", s)
+			}
+			expr := s[i+2 : i+2+end]
+			name, def, hasDef := strings.Cut(expr, ":-")
+			if !validEnvName(name) {
+				return "", fmt.Errorf("invalid environment variable name %q in ${%s}", name, expr)
+			}
+			val, ok := lookup(name)
+			switch {
+			case ok && (val != "" || !hasDef):
+				b.WriteString(val)
+			case hasDef:
+				b.WriteString(def)
+			default:
+				return "", fmt.Errorf("environment variable %s is not set (write ${%s:-default} for a fallback)", name, name)
+			}
+			i += 2 + end
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		alpha := r == '_' || (r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z')
+		if !alpha && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,331 @@
+package configs
+
+import (
+	"fmt"
+	"hash/crc32"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FieldError is one invalid value, named by its key path.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+// Validate checks every value and returns all problems, not only the first.
+func (c *Config) Validate() []FieldError {
+	v := &validator{}
+	if strings.TrimSpace(c.StateDir) == "" {
+		v.add("state_dir", "must not be empty")
+	}
+	c.Model.validate(v)
+	c.Inference.validate(v)
+	switch c.Sink {
+	case "mqtt":
+		c.MQTT.validate(v)
+	case "stdout":
+	default:
+		v.add("sink", "must be mqtt or stdout, got %q", c.Sink)
+	}
+	c.HTTP.validate(v)
+	c.Defaults.validate(v)
+	if len(c.Cameras) == 0 {
+		v.add("cameras", "at least one camera is required")
+	}
+	names := map[string]int{}
+	for i := range c.Cameras {
+		cam := &c.Cameras[i]
+		p := fmt.Sprintf("cameras[%d]", i)
+		cam.validate(v, p)
+		if cam.Name == "" {
+			continue
+		}
+		if j, dup := names[strings.ToLower(cam.Name)]; dup {
+			v.add(p+".name", "duplicate camera name %q (also cameras[%d])", cam.Name, j)
+		} else {
+			names[strings.ToLower(cam.Name)] = i
+		}
+	}
+	return v.errs
+}
+
+type validator struct{ errs []FieldError }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func oneOf(s string, allowed ...string) bool {
+	for _, a := range allowed {
+		if s == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Variants maps model.variant to the file suffix of the Xenova ONNX exports.
+var Variants = map[string]string{
+	"fp32": "", "fp16": "_fp16", "quantized": "_quantized", "q8": "_quantized",
+	"int8": "_int8", "uint8": "_uint8", "q4": "_q4", "bnb4": "_bnb4",
+}
+
+func (m *Model) validate(v *validator) {
+	if strings.TrimSpace(m.Path) == "" {
+		v.add("model.path", "is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/)")
+	}
+	if _, ok := Variants[m.Variant]; !ok {
+		v.add("model.variant", "must be one of fp32, fp16, quantized, q8, int8, uint8, q4, bnb4, got %q", m.Variant)
+	}
+	if strings.Count(m.Template, "{}") != 1 {
+		v.add("model.template", "must contain {} exactly once (where the prompt goes), got %q", m.Template)
+	}
+	if !oneOf(m.Resize, "exact", "fast") {
+		v.add("model.resize", "must be exact or fast, got %q", m.Resize)
+	}
+}
+
+var deviceRe = regexp.MustCompile(`^(cpu|auto|tensorrt|openvino|cuda(:[0-9]+)?)$`)
+
+func (in *Inference) validate(v *validator) {
+	if !deviceRe.MatchString(in.Device) {
+		v.add("inference.device", "must be cpu, auto, cuda, cuda:N, tensorrt or openvino, got %q", in.Device)
+	}
+	if in.BatchSize < 1 || in.BatchSize > 256 {
+		v.add("inference.batch_size", "must be between 1 and 256, got %d", in.BatchSize)
+	}
+	if in.MaxBatchWait < 0 || in.MaxBatchWait.D() > 10*time.Second {
+		v.add("inference.max_batch_wait", "must be between 0s and 10s, got %s", in.MaxBatchWait)
+	}
+	if in.Threads < 0 {
+		v.add("inference.threads", "must be 0 (ONNX Runtime chooses) or more, got %d", in.Threads)
+	}
+	if !oneOf(in.GraphOptimization, "disabled", "basic", "extended", "all") {
+		v.add("inference.graph_optimization", "must be disabled, basic, extended or all, got %q", in.GraphOptimization)
+	}
+}
+
+func (m *MQTT) validate(v *validator) {
+	u, err := url.Parse(m.Broker)
+	switch {
+	case m.Broker == "":
+		v.add("mqtt.broker", "is required when sink is mqtt (e.g. tcp://127.0.0.1:1883)")
+	case err != nil:
+		v.add("mqtt.broker", "invalid URL: %v", err)
+	case !oneOf(u.Scheme, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"):
+		v.add("mqtt.broker", "scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss, got %q", u.Scheme)
+	case u.Hostname() == "":
+		v.add("mqtt.broker", "has no host")
+	}
+	if strings.TrimSpace(m.ClientID) == "" {
+		v.add("mqtt.client_id", "must not be empty (a stable id keeps the broker session across restarts)")
+	}
+	if err := topicLevelsValid(m.TopicPrefix); err != "" {
+		v.add("mqtt.topic_prefix", "%s", err)
+	}
+	if m.QoS < 0 || m.QoS > 2 {
+		v.add("mqtt.qos", "must be 0, 1 or 2, got %d", m.QoS)
+	}
+	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
+		v.add("mqtt.tls", "cert_file and key_file must be given together")
+	}
+	if m.Outbox.MaxMessages < 1 {
+		v.add("mqtt.outbox.max_messages", "must be at least 1, got %d", m.Outbox.MaxMessages)
+	}
+	if m.Discovery.Enabled {
+		if err := topicLevelsValid(m.Discovery.Prefix); err != "" {
+			v.add("mqtt.discovery.prefix", "%s", err)
+		}
+	}
+	if m.Scores.Enabled && m.Scores.Interval <= 0 {
+		v.add("mqtt.scores.interval", "must be more than 0s, got %s", m.Scores.Interval)
+	}
+	if m.Snapshots.MaxBytes < 1024 {
+		v.add("mqtt.snapshots.max_bytes", "must be at least 1KiB, got %s", m.Snapshots.MaxBytes)
+	}
+}
+
+// topicLevelsValid checks a topic prefix: no wildcards, no empty levels.
+func topicLevelsValid(p string) string {
+	switch {
+	case p == "":
+		return "must not be empty"
+	case strings.ContainsAny(p, "+#\x00"):
+		return fmt.Sprintf("must not contain +, # or NUL, got %q", p)
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//"):
+		return fmt.Sprintf("must not start or end with / or have empty levels, got %q", p)
+	}
+	return ""
+}
+
+func (h *HTTP) validate(v *validator) {
+	if h.Listen == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		v.add("http.listen", "must be host:port (e.g. 127.0.0.1:8080) or empty to disable, got %q", h.Listen)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add("http.listen", "port must be a number from 0 to 65535, got %q", port)
+	}
+}
+
+func (d *LabelDefaults) validate(v *validator) {
+	checkThreshold(v, "label_defaults.threshold", d.Threshold)
+	checkTiming(v, "label_defaults", d.MinFrames, d.OffFrames, d.OffDelay, d.Cooldown)
+}
+
+func checkThreshold(v *validator, path string, t float64) {
+	if !(t > 0 && t < 1) {
+		v.add(path, "must be between 0 and 1, got %g", t)
+	}
+}
+
+func checkTiming(v *validator, path string, minFrames, offFrames int, offDelay, cooldown Duration) {
+	if minFrames < 1 {
+		v.add(path+".min_frames", "must be at least 1, got %d", minFrames)
+	}
+	if offFrames < 1 {
+		v.add(path+".off_frames", "must be at least 1, got %d", offFrames)
+	}
+	if offDelay < 0 {
+		v.add(path+".off_delay", "must not be negative, got %s", offDelay)
+	}
+	if cooldown < 0 {
+		v.add(path+".cooldown", "must not be negative, got %s", cooldown)
+	}
+}
+
+var cameraNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+func (c *Camera) validate(v *validator, p string) {
+	switch {
+	case c.Name == "":
+		v.add(p+".name", "is required")
+	case !cameraNameRe.MatchString(c.Name):
+		// The name is a topic level, a metric label and a URL path element.
+		v.add(p+".name", "must be 1-63 letters, digits, _ or - (starting with a letter or digit), got %q", c.Name)
+	}
+	if _, err := ParseSource(c.URL.Reveal()); err != nil {
+		v.add(p+".url", "%v", err)
+	}
+	if !(c.FPS > 0 && c.FPS <= 60) {
+		v.add(p+".fps", "must be more than 0 and at most 60, got %g", c.FPS)
+	}
+	if c.ReadTimeout.D() < time.Second {
+		v.add(p+".read_timeout", "must be at least 1s, got %s", c.ReadTimeout)
+	}
+	if !oneOf(c.RTSPTransport, "tcp", "udp") {
+		v.add(p+".rtsp_transport", "must be tcp or udp, got %q", c.RTSPTransport)
+	}
+	if c.Crop != nil {
+		c.Crop.validate(v, p+".crop")
+	}
+	if len(c.Labels) == 0 {
+		v.add(p+".labels", "at least one label is required")
+	}
+	names := map[string]int{}
+	slugs := map[string]int{}
+	for i := range c.Labels {
+		l := &c.Labels[i]
+		lp := fmt.Sprintf("%s.labels[%d]", p, i)
+		l.validate(v, lp)
+		if l.Name == "" {
+			continue
+		}
+		if j, dup := names[l.Name]; dup {
+			v.add(lp+".name", "duplicate label name %q in camera %q (also labels[%d])", l.Name, c.Name, j)
+			continue
+		}
+		names[l.Name] = i
+		if j, dup := slugs[Slug(l.Name)]; dup {
+			v.add(lp+".name", "label %q and labels[%d] %q share the MQTT topic name %q; rename one", l.Name, j, c.Labels[j].Name, Slug(l.Name))
+			continue
+		}
+		slugs[Slug(l.Name)] = i
+	}
+}
+
+func (r *Region) validate(v *validator, p string) {
+	if !oneOf(r.Units, "", "normalized", "pixels") {
+		v.add(p+".units", "must be normalized or pixels, got %q", r.Units)
+		return
+	}
+	if r.Width <= 0 || r.Height <= 0 {
+		v.add(p, "width and height must be more than 0, got %gx%g", r.Width, r.Height)
+	}
+	if r.X < 0 || r.Y < 0 {
+		v.add(p, "x and y must not be negative, got (%g, %g)", r.X, r.Y)
+	}
+	if !r.InPixels() && (r.X+r.Width > 1 || r.Y+r.Height > 1) {
+		v.add(p, "normalized region must lie within the frame (x+width <= 1, y+height <= 1), got x=%g y=%g width=%g height=%g", r.X, r.Y, r.Width, r.Height)
+	}
+	if r.InPixels() && (r.Width != float64(int(r.Width)) || r.Height != float64(int(r.Height)) || r.X != float64(int(r.X)) || r.Y != float64(int(r.Y))) {
+		v.add(p, "pixel coordinates must be whole numbers")
+	}
+}
+
+// haBinarySensorClasses are Home Assistant's binary_sensor device classes.
+var haBinarySensorClasses = []string{
+	"battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+	"garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving",
+	"occupancy", "opening", "plug", "power", "presence", "problem", "running", "safety",
+	"smoke", "sound", "tamper", "update", "vibration", "window",
+}
+
+// InPixels reports whether the region is in pixels rather than fractions.
+func (r *Region) InPixels() bool { return r.Units == "pixels" }
+
+func (l *Label) validate(v *validator, p string) {
+	if strings.TrimSpace(l.Name) == "" {
+		v.add(p+".name", "is required")
+	}
+	for i, pr := range l.Prompts {
+		if strings.TrimSpace(pr) == "" {
+			v.add(fmt.Sprintf("%s.prompts[%d]", p, i), "must not be empty")
+		}
+	}
+	checkThreshold(v, p+".threshold", l.Threshold)
+	if l.OffThreshold != nil {
+		if off := *l.OffThreshold; off < 0 || off > l.Threshold {
+			v.add(p+".off_threshold", "must be between 0 and threshold (%g), got %g", l.Threshold, off)
+		}
+	}
+	checkTiming(v, p, l.MinFrames, l.OffFrames, l.OffDelay, l.Cooldown)
+	if l.DeviceClass != "" && !oneOf(l.DeviceClass, haBinarySensorClasses...) {
+		v.add(p+".device_class", "is not a Home Assistant binary_sensor device class: %q", l.DeviceClass)
+	}
+}
+
+// Slug is the topic-safe form of a label or camera name used in MQTT topics
+// and Home Assistant ids: lower case, every run of characters other than a-z
+// and 0-9 becomes one "_", no leading or trailing "_". So "Garage door open!"
+// is "garage_door_open", and "+", "#" and "/" never reach a topic.
+func Slug(name string) string {
+	var b strings.Builder
+	pendingSep := false
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			if pendingSep && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			pendingSep = false
+			b.WriteRune(r)
+			continue
+		}
+		pendingSep = true
+	}
+	if b.Len() == 0 {
+		// A name with no ASCII letters or digits ("车") still needs a stable,
+		// distinct topic level.
+		return fmt.Sprintf("label_%08x", crc32.ChecksumIEEE([]byte(name)))
+	}
+	return b.String()
+}

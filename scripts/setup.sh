@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# setup.sh installs everything siglipd needs to build, test and demo on a fresh
+# Debian 12 (bookworm) machine. It is idempotent: each step checks before it acts,
+# so `make test` and `make demo` can call it every time at little cost.
+#
+#   scripts/setup.sh            # system packages + ONNX Runtime + transformers.js
+#   SETUP_SKIP_APT=1 ...        # skip apt (packages already present)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# Debian packages. libopencv-dev 4.6.0 is what gocv v0.31.0 compiles against.
+# mosquitto + GStreamer's RTSP server give the tests a real broker and camera;
+# python3-pil/numpy produce reference tensors the way transformers' image
+# processor does; chromium drives the web page test.
+apt_packages=(
+  build-essential pkg-config libopencv-dev
+  mosquitto mosquitto-clients ffmpeg
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+  python3-pil python3-numpy
+  chromium
+)
+
+need_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ "${SETUP_SKIP_APT:-}" != 1 ]; then
+  missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    need_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    need_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# mosquitto's package starts a system broker on :1883; tests start their own on
+# free ports, and the demo reuses one if it is running, so leave it alone.
+
+scripts/fetch-ort.sh
+scripts/setup-node.sh
+echo "setup: done"
