@@ -1,0 +1,244 @@
+// Package testmodel writes complete SigLIP model folders in the Hugging Face
+// / Xenova ONNX layout, with deterministic weights, so siglipd can be tested
+// and benchmarked where real weights cannot be downloaded:
+//
+//   - tiny: a real SigLIP architecture (the graphs follow transformers'
+//     SiglipModel op for op), 2 layers of width 64 at 64×64 pixels: builds in
+//     well under a second, for unit and parity tests;
+//   - base: the dimensions of siglip-base-patch16-224 (224 px, patch 16,
+//     12 layers, width 768) with random weights: its speed is the real
+//     model's speed, for benchmarks;
+//   - colour: hand-set weights, not a transformer: the vision tower measures
+//     the image's mean colour, the text tower knows colour words, so a red
+//     frame scores "red" high and a grey frame scores every colour low. It is
+//     the semantic end-to-end fixture: swapping BGR and RGB or breaking the
+//     normalization makes it give wrong answers.
+//
+// None of these is a trained model; their scores mean nothing about real
+// photos. The folders load in transformers.js and (tiny, base, with
+// Options.Safetensors) in Python transformers.
+package testmodel
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/siglipd/siglipd/infer/onnxpb"
+)
+
+// Spec is the shape of a generated model.
+type Spec struct {
+	Preset        string
+	ImageSize     int
+	PatchSize     int
+	Vision, Text  tower
+	MaxTextLength int
+	// LogitScale and LogitBias go into model.onnx; the probability is
+	// sigmoid(exp(LogitScale)·cos + LogitBias).
+	LogitScale, LogitBias float64
+	Resample              int // preprocessor_config.json resample: 3 bicubic, 2 bilinear
+	Seed                  uint64
+}
+
+// Presets are the models mkmodel can write.
+var Presets = map[string]Spec{
+	// exp(3) ≈ 20 and bias -1 put random cosines (±0.2) across the whole
+	// sigmoid, so parity tests are sensitive everywhere, not near 0 or 1.
+	"tiny": {Preset: "tiny", ImageSize: 64, PatchSize: 16, Vision: tower{64, 2, 4, 128}, Text: tower{64, 2, 4, 128},
+		MaxTextLength: 64, LogitScale: 3, LogitBias: -1, Resample: 3, Seed: 1},
+	// The dimensions of google/siglip-base-patch16-224; logit values are the
+	// trained model's (exp(4.76) ≈ 117, bias ≈ -12.9).
+	"base": {Preset: "base", ImageSize: 224, PatchSize: 16, Vision: tower{768, 12, 12, 3072}, Text: tower{768, 12, 12, 3072},
+		MaxTextLength: 64, LogitScale: 4.7654, LogitBias: -12.93, Resample: 3, Seed: 2},
+	// exp(3.4) ≈ 30 and bias -12: a matching colour (cosine ≈ 0.99) gives
+	// logit ≈ 17.6 (p ≈ 1), an unrelated label (cosine 0) gives p ≈ 6e-6.
+	"colour": {Preset: "colour", ImageSize: 64, PatchSize: 16, MaxTextLength: 64,
+		LogitScale: math.Log(30), LogitBias: -12, Resample: 3, Seed: 3},
+}
+
+// Options select what Generate writes.
+type Options struct {
+	Preset string
+	OutDir string
+	// Tokenizer is a tokenizer.json to build the model around (the text
+	// embedding table gets its vocabulary size); empty generates a small one.
+	Tokenizer string
+	// Safetensors also writes model.safetensors with the Hugging Face
+	// parameter names, so Python transformers can load the same weights
+	// (tiny and base only).
+	Safetensors bool
+}
+
+// Generate writes a complete model folder to opts.OutDir.
+func Generate(opts Options) error {
+	spec, ok := Presets[opts.Preset]
+	if !ok {
+		return fmt.Errorf("unknown preset %q (want tiny, base or colour)", opts.Preset)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.OutDir, "onnx"), 0o755); err != nil {
+		return err
+	}
+	tok, err := writeTokenizer(opts)
+	if err != nil {
+		return err
+	}
+	var vision, text, full *onnxpb.Model
+	var weights *params
+	if spec.Preset == "colour" {
+		if vision, text, full, err = colourModels(spec, tok); err != nil {
+			return err
+		}
+	} else {
+		weights = siglipParams(spec, tok.vocabSize)
+		vision, text, full = siglipModels(spec, weights)
+	}
+	for name, m := range map[string]*onnxpb.Model{"vision_model.onnx": vision, "text_model.onnx": text, "model.onnx": full} {
+		if err := writeModel(filepath.Join(opts.OutDir, "onnx", name), m); err != nil {
+			return err
+		}
+	}
+	if err := writeConfigs(opts.OutDir, spec, tok); err != nil {
+		return err
+	}
+	if opts.Safetensors {
+		if weights == nil {
+			return fmt.Errorf("preset %s has no Hugging Face weights to write as safetensors", spec.Preset)
+		}
+		if err := writeSafetensors(filepath.Join(opts.OutDir, "model.safetensors"), weights); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// siglipModels builds the three graphs of the Xenova export from one set of
+// weights: each tower alone, and both with the logits head (model.onnx).
+func siglipModels(s Spec, w *params) (vision, text, full *onnxpb.Model) {
+	vb := newBuilder("siglip_vision", w)
+	last, pooled := vb.visionTower("pixel_values", s.Vision, s.PatchSize)
+	vb.g.Inputs = []onnxpb.ValueInfo{pixelInput(s.ImageSize, "batch_size")}
+	vb.g.Outputs = towerOutputs(vb, last, pooled, s.Vision.Hidden, onnxpb.Dim{Param: "num_patches"})
+
+	tb := newBuilder("siglip_text", w)
+	last, pooled = tb.textTower("input_ids", s.Text)
+	tb.g.Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
+	tb.g.Outputs = towerOutputs(tb, last, pooled, s.Vision.Hidden, seqDim)
+
+	fb := newBuilder("siglip", w)
+	fb.prefix = "text/"
+	_, textPooled := fb.textTower("input_ids", s.Text)
+	fb.prefix = "vision/"
+	_, imagePooled := fb.visionTower("pixel_values", s.Vision, s.PatchSize)
+	fb.prefix = ""
+	fb.logits(textPooled, imagePooled)
+	fb.g.Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
+	fb.g.Outputs = fullOutputs(s.Vision.Hidden)
+	return vb.model(), tb.model(), fb.model()
+}
+
+// towerOutputs names a tower's outputs as the Xenova exports do.
+func towerOutputs(b *builder, last, pooled string, dim int, tokens onnxpb.Dim) []onnxpb.ValueInfo {
+	b.op("Identity", []string{last})
+	b.named("last_hidden_state")
+	b.op("Identity", []string{pooled})
+	b.named("pooler_output")
+	return []onnxpb.ValueInfo{
+		output("last_hidden_state", batchDim, tokens, onnxpb.Dim{Param: "hidden"}),
+		output("pooler_output", batchDim, onnxpb.Dim{Value: int64(dim)}),
+	}
+}
+
+func fullOutputs(dim int) []onnxpb.ValueInfo {
+	images, texts := onnxpb.Dim{Param: "image_batch_size"}, onnxpb.Dim{Param: "text_batch_size"}
+	return []onnxpb.ValueInfo{
+		output("logits_per_image", images, texts),
+		output("logits_per_text", texts, images),
+		output("text_embeds", texts, onnxpb.Dim{Value: int64(dim)}),
+		output("image_embeds", images, onnxpb.Dim{Value: int64(dim)}),
+	}
+}
+
+func writeModel(path string, m *onnxpb.Model) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if _, err := m.WriteTo(w); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// writeConfigs writes config.json and preprocessor_config.json in the
+// transformers format, with every size spelled out (the real base config
+// relies on SiglipConfig's defaults; ours cannot).
+func writeConfigs(dir string, s Spec, tok tokenizerInfo) error {
+	textHidden, visionHidden := s.Text, s.Vision
+	if s.Preset == "colour" {
+		textHidden, visionHidden = tower{colourDim, 0, 1, colourDim}, tower{colourDim, 0, 1, colourDim}
+	}
+	towerConfig := func(t tower, kind string) map[string]any {
+		return map[string]any{
+			"model_type":          kind,
+			"hidden_size":         t.Hidden,
+			"intermediate_size":   t.MLP,
+			"num_attention_heads": t.Heads,
+			"num_hidden_layers":   t.Layers,
+			"layer_norm_eps":      layerNormEps,
+			"hidden_act":          "gelu_pytorch_tanh",
+			"attention_dropout":   0.0,
+		}
+	}
+	text := towerConfig(textHidden, "siglip_text_model")
+	text["vocab_size"] = tok.vocabSize
+	text["max_position_embeddings"] = s.MaxTextLength
+	text["projection_size"] = visionHidden.Hidden
+	text["pad_token_id"] = tok.padID
+	text["eos_token_id"] = tok.eosID
+	vision := towerConfig(visionHidden, "siglip_vision_model")
+	vision["image_size"] = s.ImageSize
+	vision["patch_size"] = s.PatchSize
+	vision["num_channels"] = 3
+	config := map[string]any{
+		"architectures":      []string{"SiglipModel"},
+		"model_type":         "siglip",
+		"initializer_factor": 1.0,
+		"torch_dtype":        "float32",
+		"text_config":        text,
+		"vision_config":      vision,
+		"_siglipd_preset":    s.Preset,
+	}
+	if err := writeJSON(filepath.Join(dir, "config.json"), config); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dir, "preprocessor_config.json"), map[string]any{
+		"do_normalize":         true,
+		"do_rescale":           true,
+		"do_resize":            true,
+		"image_mean":           []float64{0.5, 0.5, 0.5},
+		"image_std":            []float64{0.5, 0.5, 0.5},
+		"image_processor_type": "SiglipImageProcessor",
+		"processor_class":      "SiglipProcessor",
+		"resample":             s.Resample,
+		"rescale_factor":       1.0 / 255,
+		"size":                 map[string]int{"height": s.ImageSize, "width": s.ImageSize},
+	})
+}

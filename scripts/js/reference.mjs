@@ -1,0 +1,79 @@
+// reference.mjs runs transformers.js — the independent SigLIP implementation
+// siglipd's parity tests compare against — on local model folders only.
+//
+//   node scripts/js/reference.mjs < request.json > response.json
+//
+// Requests (JSON):
+//   {"op":"tokenize","model":DIR,"texts":[...]}
+//       → {"raw":[[ids]...],"padded":[[ids]...]}
+//         raw: tokenizer(text) with special tokens, no padding or truncation;
+//         padded: what the zero-shot pipeline feeds SigLIP (padding
+//         "max_length", truncation true).
+//   {"op":"zeroshot","model":DIR,"images":[PATH...],"labels":[...],"template":"..."}
+//       → {"results":[[{"label","score"}...]...]}   (pipeline order: by score)
+//   {"op":"towers","model":DIR,"images":[PATH...],"texts":[...]}
+//       → {"pixel_values":{dims,data},"image_pooler":{...},"text_pooler":{...},
+//          "logits_per_image":{...}}   (the raw tensors, for debugging parity)
+import { env, pipeline, AutoTokenizer, AutoProcessor, SiglipModel, SiglipTextModel,
+  SiglipVisionModel, RawImage } from '@huggingface/transformers';
+import path from 'node:path';
+
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.useBrowserCache = false;
+env.useFSCache = false;
+
+const chunks = [];
+for await (const c of process.stdin) chunks.push(c);
+const req = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+// transformers.js joins localModelPath and the model id, and misreads ids of
+// more than two path segments: use the parent folder and the folder name.
+env.localModelPath = path.dirname(path.resolve(req.model)) + '/';
+const model = path.basename(path.resolve(req.model));
+const opts = { dtype: 'fp32', device: 'cpu' };
+const tensor = (t) => ({ dims: t.dims, data: Array.from(t.data, Number) });
+
+let out;
+switch (req.op) {
+  case 'tokenize': {
+    const tok = await AutoTokenizer.from_pretrained(model);
+    const raw = req.texts.map((t) => Array.from(tok(t, { return_tensor: false }).input_ids));
+    const padded = req.texts.map((t) =>
+      Array.from(tok(t, { padding: 'max_length', truncation: true, return_tensor: false }).input_ids));
+    out = { raw, padded };
+    break;
+  }
+  case 'zeroshot': {
+    const clf = await pipeline('zero-shot-image-classification', model, opts);
+    const results = [];
+    for (const p of req.images) {
+      const image = await RawImage.read(p);
+      results.push(await clf(image, req.labels, { hypothesis_template: req.template }));
+    }
+    out = { results };
+    break;
+  }
+  case 'towers': {
+    const tok = await AutoTokenizer.from_pretrained(model);
+    const proc = await AutoProcessor.from_pretrained(model);
+    const images = await Promise.all(req.images.map((p) => RawImage.read(p)));
+    const { pixel_values } = await proc(images);
+    const textInputs = tok(req.texts, { padding: 'max_length', truncation: true });
+    const vision = await SiglipVisionModel.from_pretrained(model, opts);
+    const text = await SiglipTextModel.from_pretrained(model, opts);
+    const full = await SiglipModel.from_pretrained(model, opts);
+    const v = await vision({ pixel_values });
+    const t = await text(textInputs);
+    const f = await full({ ...textInputs, pixel_values });
+    out = {
+      pixel_values: tensor(pixel_values),
+      image_pooler: tensor(v.pooler_output),
+      text_pooler: tensor(t.pooler_output),
+      logits_per_image: tensor(f.logits_per_image),
+    };
+    break;
+  }
+  default:
+    throw new Error(`unknown op ${req.op}`);
+}
+process.stdout.write(JSON.stringify(out));
