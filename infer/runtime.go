@@ -106,7 +106,10 @@ func LoadRuntime(choice LibraryChoice) (string, error) {
 
 func initAt(path string) error {
 	ort.SetSharedLibraryPath(path)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+	// ONNX Runtime's own logger writes to stderr past our structured logs;
+	// every failure it would log also comes back to us as an error, which
+	// we log with its context, so keep it to fatal messages.
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		// onnxruntime_go wraps dlerror text in two layers; keep the cause.
 		msg := err.Error()
 		if i := strings.LastIndex(msg, "\": "); i >= 0 {

@@ -82,26 +82,22 @@ func openTower(path string, kind towerKind, opts Options) (*tower, string, error
 		return nil, "", fmt.Errorf("%s %s: cannot load it as ONNX: %v", kind, path, err)
 	}
 	t := &tower{kind: kind, path: path, inputs: map[int]*batchInput{}}
-	var names []string
 	for _, in := range ins {
-		names = append(names, in.Name)
-		switch in.Name {
-		case wantIn:
+		if in.Name == wantIn {
 			t.input, t.inType, t.inDims = in.Name, in.DataType, in.Dimensions
-		case "attention_mask":
-			if kind == textTower {
-				t.mask = in.Name
-				continue
-			}
-			fallthrough
-		default:
-			if kind == visionTower || in.Name != "position_ids" {
-				return nil, "", fmt.Errorf("%s %s: unexpected input %q (inputs: %s; want %s)", kind, path, in.Name, strings.Join(inputNames(ins), ", "), wantIn)
-			}
 		}
 	}
 	if t.input == "" {
-		return nil, "", fmt.Errorf("%s %s: has no %s input (inputs: %s) — is it the right file?", kind, path, wantIn, strings.Join(names, ", "))
+		return nil, "", fmt.Errorf("%s %s: has no %s input (inputs: %s) — is it the right file?", kind, path, wantIn, strings.Join(inputNames(ins), ", "))
+	}
+	for _, in := range ins {
+		switch {
+		case in.Name == wantIn:
+		case kind == textTower && in.Name == "attention_mask":
+			t.mask = in.Name
+		default:
+			return nil, "", fmt.Errorf("%s %s: unexpected input %q (inputs: %s; want %s)", kind, path, in.Name, strings.Join(inputNames(ins), ", "), wantIn)
+		}
 	}
 	switch {
 	case kind == visionTower && (t.inType == ort.TensorElementDataTypeFloat || t.inType == ort.TensorElementDataTypeFloat16) && len(t.inDims) == 4 && (t.inDims[1] == 3 || t.inDims[1] < 0):

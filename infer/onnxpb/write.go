@@ -153,13 +153,19 @@ func appendMessage(b []byte, field protowire.Number, msg []byte) []byte {
 }
 
 func (g *Graph) marshal() []byte {
-	var b []byte
+	// Weights are nearly all of a graph's bytes: size the buffer for them up
+	// front instead of letting append copy hundreds of megabytes as it grows.
+	size := 1 << 16
+	for i := range g.Initializers {
+		size += len(g.Initializers[i].Raw) + 64 + len(g.Initializers[i].Name)
+	}
+	b := make([]byte, 0, size)
 	for i := range g.Nodes {
 		b = appendMessage(b, 1, g.Nodes[i].marshal())
 	}
 	b = appendString(b, 2, g.Name)
 	for i := range g.Initializers {
-		b = appendMessage(b, 5, g.Initializers[i].marshal())
+		b = g.Initializers[i].appendTo(b)
 	}
 	for _, in := range g.Inputs {
 		b = appendMessage(b, 11, in.marshal())
@@ -238,7 +244,25 @@ func (a *Attr) marshal() []byte {
 	return protowire.AppendVarint(b, typ)
 }
 
+// appendTo appends the tensor as GraphProto.initializer (field 5) without
+// building it in a separate buffer first.
+func (t *Tensor) appendTo(b []byte) []byte {
+	body := t.header()
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(len(body)+protowire.SizeTag(9)+protowire.SizeBytes(len(t.Raw))))
+	b = append(b, body...)
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	return protowire.AppendBytes(b, t.Raw)
+}
+
 func (t *Tensor) marshal() []byte {
+	b := t.header()
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	return protowire.AppendBytes(b, t.Raw)
+}
+
+// header is a TensorProto's fields before raw_data.
+func (t *Tensor) header() []byte {
 	var b []byte
 	if len(t.Dims) > 0 {
 		var packed []byte
@@ -249,9 +273,7 @@ func (t *Tensor) marshal() []byte {
 	}
 	b = protowire.AppendTag(b, 2, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(t.DataType))
-	b = appendString(b, 8, t.Name)
-	b = protowire.AppendTag(b, 9, protowire.BytesType)
-	return protowire.AppendBytes(b, t.Raw)
+	return appendString(b, 8, t.Name)
 }
 
 func (v *ValueInfo) marshal() []byte {

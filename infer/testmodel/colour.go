@@ -6,14 +6,20 @@ import (
 	"github.com/siglipd/siglipd/infer/onnxpb"
 )
 
-// The colour model's embedding space: one axis per hue, one that every
-// image has and no text has, one that every text has and no image has. So
-// a grey image is orthogonal to every text (cosine 0: probability
-// sigmoid(bias) ≈ 6e-6) and a saturated red image points along "red".
+// The colour model's embedding space: one axis per colour word, one that
+// every image has and no text has, one that every text has and no image
+// has. So a mid-grey image is orthogonal to every text (cosine 0:
+// probability sigmoid(bias) ≈ 6e-6) and a saturated red image points along
+// "red".
+//
+// Hues are differences between channels, blind to the overall level; white
+// and black read the level itself, so a normalization bug (a missing 1/255
+// rescale, a wrong mean) turns a grey frame "white" or "black" and the
+// tests notice.
 const (
-	colourDim       = 8
-	imageNeutralDim = 6
-	textNeutralDim  = 7
+	colourDim       = 10
+	imageNeutralDim = 8
+	textNeutralDim  = 9
 	// imageNeutral is the constant image component: it keeps grey images
 	// from having a zero vector, and is small next to a saturated hue's 2.
 	imageNeutral = 0.25
@@ -23,11 +29,12 @@ const (
 )
 
 // hues are the colour words the model knows, in embedding-axis order.
-var hues = []string{"red", "green", "blue", "yellow", "cyan", "magenta"}
+var hues = []string{"red", "green", "blue", "yellow", "cyan", "magenta", "white", "black"}
 
 // colourModels builds the colour preset's graphs. Vision: mean of each
 // channel over the image (values are in [-1, 1] after SigLIP's
-// normalization), then hue features such as red = relu(r − max(g, b)).
+// normalization), then features such as red = relu(r − max(g, b)),
+// white = relu(min(r, g, b)).
 // Text: the sum of token embeddings, where a colour word's token is its
 // hue's axis, </s> and <pad> are zero and every other token is textNeutral.
 func colourModels(s Spec, tok tokenizerInfo) (vision, text, full *onnxpb.Model, err error) {
@@ -104,12 +111,14 @@ func (b *builder) colourVision(pixels string) string {
 	minOf := func(x, y string) string { return b.op("Min", []string{x, y}) }
 	zero := b.op("Mul", []string{r, b.constFloat(0)})
 	features := []string{
-		relu(sub(r, maxOf(g, bl))), // red
-		relu(sub(g, maxOf(r, bl))), // green
-		relu(sub(bl, maxOf(r, g))), // blue
-		relu(sub(minOf(r, g), bl)), // yellow
-		relu(sub(minOf(g, bl), r)), // cyan
-		relu(sub(minOf(r, bl), g)), // magenta
+		relu(sub(r, maxOf(g, bl))),                                   // red
+		relu(sub(g, maxOf(r, bl))),                                   // green
+		relu(sub(bl, maxOf(r, g))),                                   // blue
+		relu(sub(minOf(r, g), bl)),                                   // yellow
+		relu(sub(minOf(g, bl), r)),                                   // cyan
+		relu(sub(minOf(r, bl), g)),                                   // magenta
+		relu(b.op("Min", []string{r, g, bl})),                        // white: every channel bright
+		relu(b.op("Neg", []string{b.op("Max", []string{r, g, bl})})), // black: every channel dark
 		b.op("Add", []string{zero, b.constFloat(imageNeutral)}),
 		zero,
 	}

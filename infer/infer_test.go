@@ -1,0 +1,482 @@
+package infer
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/siglipd/siglipd/infer/imageproc"
+	"github.com/siglipd/siglipd/infer/testmodel"
+	"github.com/siglipd/siglipd/internal/testenv"
+)
+
+var (
+	fixtureDir  string
+	fixtureMu   sync.Mutex
+	fixtureDirs = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "siglipd-infer-test")
+	if err != nil {
+		panic(err)
+	}
+	fixtureDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fixture generates a test model once per test binary. tokenizerDir, when
+// set, builds the model around that folder's tokenizer.json.
+func fixture(t testing.TB, preset, tokenizerDir string) string {
+	t.Helper()
+	fixtureMu.Lock()
+	defer fixtureMu.Unlock()
+	key := preset + "|" + tokenizerDir
+	if dir, ok := fixtureDirs[key]; ok {
+		return dir
+	}
+	dir := filepath.Join(fixtureDir, fmt.Sprintf("%s-%d", preset, len(fixtureDirs)))
+	opts := testmodel.Options{Preset: preset, OutDir: dir}
+	if tokenizerDir != "" {
+		opts.Tokenizer = filepath.Join(tokenizerDir, "tokenizer.json")
+	}
+	if err := testmodel.Generate(opts); err != nil {
+		t.Fatal(err)
+	}
+	fixtureDirs[key] = dir
+	return dir
+}
+
+func open(t testing.TB, dir string, mod func(*Options)) *Model {
+	t.Helper()
+	opts := Options{Dir: dir, Library: LibraryChoice{Env: testenv.ORTLib(t)}}
+	if mod != nil {
+		mod(&opts)
+	}
+	m, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func solid(w, h int, c color.RGBA) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, 255
+	}
+	return img
+}
+
+// scene is a deterministic image with structure and noise.
+func scene(w, h int, seed uint64) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	r := rand.New(rand.NewPCG(seed, 2))
+	cx, cy, rad := r.IntN(w), r.IntN(h), 5+r.IntN(max(w, h)/2)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), uint8(r.IntN(64)), 255}
+			if (x-cx)*(x-cx)+(y-cy)*(y-cy) < rad*rad {
+				c = color.RGBA{uint8(200 + r.IntN(55)), uint8(seed * 40 % 256), uint8(r.IntN(256)), 255}
+			}
+			img.SetRGBA(x, y, c)
+		}
+	}
+	return img
+}
+
+func savePNG(t testing.TB, dir, name string, img image.Image) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type zeroShotResponse struct {
+	Results [][]struct {
+		Label string  `json:"label"`
+		Score float64 `json:"score"`
+	} `json:"results"`
+}
+
+// TestProbabilityParity: our probabilities against transformers.js's
+// zero-shot-image-classification pipeline on images already at the model's
+// input size (so neither side resizes), for the tiny model with its
+// generated tokenizer and with the real SigLIP tokenizer.
+func TestProbabilityParity(t *testing.T) {
+	testenv.Integration(t)
+	// transformers.js applies no SiglipTokenizer clean-up, so labels and the
+	// template are written already lower case, without punctuation.
+	const template = "this is a photo of {}"
+	labels := []string{"a car", "a dog", "red", "nothing", "a person walking", "garage door open", "3 packages"}
+	variants := []struct{ name, tokenizerDir string }{{"generated tokenizer", ""}, {"real SigLIP tokenizer", ""}}
+	for i := range variants {
+		if i == 1 {
+			variants[i].tokenizerDir = testenv.SigLIPReferenceDir(t)
+		}
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			dir := fixture(t, "tiny", v.tokenizerDir)
+			tmp := t.TempDir()
+			var paths []string
+			var imgs []Image
+			for i := 0; i < 6; i++ {
+				img := scene(64, 64, uint64(i))
+				if i == 5 {
+					img = solid(64, 64, color.RGBA{30, 200, 90, 255})
+				}
+				paths = append(paths, savePNG(t, tmp, fmt.Sprintf("%d.png", i), img))
+				imgs = append(imgs, imageproc.FromImage(img))
+			}
+			var ref zeroShotResponse
+			testenv.Reference(t, map[string]any{"op": "zeroshot", "model": dir, "images": paths, "labels": labels, "template": template}, &ref)
+
+			m := open(t, dir, func(o *Options) { o.Template = template })
+			var ls []Label
+			for _, l := range labels {
+				ls = append(ls, Label{Name: l, Prompts: []string{l}})
+			}
+			set, err := m.EmbedLabels(ls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			probs, err := m.Classify(imgs, repeat(set, len(imgs)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var worst float64
+			var lo, hi float64 = 1, 0
+			for i := range imgs {
+				for _, r := range ref.Results[i] {
+					j := indexOf(labels, r.Label)
+					d := math.Abs(float64(probs[i][j]) - r.Score)
+					worst = math.Max(worst, d)
+					lo, hi = math.Min(lo, r.Score), math.Max(hi, r.Score)
+					if d > 1e-4 {
+						t.Errorf("image %d label %q: ours %.7f, transformers.js %.7f", i, r.Label, probs[i][j], r.Score)
+					}
+				}
+			}
+			t.Logf("max |p - p_js| = %.3g over %d probabilities spanning %.3f–%.3f", worst, len(imgs)*len(labels), lo, hi)
+			if hi-lo < 0.2 {
+				t.Errorf("probabilities span only %.3f–%.3f: the fixture is too insensitive to test parity", lo, hi)
+			}
+		})
+	}
+}
+
+func repeat(s *LabelSet, n int) []*LabelSet {
+	out := make([]*LabelSet, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	panic("missing " + s)
+}
+
+// TestColourModel is the semantic end-to-end check: real preprocessing and
+// real ONNX Runtime on the colour fixture, frames larger than the model's
+// input (so the resize runs), the default Python template.
+func TestColourModel(t *testing.T) {
+	m := open(t, fixture(t, "colour", ""), nil)
+	names := []string{"red", "green", "blue", "white", "black"}
+	var ls []Label
+	for _, n := range names {
+		ls = append(ls, Label{Name: n, Prompts: []string{n}})
+	}
+	set, err := m.EmbedLabels(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		rgb  color.RGBA
+		high string // the one label above 0.9; all others below 0.1
+	}{
+		{"red", color.RGBA{255, 0, 0, 255}, "red"},
+		{"dark red", color.RGBA{120, 10, 5, 255}, "red"},
+		{"green", color.RGBA{0, 200, 0, 255}, "green"},
+		{"blue", color.RGBA{0, 0, 255, 255}, "blue"},
+		{"white", color.RGBA{255, 255, 255, 255}, "white"},
+		{"grey", color.RGBA{128, 128, 128, 255}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			probs, err := m.Classify([]Image{imageproc.FromImage(solid(320, 240, tt.rgb))}, []*LabelSet{set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, n := range names {
+				p := probs[0][j]
+				if n == tt.high && p <= 0.9 {
+					t.Errorf("%s scores %.4g, want > 0.9", n, p)
+				}
+				if n != tt.high && p >= 0.1 {
+					t.Errorf("%s scores %.4g, want < 0.1", n, p)
+				}
+			}
+			t.Logf("%v", probs[0])
+		})
+	}
+
+	// The fixture would catch a BGR/RGB mix-up: a red frame whose bytes are
+	// in RGB order (what a missing conversion hands the model) reads blue.
+	t.Run("BGR swap is detected", func(t *testing.T) {
+		swapped := imageproc.FromImage(solid(320, 240, color.RGBA{255, 0, 0, 255}))
+		for i := 0; i+2 < len(swapped.Pix); i += 3 {
+			swapped.Pix[i], swapped.Pix[i+2] = swapped.Pix[i+2], swapped.Pix[i]
+		}
+		probs, _ := m.Classify([]Image{swapped}, []*LabelSet{set})
+		if probs[0][0] >= 0.1 || probs[0][2] <= 0.9 {
+			t.Errorf("channel-swapped red frame scored red %.3g, blue %.3g: the colour test would not catch a BGR/RGB swap", probs[0][0], probs[0][2])
+		}
+	})
+	// ...and a normalization bug: without the 1/255 rescale, or with mean 0,
+	// a grey frame reads white.
+	for _, bug := range []struct {
+		name string
+		mod  func(*imageproc.Config)
+	}{
+		{"missing rescale is detected", func(c *imageproc.Config) { c.DoRescale = false }},
+		{"wrong mean is detected", func(c *imageproc.Config) { c.Mean = [3]float64{} }},
+	} {
+		t.Run(bug.name, func(t *testing.T) {
+			cfg := m.pre.Config()
+			bug.mod(&cfg)
+			broken, err := imageproc.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := m.pre
+			m.pre = broken
+			defer func() { m.pre = good }()
+			probs, _ := m.Classify([]Image{imageproc.FromImage(solid(320, 240, color.RGBA{128, 128, 128, 255}))}, []*LabelSet{set})
+			if probs[0][3] <= 0.9 {
+				t.Errorf("with the bug a grey frame scores white %.3g: the grey test would not catch it", probs[0][3])
+			}
+		})
+	}
+}
+
+// TestBatchMatchesSingle: a batch of n frames of mixed sizes gives each
+// frame the probabilities it gets alone, for n = 1..8.
+func TestBatchMatchesSingle(t *testing.T) {
+	m := open(t, fixture(t, "tiny", ""), nil)
+	set, err := m.EmbedLabels([]Label{{"car", []string{"a car", "a parked car"}}, {"person", []string{"a person"}}, {"open", []string{"garage door open"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := [][2]int{{64, 64}, {97, 131}, {1920, 1080}, {300, 200}, {37, 500}, {224, 224}, {640, 360}, {100, 100}}
+	var imgs []Image
+	var single [][]float32
+	for i, s := range sizes {
+		imgs = append(imgs, imageproc.FromImage(scene(s[0], s[1], uint64(i))))
+		p, err := m.Classify(imgs[i:i+1], []*LabelSet{set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		single = append(single, p[0])
+	}
+	var worst float64
+	for n := 1; n <= len(imgs); n++ {
+		batch, err := m.Classify(imgs[:n], repeat(set, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			for j := range batch[i] {
+				d := math.Abs(float64(batch[i][j] - single[i][j]))
+				worst = math.Max(worst, d)
+				if d > 1e-5 {
+					t.Errorf("batch %d, image %d, label %d: %.7f batched vs %.7f alone", n, i, j, batch[i][j], single[i][j])
+				}
+			}
+		}
+	}
+	t.Logf("max |batched - alone| = %.3g", worst)
+}
+
+// TestPromptEnsemble: a label's prompts are averaged after normalizing;
+// a label with one prompt scores exactly like that prompt.
+func TestPromptEnsemble(t *testing.T) {
+	m := open(t, fixture(t, "tiny", ""), nil)
+	set, err := m.EmbedLabels([]Label{{"a", []string{"a car"}}, {"b", []string{"a dog"}}, {"both", []string{"a car", "a dog"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := m.EmbedTexts([]string{"a car", "a dog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range emb[0] {
+		mean := (emb[0][k] + emb[1][k]) / 2
+		if d := math.Abs(float64(set.emb[0][k] - emb[0][k])); d > 1e-6 {
+			t.Fatalf("single-prompt label differs from its prompt by %g", d)
+		}
+		_ = mean
+	}
+	want := normalize(func() []float32 {
+		v := make([]float32, len(emb[0]))
+		for k := range v {
+			v[k] = emb[0][k] + emb[1][k]
+		}
+		return v
+	}())
+	for k := range want {
+		if d := math.Abs(float64(set.emb[2][k] - want[k])); d > 1e-6 {
+			t.Fatalf("ensemble component %d = %g, want %g", k, set.emb[2][k], want[k])
+		}
+	}
+}
+
+// TestBadModelFolders: each broken folder gives one error naming the file.
+func TestBadModelFolders(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	good := fixture(t, "tiny", "")
+	tests := []struct {
+		name   string
+		break_ func(dir string) error
+		want   []string // substrings of the error
+	}{
+		{"missing folder", func(dir string) error { return os.RemoveAll(dir) }, []string{"model folder", "does not exist"}},
+		{"missing tokenizer", func(dir string) error { return os.Remove(filepath.Join(dir, "tokenizer.json")) },
+			[]string{"tokenizer", "tokenizer.json", "missing"}},
+		{"text tower only", func(dir string) error { return os.Remove(filepath.Join(dir, "onnx", "vision_model.onnx")) },
+			[]string{"vision tower", "vision_model.onnx", "missing"}},
+		{"truncated vision tower", func(dir string) error { return truncate(filepath.Join(dir, "onnx", "vision_model.onnx")) },
+			[]string{"vision tower", "vision_model.onnx", "cannot load"}},
+		{"wrong output names", func(dir string) error {
+			// Rename the output in place; the same length keeps the
+			// protobuf valid.
+			p := filepath.Join(dir, "onnx", "text_model.onnx")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(p, bytes.ReplaceAll(b, []byte("pooler_output"), []byte("pooler_outpux")), 0o644)
+		}, []string{"text tower", "text_model.onnx", "no pooler_output output (outputs: last_hidden_state, pooler_outpux)"}},
+		{"full model in place of a tower", func(dir string) error {
+			return copyFile(filepath.Join(dir, "onnx", "model.onnx"), filepath.Join(dir, "onnx", "text_model.onnx"))
+		}, []string{"text tower", "text_model.onnx", "unexpected input \"pixel_values\""}},
+		{"towers swapped", func(dir string) error {
+			return copyFile(filepath.Join(dir, "onnx", "text_model.onnx"), filepath.Join(dir, "onnx", "vision_model.onnx"))
+		}, []string{"vision tower", "vision_model.onnx", "no pixel_values input"}},
+		{"not a SigLIP config", func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "clip"}`), 0o644)
+		}, []string{"config.json", `model_type is "clip"`}},
+		{"image size mismatch", func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "preprocessor_config.json"), []byte(`{"size": {"height": 224, "width": 224}, "resample": 3}`), 0o644)
+		}, []string{"vision_model.onnx", "takes 64x64", "preprocessor_config.json", "224x224"}},
+		{"no logit_scale anywhere", func(dir string) error { return os.Remove(filepath.Join(dir, "onnx", "model.onnx")) },
+			[]string{"logit_scale", "no onnx/model.onnx", "model.logit_scale"}},
+		{"truncated full model", func(dir string) error { return truncate(filepath.Join(dir, "onnx", "model.onnx")) },
+			[]string{"model.onnx", "truncated"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "model")
+			if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.break_(dir); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Open(Options{Dir: dir, Library: LibraryChoice{Env: lib}})
+			if err == nil {
+				m.Close()
+				t.Fatal("Open succeeded")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+		})
+	}
+	// Overrides in the config make a folder without model.onnx usable.
+	dir := filepath.Join(t.TempDir(), "model")
+	os.CopyFS(dir, os.DirFS(good))
+	os.Remove(filepath.Join(dir, "onnx", "model.onnx"))
+	scale, bias := 3.0, -1.0
+	m, err := Open(Options{Dir: dir, Library: LibraryChoice{Env: lib}, LogitScale: &scale, LogitBias: &bias})
+	if err != nil {
+		t.Fatalf("with logit overrides: %v", err)
+	}
+	m.Close()
+}
+
+func truncate(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.Truncate(path, st.Size()/2)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// TestMissingExecutionProvider: asking for a GPU provider the CPU library
+// lacks fails at start, naming the provider and the library.
+func TestMissingExecutionProvider(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	dir := fixture(t, "tiny", "")
+	for _, device := range []string{"cuda", "cuda:1", "tensorrt", "openvino"} {
+		t.Run(device, func(t *testing.T) {
+			m, err := Open(Options{Dir: dir, Device: device, Library: LibraryChoice{Env: lib}})
+			if err == nil {
+				// A GPU build of ONNX Runtime may really have the provider.
+				m.Close()
+				t.Skipf("the library at %s has %s", lib, device)
+			}
+			for _, w := range []string{"device " + device, lib, "execution provider"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	t.Run("auto falls back to cpu", func(t *testing.T) {
+		m := open(t, dir, func(o *Options) { o.Device = "auto" })
+		if d := m.Info().Device; d != "cpu" && !strings.HasPrefix(d, "cuda") {
+			t.Errorf("device = %q", d)
+		}
+	})
+}

@@ -1,0 +1,154 @@
+package onnxpb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// tensorBytes builds a TensorProto the way various exporters write one.
+func tensorBytes(name string, dataType int, field protowire.Number, payload []byte, external map[string]string) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(dataType))
+	if payload != nil && field == 4 { // float_data written before the name, as protobuf field order has it
+		b = appendMessage(b, 4, payload)
+	}
+	b = appendString(b, 8, name)
+	if payload != nil && field != 4 {
+		b = appendMessage(b, field, payload)
+	}
+	for k, v := range external {
+		var e []byte
+		e = appendString(e, 1, k)
+		e = appendString(e, 2, v)
+		b = appendMessage(b, 13, e)
+	}
+	if external != nil {
+		b = protowire.AppendTag(b, 14, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	return b
+}
+
+func f32(vals ...float32) []byte {
+	b := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return b
+}
+
+func TestReadInitializers(t *testing.T) {
+	dir := t.TempDir()
+	// External data file: 16 bytes of padding, then one float32.
+	ext := append(make([]byte, 16), f32(-7.5)...)
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx_data"), ext, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	half := make([]byte, 2)
+	binary.LittleEndian.PutUint16(half, FloatToHalf(4.75))
+	f64 := make([]byte, 8)
+	binary.LittleEndian.PutUint64(f64, math.Float64bits(-12.25))
+	big := make([]float32, 1<<20) // 4 MiB the reader must skip, not read
+
+	var graph []byte
+	for _, node := range []Node{{Op: "Identity", Inputs: []string{"x"}, Outputs: []string{"y"}}} {
+		graph = appendMessage(graph, 1, node.marshal())
+	}
+	bigT := FloatTensor("big", []int64{1 << 20}, big)
+	for _, tensor := range [][]byte{
+		bigT.marshal(),
+		tensorBytes("raw", Float, 9, f32(2.5), nil),
+		tensorBytes("floats", Float, 4, func() []byte { // packed fixed32
+			return f32(1, 2, 3)
+		}(), nil),
+		tensorBytes("half", Float16, 9, half, nil),
+		tensorBytes("double", Double, 10, f64, nil),
+		tensorBytes("external", Float, 0, nil, map[string]string{"location": "model.onnx_data", "offset": "16", "length": "4"}),
+	} {
+		graph = appendMessage(graph, 5, tensor)
+	}
+	var model []byte
+	model = protowire.AppendTag(model, 1, protowire.VarintType)
+	model = protowire.AppendVarint(model, IRVersion)
+	model = appendMessage(model, 7, graph)
+	path := filepath.Join(dir, "model.onnx")
+	if err := os.WriteFile(path, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := ReadInitializers(path, "raw", "floats", "half", "double", "external", "absent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]float64{"raw": {2.5}, "floats": {1, 2, 3}, "half": {4.75}, "double": {-12.25}, "external": {-7.5}}
+	for name, w := range want {
+		g := got[name]
+		if len(g) != len(w) {
+			t.Errorf("%s = %v, want %v", name, g, w)
+			continue
+		}
+		for i := range w {
+			if g[i] != w[i] {
+				t.Errorf("%s = %v, want %v", name, g, w)
+			}
+		}
+	}
+	if _, ok := got["absent"]; ok {
+		t.Error("absent initializer reported")
+	}
+
+	// A truncated file is an error, not a silent "not found".
+	if err := os.WriteFile(path, model[:len(model)-3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadInitializers(path, "raw"); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated file: err = %v, want a truncation error", err)
+	}
+	if _, err := ReadInitializers(filepath.Join(dir, "missing.onnx"), "raw"); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+// TestWriteReadRoundTrip: what Model.WriteTo writes, ReadInitializers reads.
+func TestWriteReadRoundTrip(t *testing.T) {
+	m := &Model{Opset: 17, Graph: Graph{Name: "g", Initializers: []Tensor{
+		FloatTensor("logit_scale", []int64{1}, []float32{4.7654}),
+		FloatTensor("logit_bias", []int64{1}, []float32{-12.93}),
+	}}}
+	var buf bytes.Buffer
+	if _, err := m.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.onnx")
+	os.WriteFile(path, buf.Bytes(), 0o644)
+	got, err := ReadInitializers(path, "logit_scale", "logit_bias")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if float32(got["logit_scale"][0]) != 4.7654 || float32(got["logit_bias"][0]) != -12.93 {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestHalf(t *testing.T) {
+	for _, f := range []float32{0, 1, -2.5, 65504, 6.1035156e-05, 5.9604645e-08, 0.333251953125} {
+		if got := HalfToFloat(FloatToHalf(f)); got != f {
+			t.Errorf("round trip of %v gave %v", f, got)
+		}
+	}
+	if got := HalfToFloat(FloatToHalf(1e6)); !math.IsInf(float64(got), 1) {
+		t.Errorf("1e6 → %v, want +Inf", got)
+	}
+	// 1 + 2⁻¹¹ lies halfway between two halves: round to even (1.0).
+	if got := HalfToFloat(FloatToHalf(1 + 1.0/2048)); got != 1 {
+		t.Errorf("tie rounded to %v, want 1", got)
+	}
+}
