@@ -10,3 +10,5 @@ require (
 	golang.org/x/text v0.44.0
 	google.golang.org/protobuf v1.36.12
 )
+
+require gocv.io/x/gocv v0.31.0 // indirect

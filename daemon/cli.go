@@ -50,6 +50,7 @@ var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{}
 
 // Main is siglipd's command line; it returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	quietOpenCV()
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {
 			return cmd(args[1:], stdout, stderr)

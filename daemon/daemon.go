@@ -36,15 +36,28 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	log.Info("starting siglipd", "version", VersionString(), "config", opts.ConfigPath,
 		"cameras", len(cfg.Cameras), "model", cfg.Model.Path)
 
-	if _, err := infer.FindModelFiles(cfg.Model.Path, configs.Variants[cfg.Model.Variant]); err != nil {
+	model, err := infer.Open(infer.Options{
+		Dir:               cfg.Model.Path,
+		Suffix:            configs.Variants[cfg.Model.Variant],
+		Device:            cfg.Inference.Device,
+		Threads:           cfg.Inference.Threads,
+		GraphOptimization: cfg.Inference.GraphOptimization,
+		Template:          cfg.Model.Template,
+		LogitScale:        cfg.Model.LogitScale,
+		LogitBias:         cfg.Model.LogitBias,
+		Resize:            cfg.Model.Resize,
+		Library:           opts.ORTLib,
+		Logger:            log,
+	})
+	if err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	lib, err := infer.LoadRuntime(opts.ORTLib)
-	if err != nil {
-		return err
-	}
-	log.Info("ONNX Runtime loaded", "library", lib, "version", infer.RuntimeVersion())
+	defer model.Close()
+	info := model.Info()
+	log.Info("model loaded", "model", info.Dir, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
+		"onnxruntime", infer.RuntimeVersion(), "library", info.Library)
 
+	log.Info("siglipd running")
 	<-ctx.Done()
 	log.Info("stopping siglipd")
 	return nil

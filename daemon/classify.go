@@ -1,0 +1,241 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gocv.io/x/gocv"
+
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
+)
+
+func init() {
+	subcommands["classify"] = classifyMain
+	subcommands["bench"] = benchMain
+}
+
+// modelFlags are the flags classify and bench share to open a model.
+type modelFlags struct {
+	dir, variant, device, ortLib, resize string
+	threads                              int
+}
+
+func (f *modelFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.dir, "model", "", "SigLIP model folder (Hugging Face / Xenova ONNX layout)")
+	fs.StringVar(&f.variant, "variant", "fp32", "ONNX files to use: fp32, fp16, quantized, ...")
+	fs.StringVar(&f.device, "device", "cpu", "cpu, auto, cuda, cuda:N, tensorrt or openvino")
+	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so")
+	fs.StringVar(&f.resize, "resize", "exact", "exact (Pillow, as the Python pipeline) or fast")
+	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
+}
+
+func (f *modelFlags) open(template string) (*infer.Model, error) {
+	if f.dir == "" {
+		return nil, fmt.Errorf("--model DIR is required")
+	}
+	suffix, ok := configs.Variants[f.variant]
+	if !ok {
+		return nil, fmt.Errorf("--variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4", f.variant)
+	}
+	return infer.Open(infer.Options{
+		Dir: f.dir, Suffix: suffix, Device: f.device, Threads: f.threads, Template: template, Resize: f.resize,
+		Library: infer.LibraryChoice{Flag: f.ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB")},
+	})
+}
+
+// classifyResult is one output line: the seed's pipeline output per image.
+type classifyResult struct {
+	Image   string        `json:"image"`
+	Results []labelResult `json:"results"`
+}
+
+type labelResult struct {
+	Label string  `json:"label"`
+	Score float32 `json:"score"`
+}
+
+// classifyMain is `siglipd classify`, the command-line twin of transformers'
+// pipeline("zero-shot-image-classification"): one JSON line per image with
+// every label's independent probability, highest first, unrounded.
+func classifyMain(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("siglipd classify", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var mf modelFlags
+	mf.register(fs)
+	labels := fs.StringArray("label", nil, "a candidate label (repeat for more)")
+	template := fs.String("template", infer.DefaultTemplate, "hypothesis template; {} is replaced by the label")
+	batch := fs.Int("batch", 8, "images per vision-tower run")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "siglipd classify: %v (see siglipd classify --help)\n", err)
+		return ExitUsage
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: siglipd classify --model DIR --label L [--label L]... [--template T] [--batch N] IMAGE...\n\n%s", fs.FlagUsages())
+		return ExitOK
+	}
+	switch {
+	case len(*labels) == 0:
+		fmt.Fprintln(stderr, "siglipd classify: at least one --label is required")
+		return ExitUsage
+	case fs.NArg() == 0:
+		fmt.Fprintln(stderr, "siglipd classify: no images given")
+		return ExitUsage
+	case *batch < 1:
+		fmt.Fprintln(stderr, "siglipd classify: --batch must be at least 1")
+		return ExitUsage
+	case strings.Count(*template, "{}") != 1:
+		fmt.Fprintf(stderr, "siglipd classify: --template must contain {} once, got %q\n", *template)
+		return ExitUsage
+	}
+	m, err := mf.open(*template)
+	if err != nil {
+		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
+		return ExitFailure
+	}
+	defer m.Close()
+	var ls []infer.Label
+	for _, l := range *labels {
+		ls = append(ls, infer.Label{Name: l, Prompts: []string{l}})
+	}
+	set, err := m.EmbedLabels(ls)
+	if err != nil {
+		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
+		return ExitFailure
+	}
+	enc := json.NewEncoder(stdout)
+	code := ExitOK
+	paths := fs.Args()
+	for start := 0; start < len(paths); start += *batch {
+		chunk := paths[start:min(start+*batch, len(paths))]
+		var imgs []infer.Image
+		var names []string
+		var mats []gocv.Mat
+		for _, p := range chunk {
+			mat := gocv.IMRead(p, gocv.IMReadColor)
+			if mat.Empty() {
+				mat.Close()
+				fmt.Fprintf(stderr, "siglipd classify: %s: cannot read it as an image\n", p)
+				code = ExitFailure
+				continue
+			}
+			img, err := matImage(mat)
+			if err != nil {
+				mat.Close()
+				fmt.Fprintf(stderr, "siglipd classify: %s: %v\n", p, err)
+				code = ExitFailure
+				continue
+			}
+			mats, imgs, names = append(mats, mat), append(imgs, img), append(names, p)
+		}
+		probs, err := m.Classify(imgs, repeatSet(set, len(imgs)))
+		for _, mat := range mats {
+			mat.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
+			return ExitFailure
+		}
+		for i, name := range names {
+			res := classifyResult{Image: name}
+			for j, l := range set.Names {
+				res.Results = append(res.Results, labelResult{Label: l, Score: probs[i][j]})
+			}
+			sort.SliceStable(res.Results, func(a, b int) bool { return res.Results[a].Score > res.Results[b].Score })
+			if err := enc.Encode(res); err != nil {
+				return ExitFailure
+			}
+		}
+	}
+	return code
+}
+
+func repeatSet(s *infer.LabelSet, n int) []*infer.LabelSet {
+	out := make([]*infer.LabelSet, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// matImage views an 8-bit BGR Mat as an infer.Image without copying; the
+// Image is valid while the Mat is open.
+func matImage(m gocv.Mat) (infer.Image, error) {
+	if m.Type() != gocv.MatTypeCV8UC3 {
+		return infer.Image{}, fmt.Errorf("not an 8-bit 3-channel image (type %v)", m.Type())
+	}
+	pix, err := m.DataPtrUint8()
+	if err != nil {
+		return infer.Image{}, err
+	}
+	return infer.Image{Pix: pix, Width: m.Cols(), Height: m.Rows(), Stride: m.Step()}, nil
+}
+
+// benchMain is `siglipd bench`: vision-tower throughput on this machine,
+// for choosing batch_size and camera fps.
+func benchMain(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("siglipd bench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var mf modelFlags
+	mf.register(fs)
+	batches := fs.IntSlice("batch", []int{1, 4, 8}, "batch sizes to measure")
+	runs := fs.Int("runs", 10, "timed runs per batch size (after one warm-up)")
+	frame := fs.String("frame", "1920x1080", "synthetic frame size WxH (resized to the model's input, as camera frames are)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "siglipd bench: %v (see siglipd bench --help)\n", err)
+		return ExitUsage
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--batch 1,4,8] [--runs N] [--frame WxH]\n\n%s", fs.FlagUsages())
+		return ExitOK
+	}
+	var w, h int
+	if _, err := fmt.Sscanf(*frame, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 {
+		fmt.Fprintf(stderr, "siglipd bench: --frame %q: want WxH, e.g. 1920x1080\n", *frame)
+		return ExitUsage
+	}
+	m, err := mf.open("")
+	if err != nil {
+		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
+		return ExitFailure
+	}
+	defer m.Close()
+	info := m.Info()
+	img := infer.Image{Pix: make([]byte, 3*w*h), Width: w, Height: h, Stride: 3 * w}
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7 % 251) // structured, not constant: no shortcut anywhere
+	}
+	fmt.Fprintf(stdout, "model %s, device %s, %dx%d frames → %dx%d\n", info.Dir, info.Device, w, h, info.ImageWidth, info.ImageHeight)
+	fmt.Fprintf(stdout, "%6s %12s %12s\n", "batch", "ms/batch", "images/s")
+	for _, n := range *batches {
+		if n < 1 {
+			continue
+		}
+		imgs := make([]infer.Image, n)
+		for i := range imgs {
+			imgs[i] = img
+		}
+		if _, err := m.EmbedImages(imgs); err != nil {
+			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
+			return ExitFailure
+		}
+		start := time.Now()
+		for r := 0; r < *runs; r++ {
+			if _, err := m.EmbedImages(imgs); err != nil {
+				fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
+				return ExitFailure
+			}
+		}
+		per := time.Since(start) / time.Duration(*runs)
+		fmt.Fprintf(stdout, "%6d %12.1f %12.2f\n", n, float64(per.Microseconds())/1000, float64(n)/per.Seconds())
+	}
+	return ExitOK
+}

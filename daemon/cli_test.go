@@ -1,0 +1,291 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/infer/testmodel"
+	"github.com/siglipd/siglipd/internal/testenv"
+)
+
+var siglipdBin string // built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "siglipd-daemon-test")
+	if err != nil {
+		panic(err)
+	}
+	siglipdBin = filepath.Join(dir, "siglipd")
+	out, err := exec.Command("go", "build", "-o", siglipdBin, "./cmd/siglipd").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs the built siglipd and returns stdout, stderr and the exit code.
+func run(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(siglipdBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func writeSolidPNG(t *testing.T, dir, name string, c color.RGBA) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 640, 480))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, 255
+	}
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestClassifyColour is the acceptance check for `siglipd classify`: on
+// the colour model a red image ranks red first above 0.9 with the others
+// below 0.1, and a grey image scores every colour below 0.1.
+func TestClassifyColour(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "colour")
+	if err := testmodel.Generate(testmodel.Options{Preset: "colour", OutDir: model}); err != nil {
+		t.Fatal(err)
+	}
+	red := writeSolidPNG(t, dir, "red.png", color.RGBA{255, 0, 0, 255})
+	grey := writeSolidPNG(t, dir, "grey.png", color.RGBA{128, 128, 128, 255})
+	green := writeSolidPNG(t, dir, "green.png", color.RGBA{0, 180, 0, 255})
+	stdout, stderr, code := run(t, []string{"SIGLIPD_ORT_LIB=" + lib},
+		"classify", "--model", model, "--label", "red", "--label", "green", "--label", "blue", "--batch", "2", red, grey, green)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var results []classifyResult
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		var r classifyResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		results = append(results, r)
+	}
+	if len(results) != 3 {
+		t.Fatalf("got %d result lines, want 3:\n%s", len(results), stdout)
+	}
+	for _, tt := range []struct {
+		r     classifyResult
+		image string
+		top   string // "" = nothing high
+	}{{results[0], red, "red"}, {results[1], grey, ""}, {results[2], green, "green"}} {
+		if tt.r.Image != tt.image || len(tt.r.Results) != 3 {
+			t.Fatalf("unexpected line %+v", tt.r)
+		}
+		for i, lr := range tt.r.Results {
+			if i > 0 && lr.Score > tt.r.Results[i-1].Score {
+				t.Errorf("%s: results not sorted by score: %+v", tt.image, tt.r.Results)
+			}
+			if lr.Label == tt.top {
+				if i != 0 || lr.Score <= 0.9 {
+					t.Errorf("%s: %s at rank %d with %.4g, want first above 0.9", tt.image, lr.Label, i, lr.Score)
+				}
+			} else if lr.Score >= 0.1 {
+				t.Errorf("%s: %s scores %.4g, want < 0.1", tt.image, lr.Label, lr.Score)
+			}
+		}
+	}
+}
+
+func TestClassifyErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no labels", []string{"classify", "--model", "/m", "x.png"}, ExitUsage, "at least one --label"},
+		{"no images", []string{"classify", "--model", "/m", "--label", "a"}, ExitUsage, "no images"},
+		{"missing model", []string{"classify", "--model", "/nonexistent/model", "--label", "a", "x.png"}, ExitFailure, "model folder /nonexistent/model: does not exist"},
+		{"bad template", []string{"classify", "--model", "/m", "--label", "a", "--template", "a photo", "x.png"}, ExitUsage, "--template must contain {}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := run(t, nil, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cams.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCheck: --check prints the resolved config with secrets as *** and
+// exits 0; a broken file exits 2 listing every problem.
+func TestCheck(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	stdout, stderr, code := run(t, []string{"DRIVEWAY_PASSWORD=hunter2", "MQTT_PASSWORD=s3cret"},
+		"--config", filepath.Join(root, "configs", "cams.yaml"), "--check")
+	if code != 0 {
+		t.Fatalf("configs/cams.yaml --check: exit %d\n%s", code, stderr)
+	}
+	for _, secret := range []string{"hunter2", "s3cret"} {
+		if strings.Contains(stdout+stderr, secret) {
+			t.Errorf("--check output contains the secret %q", secret)
+		}
+	}
+	for _, want := range []string{"password: '***'", "rtsp://viewer:***@192.168.1.20:554/stream2", "off_threshold: 0.2"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("--check output lacks %q:\n%s", want, stdout)
+		}
+	}
+
+	broken := writeConfig(t, `model: {path: /m}
+cameras:
+  - name: door
+    url: ftp://x/y
+    fps: 0
+    labels: [{name: person, threshold: 1.5}]
+`)
+	_, stderr, code = run(t, nil, "--config", broken, "--check")
+	if code != ExitUsage {
+		t.Errorf("broken file: exit %d, want %d", code, ExitUsage)
+	}
+	for _, want := range []string{"3 problem(s)", "cams.yaml:4: cameras[0].url: unsupported scheme \"ftp\"",
+		"cams.yaml:5: cameras[0].fps: must be more than 0", "cams.yaml:6: cameras[0].labels[0].threshold: must be between 0 and 1, got 1.5"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, "siglipd: unknown flag: --bogus"},
+		{"missing config file", []string{"--config", "/nonexistent/cams.yaml"}, "siglipd: config /nonexistent/cams.yaml: no such file or directory"},
+		{"no config", nil, "--config FILE is required"},
+		{"bad log level", []string{"--config", "x.yaml", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := run(t, nil, tt.args...)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if code != ExitUsage || len(lines) != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit 2 and one line with %q", code, stderr, tt.want)
+			}
+		})
+	}
+	stdout, _, code := run(t, nil, "--version")
+	if code != 0 || !strings.HasPrefix(stdout, "siglipd ") {
+		t.Errorf("--version: exit %d, %q", code, stdout)
+	}
+}
+
+// TestMissingModel: the daemon fails fast, exit 1, with one error line
+// naming the model path, and no panic or stack trace.
+func TestMissingModel(t *testing.T) {
+	cfg := writeConfig(t, `model: {path: /nonexistent/siglip-model}
+sink: stdout
+http: {listen: ""}
+cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
+`)
+	_, stderr, code := run(t, nil, "--config", cfg)
+	if code != ExitFailure {
+		t.Errorf("exit %d, want %d", code, ExitFailure)
+	}
+	var errLines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			errLines = append(errLines, l)
+		}
+	}
+	if len(errLines) != 1 || !strings.Contains(errLines[0], "/nonexistent/siglip-model") {
+		t.Errorf("want one error line naming the model path, got:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") {
+		t.Errorf("stderr shows a panic:\n%s", stderr)
+	}
+}
+
+// TestSignalStop: SIGTERM and SIGINT stop a running daemon cleanly (exit
+// 0) within ShutdownTimeout.
+func TestSignalStop(t *testing.T) {
+	testenv.Integration(t)
+	lib := testenv.ORTLib(t)
+	model := filepath.Join(t.TempDir(), "tiny")
+	if err := testmodel.Generate(testmodel.Options{Preset: "tiny", OutDir: model}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, `model: {path: `+model+`}
+sink: stdout
+http: {listen: ""}
+cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
+`)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(siglipdBin, "--config", cfg)
+			cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
+			var stderr testenv.SyncBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "running") },
+				"the daemon to report it is running; stderr:\n%s", &stderr)
+			start := time.Now()
+			cmd.Process.Signal(sig)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("exit: %v\n%s", err, stderr.String())
+				}
+				t.Logf("stopped %s after the signal", time.Since(start).Round(time.Millisecond))
+			case <-time.After(ShutdownTimeout):
+				cmd.Process.Kill()
+				t.Fatalf("still running %s after %s", ShutdownTimeout, sig)
+			}
+		})
+	}
+}
