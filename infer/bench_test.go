@@ -23,11 +23,18 @@ func benchModel(b *testing.B) string {
 	return dir
 }
 
+// benchDevice runs benchmarks on $SIGLIPD_BENCH_DEVICE (default cpu).
+func benchDevice(o *Options) {
+	if d := os.Getenv("SIGLIPD_BENCH_DEVICE"); d != "" {
+		o.Device = d
+	}
+}
+
 // BenchmarkVisionTower measures images/s of the vision tower on the base
 // preset at several batch sizes. Frames are already 224×224, so this is
 // the tower itself (plus the trivial copy into the input tensor).
 func BenchmarkVisionTower(b *testing.B) {
-	m := open(b, benchModel(b), nil)
+	m := open(b, benchModel(b), benchDevice)
 	for _, n := range []int{1, 4, 8} {
 		imgs := make([]Image, n)
 		for i := range imgs {
@@ -52,7 +59,7 @@ func BenchmarkVisionTower(b *testing.B) {
 // Pillow-exact resize to 224×224, normalization and the vision tower, at
 // batch 1 and 8.
 func BenchmarkFrame1080p(b *testing.B) {
-	m := open(b, benchModel(b), nil)
+	m := open(b, benchModel(b), benchDevice)
 	frame := imageproc.FromImage(scene(1920, 1080, 1))
 	for _, n := range []int{1, 8} {
 		imgs := make([]Image, n)

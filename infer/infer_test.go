@@ -47,7 +47,7 @@ func fixture(t testing.TB, preset, tokenizerDir string) string {
 		return dir
 	}
 	dir := filepath.Join(fixtureDir, fmt.Sprintf("%s-%d", preset, len(fixtureDirs)))
-	opts := testmodel.Options{Preset: preset, OutDir: dir}
+	opts := testmodel.Options{Preset: preset, OutDir: dir, FP16: preset == "tiny"}
 	if tokenizerDir != "" {
 		opts.Tokenizer = filepath.Join(tokenizerDir, "tokenizer.json")
 	}
@@ -479,4 +479,157 @@ func TestMissingExecutionProvider(t *testing.T) {
 			t.Errorf("device = %q", d)
 		}
 	})
+}
+
+type towersResponse struct {
+	PixelValues tensorJSON `json:"pixel_values"`
+	ImagePooler tensorJSON `json:"image_pooler"`
+	TextPooler  tensorJSON `json:"text_pooler"`
+}
+
+type tensorJSON struct {
+	Dims []int     `json:"dims"`
+	Data []float64 `json:"data"`
+}
+
+// TestTransformersJSLoadsPresets: transformers.js loads each generated
+// folder with AutoTokenizer, AutoProcessor, SiglipVisionModel,
+// SiglipTextModel and SiglipModel, and its tower outputs and pixel_values
+// equal ours.
+func TestTransformersJSLoadsPresets(t *testing.T) {
+	testenv.Integration(t)
+	for _, preset := range []string{"tiny", "colour"} {
+		t.Run(preset, func(t *testing.T) {
+			dir := fixture(t, preset, "")
+			img := scene(64, 64, 9)
+			path := savePNG(t, t.TempDir(), "x.png", img)
+			texts := []string{"this is a photo of a red car", "garage door open"}
+			var ref towersResponse
+			testenv.Reference(t, map[string]any{"op": "towers", "model": dir, "images": []string{path}, "texts": texts}, &ref)
+			m := open(t, dir, func(o *Options) { o.Template = "{}" })
+			pix := make([]float32, m.pre.PlaneSize())
+			if err := m.pre.Process(imageproc.FromImage(img), pix); err != nil {
+				t.Fatal(err)
+			}
+			if d := maxDiff(pix, ref.PixelValues.Data); d != 0 {
+				t.Errorf("pixel_values differ by up to %g", d)
+			}
+			ie, err := m.EmbedImages([]Image{imageproc.FromImage(img)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			te, err := m.EmbedTexts(texts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// transformers.js returns the raw pooled outputs; ours are unit length.
+			if d := maxDiff(ie[0], unit(ref.ImagePooler.Data)); d > 1e-5 {
+				t.Errorf("image embedding differs by %g", d)
+			}
+			for i := range texts {
+				dim := ref.TextPooler.Dims[1]
+				if d := maxDiff(te[i], unit(ref.TextPooler.Data[i*dim:(i+1)*dim])); d > 1e-5 {
+					t.Errorf("text %d embedding differs by %g", i, d)
+				}
+			}
+		})
+	}
+}
+
+func unit(v []float64) []float64 {
+	var ss float64
+	for _, x := range v {
+		ss += x * x
+	}
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x / math.Sqrt(ss)
+	}
+	return out
+}
+
+func maxDiff(a []float32, b []float64) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i])-b[i]))
+	}
+	return d
+}
+
+// TestFastResizeDeviation measures how far resize: fast (a box filter)
+// moves probabilities from resize: exact (Pillow bicubic) on camera-sized
+// frames. The numbers go in the README; the test fails only if "fast"
+// stops being an approximation worth its name (identical output would mean
+// it is not used; a large deviation on the colour model would mean it
+// changes answers).
+func TestFastResizeDeviation(t *testing.T) {
+	for _, preset := range []string{"tiny", "colour"} {
+		exact := open(t, fixture(t, preset, ""), nil)
+		fast := open(t, fixture(t, preset, ""), func(o *Options) { o.Resize = "fast" })
+		labels := []Label{{"red", []string{"red"}}, {"car", []string{"a car"}}, {"person", []string{"a person walking"}}, {"blue", []string{"blue"}}}
+		se, _ := exact.EmbedLabels(labels)
+		sf, _ := fast.EmbedLabels(labels)
+		var worst, sum float64
+		n := 0
+		for i, size := range [][2]int{{1920, 1080}, {1280, 720}, {640, 360}, {704, 576}, {2560, 1440}} {
+			img := []Image{imageproc.FromImage(scene(size[0], size[1], uint64(10+i)))}
+			pe, _ := exact.Classify(img, []*LabelSet{se})
+			pf, _ := fast.Classify(img, []*LabelSet{sf})
+			for j := range pe[0] {
+				d := math.Abs(float64(pe[0][j] - pf[0][j]))
+				worst, sum, n = math.Max(worst, d), sum+d, n+1
+			}
+		}
+		t.Logf("%s model: fast vs exact resize: mean |Δp| %.3g, max %.3g over %d probabilities", preset, sum/float64(n), worst, n)
+		if preset == "tiny" && worst == 0 {
+			t.Error("fast and exact resize gave identical probabilities: fast mode is not in effect")
+		}
+		if preset == "colour" && worst > 0.01 {
+			t.Errorf("fast resize moves the colour model's probabilities by %.3g", worst)
+		}
+	}
+}
+
+// TestFloat16Variant: the _fp16 towers (float16 pixel_values and
+// pooler_output) give the fp32 probabilities within float16 rounding.
+func TestFloat16Variant(t *testing.T) {
+	dir := fixture(t, "tiny", "")
+	f32 := open(t, dir, nil)
+	f16 := open(t, dir, func(o *Options) { o.Suffix = "_fp16" })
+	labels := []Label{{"car", []string{"a car"}}, {"dog", []string{"a dog"}}, {"open", []string{"garage door open"}}}
+	s32, err := f32.EmbedLabels(labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s16, err := f16.EmbedLabels(labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst float64
+	for n := 1; n <= 3; n++ { // several batch sizes: each has its own preallocated fp16 output
+		var imgs []Image
+		for i := 0; i < n; i++ {
+			imgs = append(imgs, imageproc.FromImage(scene(320, 240, uint64(20+i))))
+		}
+		p32, err := f32.Classify(imgs, repeat(s32, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p16, err := f16.Classify(imgs, repeat(s16, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range p32 {
+			for j := range p32[i] {
+				worst = math.Max(worst, math.Abs(float64(p32[i][j]-p16[i][j])))
+			}
+		}
+	}
+	t.Logf("max |p_fp16 - p_fp32| = %.3g", worst)
+	if worst > 5e-3 || worst == 0 {
+		t.Errorf("fp16 deviates by %.3g from fp32 (want small but nonzero: float16 rounds)", worst)
+	}
 }

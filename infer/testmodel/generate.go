@@ -71,6 +71,11 @@ type Options struct {
 	// parameter names, so Python transformers can load the same weights
 	// (tiny and base only).
 	Safetensors bool
+	// FP16 also writes onnx/vision_model_fp16.onnx and text_model_fp16.onnx
+	// with float16 pixel_values and pooler_output, as fp16 exports have
+	// (the weights stay float32; tiny and base only). The full model is not
+	// duplicated: logit_scale and logit_bias come from model.onnx.
+	FP16 bool
 }
 
 // Generate writes a complete model folder to opts.OutDir.
@@ -99,6 +104,17 @@ func Generate(opts Options) error {
 	for name, m := range map[string]*onnxpb.Model{"vision_model.onnx": vision, "text_model.onnx": text, "model.onnx": full} {
 		if err := writeModel(filepath.Join(opts.OutDir, "onnx", name), m); err != nil {
 			return err
+		}
+	}
+	if opts.FP16 {
+		if weights == nil {
+			return fmt.Errorf("preset %s has no float16 variant", spec.Preset)
+		}
+		v16, t16 := fp16Towers(spec, weights)
+		for name, m := range map[string]*onnxpb.Model{"vision_model_fp16.onnx": v16, "text_model_fp16.onnx": t16} {
+			if err := writeModel(filepath.Join(opts.OutDir, "onnx", name), m); err != nil {
+				return err
+			}
 		}
 	}
 	if err := writeConfigs(opts.OutDir, spec, tok); err != nil {
@@ -138,6 +154,41 @@ func siglipModels(s Spec, w *params) (vision, text, full *onnxpb.Model) {
 	fb.g.Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
 	fb.g.Outputs = fullOutputs(s.Vision.Hidden)
 	return vb.model(), tb.model(), fb.model()
+}
+
+// fp16Towers are the towers with float16 inputs and outputs: a Cast after
+// pixel_values and before each output around the float32 graph.
+func fp16Towers(s Spec, w *params) (vision, text *onnxpb.Model) {
+	f16 := func(b *builder, name string, dims ...onnxpb.Dim) onnxpb.ValueInfo {
+		return onnxpb.ValueInfo{Name: name, ElemType: onnxpb.Float16, Shape: dims}
+	}
+	cast := func(b *builder, x string, to int64, name string) {
+		b.op("Cast", []string{x}, onnxpb.AttrInt("to", to))
+		b.named(name)
+	}
+	vb := newBuilder("siglip_vision_fp16", w)
+	cast(vb, "pixel_values", onnxpb.Float, "pixel_values_f32")
+	last, pooled := vb.visionTower("pixel_values_f32", s.Vision, s.PatchSize)
+	cast(vb, last, onnxpb.Float16, "last_hidden_state")
+	cast(vb, pooled, onnxpb.Float16, "pooler_output")
+	in := pixelInput(s.ImageSize, "batch_size")
+	in.ElemType = onnxpb.Float16
+	vb.g.Inputs = []onnxpb.ValueInfo{in}
+	vb.g.Outputs = []onnxpb.ValueInfo{
+		f16(vb, "last_hidden_state", batchDim, onnxpb.Dim{Param: "num_patches"}, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+		f16(vb, "pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+	}
+
+	tb := newBuilder("siglip_text_fp16", w)
+	last, pooled = tb.textTower("input_ids", s.Text)
+	cast(tb, last, onnxpb.Float16, "last_hidden_state")
+	cast(tb, pooled, onnxpb.Float16, "pooler_output")
+	tb.g.Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
+	tb.g.Outputs = []onnxpb.ValueInfo{
+		f16(tb, "last_hidden_state", batchDim, seqDim, onnxpb.Dim{Value: int64(s.Text.Hidden)}),
+		f16(tb, "pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+	}
+	return vb.model(), tb.model()
 }
 
 // towerOutputs names a tower's outputs as the Xenova exports do.
