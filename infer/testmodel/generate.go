@@ -255,7 +255,7 @@ func writeConfigs(dir string, s Spec, tok tokenizerInfo) error {
 			"num_hidden_layers":   t.Layers,
 			"layer_norm_eps":      layerNormEps,
 			"hidden_act":          "gelu_pytorch_tanh",
-			"attention_dropout":   0.0,
+			"attention_dropout":   json.Number("0.0"),
 		}
 	}
 	text := towerConfig(textHidden, "siglip_text_model")
@@ -271,7 +271,7 @@ func writeConfigs(dir string, s Spec, tok tokenizerInfo) error {
 	config := map[string]any{
 		"architectures":      []string{"SiglipModel"},
 		"model_type":         "siglip",
-		"initializer_factor": 1.0,
+		"initializer_factor": json.Number("1.0"), // a float: transformers 5 rejects 1
 		"torch_dtype":        "float32",
 		"text_config":        text,
 		"vision_config":      vision,
