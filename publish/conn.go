@@ -73,7 +73,6 @@ func (m *MQTT) run(ctx context.Context) {
 		}
 		m.log.Info("mqtt connected", attrs...)
 		failures, lastMsg, downSince = 0, "", time.Time{}
-		m.setConnected(true)
 
 		err = m.session(ctx, s)
 		m.setConnected(false)
@@ -205,6 +204,7 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 			return err
 		}
 	}
+	m.setConnected(true) // once the session is set up: "connected" means events can flow
 	m.mu.Lock()
 	// Not before the first Announce: an empty camera list would remove
 	// every entity the previous run created (and Home Assistant's
@@ -221,7 +221,7 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 	for {
 		if err := m.deliver(ctx, s); err != nil {
 			if ctx.Err() != nil { // Close's deadline, not the connection
-				m.goodbye(s)
+				m.goodbye(ctx, s)
 			}
 			return err
 		}
@@ -230,7 +230,7 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 		case err := <-s.lost:
 			return err
 		case <-ctx.Done():
-			m.goodbye(s)
+			m.goodbye(ctx, s)
 			return ctx.Err()
 		case <-m.closing:
 			// Close queued its last events before closing; deliver once
@@ -238,21 +238,28 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 			if err := m.deliver(ctx, s); err != nil {
 				return err
 			}
-			m.goodbye(s)
+			m.goodbye(ctx, s)
 			return nil
 		}
 	}
 }
 
 // goodbye publishes "offline" (a clean disconnect does not fire the LWT)
-// and disconnects.
-func (m *MQTT) goodbye(s *session) {
-	ctx, cancel := context.WithTimeout(context.Background(), goodbyeTimeout)
+// and disconnects. ctx is the run's: while it lives the goodbye may take
+// goodbyeTimeout; once Close's deadline has cancelled it, only a last
+// moment (lastWord), so Close overruns its deadline by at most ≈ 0.5 s.
+func (m *MQTT) goodbye(ctx context.Context, s *session) {
+	var cancel context.CancelFunc
+	if ctx.Err() == nil {
+		ctx, cancel = context.WithTimeout(ctx, goodbyeTimeout)
+	} else {
+		ctx, cancel = context.WithTimeout(context.Background(), lastWord)
+	}
 	defer cancel()
 	if err := m.send(ctx, s, message{Topic: m.t.available(), Payload: []byte(Offline), QoS: 1, Retain: true}); err != nil {
 		m.log.Warn("mqtt: could not publish offline before disconnecting", "error", explain(err, &m.opts))
 	}
-	s.c.Disconnect(250)
+	s.c.Disconnect(uint(lastWord / time.Millisecond))
 	m.log.Info("mqtt disconnected", "broker", m.broker)
 }
 

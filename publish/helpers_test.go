@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -348,4 +350,82 @@ func childMain(optsJSON string) int {
 func connected(t testing.TB, st func() Status) {
 	t.Helper()
 	testenv.WaitFor(t, 15*time.Second, func() bool { return st().Connected }, "the sink to connect")
+}
+
+// lossyProxy forwards TCP between the sink and the broker, and can lose
+// what the broker sends back (drop) and cut every connection (cut): the
+// way to lose a PUBACK on purpose.
+type lossyProxy struct {
+	l      net.Listener
+	target string
+	drop   atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup // the accept loop and the copiers
+}
+
+func startProxy(t testing.TB, target string) *lossyProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &lossyProxy{l: l, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *lossyProxy) URL() string { return "tcp://" + p.l.Addr().String() }
+
+func (p *lossyProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		b, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, b)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { defer p.wg.Done(); io.Copy(b, c); b.Close() }()
+		go func() { defer p.wg.Done(); p.copyBack(c, b); c.Close() }()
+	}
+}
+
+// copyBack forwards broker → sink, discarding while drop is set.
+func (p *lossyProxy) copyBack(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.drop.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut closes every connection made so far.
+func (p *lossyProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }

@@ -63,11 +63,12 @@ const (
 	connectTimeout = 10 * time.Second // TCP + TLS + CONNACK
 	keepAlive      = 30 * time.Second // the broker fires our LWT ≈ 1.5 × this after we vanish without a FIN
 	pingTimeout    = 10 * time.Second
-	publishTimeout = 30 * time.Second // no PUBACK by then: the connection is treated as broken
-	goodbyeTimeout = 2 * time.Second  // for "offline" on close
-	retryMin       = 1 * time.Second  // connection retry backoff: doubles per failure...
-	retryMax       = 30 * time.Second // ...up to this
-	remindEvery    = 5 * time.Minute  // a connection that keeps failing is logged again this often
+	publishTimeout = 30 * time.Second       // no PUBACK by then: the connection is treated as broken
+	goodbyeTimeout = 2 * time.Second        // for "offline" on close...
+	lastWord       = 250 * time.Millisecond // ...and once Close's deadline has passed
+	retryMin       = 1 * time.Second        // connection retry backoff: doubles per failure...
+	retryMax       = 30 * time.Second       // ...up to this
+	remindEvery    = 5 * time.Minute        // a connection that keeps failing is logged again this often
 )
 
 // MQTT publishes events to an MQTT broker. It is safe for concurrent use.
@@ -370,7 +371,8 @@ func (m *MQTT) Scores(camera string, at time.Time, probs map[string]float64) {
 // Close ends open events, then (when started) flushes what it can within ctx,
 // publishes "offline" and disconnects. Events the broker has not taken stay
 // in the outbox for the next run. It returns ctx's error when the flush was
-// cut short.
+// cut short; saying "offline" may then take up to ≈ 0.5 s more. With the
+// broker unusable it does not wait: one more connection attempt, then stop.
 func (m *MQTT) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {

@@ -125,6 +125,76 @@ func TestBrokerRestart(t *testing.T) {
 	}
 }
 
+// TestAtLeastOnce loses the broker's PUBACK of an event on purpose: the
+// broker delivered it, the sink never heard so, and sends it again after
+// reconnecting. The subscriber sees it twice and keeps it once by
+// (id, type, frame_time): the at-least-once contract of docs/mqtt.md.
+func TestAtLeastOnce(t *testing.T) {
+	testenv.Integration(t)
+	b := testenv.StartMosquitto(t)
+	sub := subscribe(t, b.URL(), "node-red", true, "siglipd/events")
+	p := startProxy(t, b.Addr())
+	m := startSink(t, baseOptions(t, p.URL()))
+	connected(t, m.Status)
+
+	start, end := testEvent(0), testEvent(1)
+	update := start
+	update.Type, update.FrameTime, update.TopScore = rules.TypeUpdate, start.FrameTime.Add(100*time.Millisecond), 0.9
+	m.Event(start, nil)
+	testenv.WaitFor(t, 5*time.Second, func() bool { raw, _ := sub.events("siglipd/events"); return len(raw) == 1 }, "the start")
+
+	// An update changes no state topic, so the event is the only message
+	// in flight when the broker's answers are lost.
+	p.drop.Store(true)
+	m.Event(update, nil)
+	testenv.WaitFor(t, 5*time.Second, func() bool { raw, _ := sub.events("siglipd/events"); return len(raw) == 2 }, "the broker to deliver the update")
+	if d := m.Status().OutboxDepth; d != 1 {
+		t.Fatalf("outbox depth %d without the PUBACK, want 1", d)
+	}
+	p.cut() // the PUBACK is lost with the connection
+	p.drop.Store(false)
+
+	testenv.WaitFor(t, 10*time.Second, func() bool { return m.Status().OutboxDepth == 0 }, "the resent update to be acknowledged")
+	m.Event(end, nil)
+	testenv.WaitFor(t, 5*time.Second, func() bool { raw, _ := sub.events("siglipd/events"); return len(raw) == 4 }, "the end")
+	raw, kept := sub.events("siglipd/events")
+	var got []string
+	for _, ev := range kept {
+		got = append(got, key(ev))
+	}
+	if key(raw[1]) != key(update) || key(raw[2]) != key(update) || !slices.Equal(got, []string{key(start), key(update), key(end)}) {
+		t.Errorf("raw %d messages, kept %v; want the update twice, and start, update, end kept", len(raw), got)
+	}
+	t.Logf("%d messages received, %d kept after de-duplication", len(raw), len(kept))
+}
+
+// TestCloseDeadline: a broker that stops answering cannot hold Close past
+// its context (plus the short goodbye); what was not acknowledged stays on
+// disk for the next run.
+func TestCloseDeadline(t *testing.T) {
+	testenv.Integration(t)
+	b := testenv.StartMosquitto(t)
+	p := startProxy(t, b.Addr())
+	opts := baseOptions(t, p.URL())
+	m := startSink(t, opts)
+	connected(t, m.Status)
+	p.drop.Store(true)
+	m.Event(testEvent(0), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	err := m.Close(ctx)
+	took := time.Since(start)
+	if err == nil || took > time.Second+2*lastWord+300*time.Millisecond {
+		t.Errorf("Close = %v after %s; want a deadline error within ≈ %s", err, took, time.Second+2*lastWord)
+	}
+	t.Logf("Close with a silent broker: %s with a 1s deadline", took.Round(time.Millisecond))
+	files, _ := filepath.Glob(filepath.Join(opts.OutboxDir, "*.msg"))
+	if len(files) != 2 { // the start, and the end Close gave it
+		t.Errorf("%d events left on disk, want 2", len(files))
+	}
+}
+
 // TestOutboxSurvivesSIGKILL: events produced while the broker is away sit in
 // the outbox; the daemon is killed with SIGKILL; after a restart of both,
 // they are delivered, in order, and the event the killed daemon left open
