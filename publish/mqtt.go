@@ -259,9 +259,7 @@ func (m *MQTT) Event(ev rules.Event, snapshot []byte) {
 }
 
 func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
-	if ev.V == 0 {
-		ev.V = rules.Version
-	}
+	ev = normalizeEvent(ev)
 	payload, err := json.Marshal(ev)
 	if err != nil { // only a NaN or Inf score can do this; rules never produces one
 		m.log.Error("mqtt: event cannot be encoded; not published", "id", ev.ID, "error", err)
@@ -319,6 +317,18 @@ func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
 				"dir", m.opts.OutboxDir, "max", m.opts.OutboxMax)
 		}
 	}
+}
+
+// normalizeEvent fills what a caller may leave zero, so the payload keeps
+// its documented form: "v":1 and "prompts":[] rather than 0 and null.
+func normalizeEvent(ev rules.Event) rules.Event {
+	if ev.V == 0 {
+		ev.V = rules.Version
+	}
+	if ev.Prompts == nil {
+		ev.Prompts = []string{}
+	}
+	return ev
 }
 
 // endOpenLocked queues an end event, at now, for every open event.

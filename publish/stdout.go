@@ -33,9 +33,7 @@ func (s *Stdout) Announce([]Camera) {}
 // Event writes ev as a JSON line. A write error is counted and kept in
 // Status().LastError; the event is lost (stdout has no outbox).
 func (s *Stdout) Event(ev rules.Event, _ []byte) {
-	if ev.V == 0 {
-		ev.V = rules.Version
-	}
+	ev = normalizeEvent(ev)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.enc.Encode(ev); err != nil {

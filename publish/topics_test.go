@@ -222,7 +222,7 @@ func TestStdout(t *testing.T) {
 	var buf bytes.Buffer
 	s := NewStdout(&buf)
 	start := time.Date(2024, 11, 27, 16, 0, 1, 0, time.UTC)
-	s.Event(rules.Event{Type: "start", ID: "x", Camera: "c", Label: "l", Prompts: []string{}, StartTime: start, FrameTime: start}, []byte("jpeg"))
+	s.Event(rules.Event{Type: "start", ID: "x", Camera: "c", Label: "l", StartTime: start, FrameTime: start}, []byte("jpeg"))
 	end := start.Add(time.Second)
 	s.Event(rules.Event{V: 1, Type: "end", ID: "x", Camera: "c", Label: "l", Prompts: []string{}, StartTime: start, EndTime: &end, FrameTime: end}, nil)
 	s.Scores("c", start, map[string]float64{"l": 0.5})
