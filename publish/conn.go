@@ -378,7 +378,7 @@ func (m *MQTT) sendAll(ctx context.Context, s *session, msgs []message) error {
 				topics = append(topics, t)
 			}
 			slices.Sort(topics)
-			if err := m.saveJSON(retainedFile, topics); err != nil {
+			if err := m.saveJSON(retainedFile, topics, true); err != nil {
 				m.log.Warn("mqtt: cannot save the list of retained topics; a removed label may stay in Home Assistant", "error", err)
 			}
 		}

@@ -292,7 +292,9 @@ func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
 	} else {
 		m.open[ev.ID] = ev
 	}
-	if err := m.saveJSON(openFile, m.openListLocked()); err != nil {
+	// Not fsync'ed: a SIGKILL keeps it (page cache) and a power cut only
+	// costs the synthetic end events; an fsync would double Event's cost.
+	if err := m.saveJSON(openFile, m.openListLocked(), false); err != nil {
 		m.log.Warn("mqtt: cannot save the open events (only matters after a crash)", "error", err)
 	}
 
@@ -461,8 +463,9 @@ func (m *MQTT) loadJSON(name string, v any) error {
 	return nil
 }
 
-// saveJSON replaces OutboxDir/name atomically (temporary file, fsync, rename).
-func (m *MQTT) saveJSON(name string, v any) error {
+// saveJSON replaces OutboxDir/name atomically (temporary file, rename),
+// fsync'ing the file first when durable.
+func (m *MQTT) saveJSON(name string, v any, durable bool) error {
 	path := filepath.Join(m.opts.OutboxDir, name)
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -473,7 +476,7 @@ func (m *MQTT) saveJSON(name string, v any) error {
 		return fmt.Errorf("%s: %w", path, unwrapPath(err))
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
