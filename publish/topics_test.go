@@ -1,0 +1,238 @@
+package publish
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/rules"
+)
+
+func TestTopics(t *testing.T) {
+	tp := newTopics("home/siglipd", "homeassistant")
+	tests := []struct{ got, want string }{
+		{tp.available(), "home/siglipd/available"},
+		{tp.events(), "home/siglipd/events"},
+		{tp.state("driveway", "car"), "home/siglipd/driveway/car/state"},
+		{tp.state("driveway", "Garage door open!"), "home/siglipd/driveway/garage_door_open/state"},
+		{tp.state("Front-Door_2", "a car + truck / #1"), "home/siglipd/Front-Door_2/a_car_truck_1/state"},
+		{tp.score("garage", "garage door open"), "home/siglipd/garage/garage_door_open/score"},
+		{tp.snapshot("garage"), "home/siglipd/garage/snapshot"},
+		{tp.state("bad/cam#+", "x"), "home/siglipd/bad_cam/x/state"}, // a caller that skipped validation
+		{tp.haStatus(), "homeassistant/status"},
+		{tp.discoveryConfig("driveway", "Garage door open!"), "homeassistant/binary_sensor/home_siglipd/driveway__garage_door_open/config"},
+		{tp.uniqueID("driveway", "car"), "home_siglipd_driveway__car"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	// No wildcard or separator from a name ever reaches a topic level.
+	for _, name := range []string{"+", "#", "/", "a/b", "a+b#c", "车", "  ", "x//y"} {
+		st := tp.state("cam", name)
+		level := strings.TrimSuffix(strings.TrimPrefix(st, "home/siglipd/cam/"), "/state")
+		if level == "" || strings.ContainsAny(level, "+#/") {
+			t.Errorf("label %q gives topic %q", name, st)
+		}
+	}
+	// Names that differ only where the slug cannot see get distinct ids
+	// when the config keeps their slugs distinct; camera and label cannot
+	// trade characters across the separator.
+	if tp.uniqueID("a_b", "c") == tp.uniqueID("a", "b_c") {
+		t.Error("unique ids collide across the camera/label boundary")
+	}
+}
+
+// haKnownKeys are the binary_sensor discovery keys siglipd may send; a typo
+// ("uniqe_id") would be silently ignored by Home Assistant, so the
+// validator rejects anything else.
+var haKnownKeys = []string{"name", "unique_id", "state_topic", "payload_on", "payload_off",
+	"availability", "device_class", "icon", "device", "origin"}
+
+// haDeviceClasses are Home Assistant's binary_sensor device classes.
+var haDeviceClasses = []string{"battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+	"garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy", "opening", "plug",
+	"power", "presence", "problem", "running", "safety", "smoke", "sound", "tamper", "update", "vibration", "window"}
+
+var haIDRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+func validTopic(t string) bool {
+	return t != "" && !strings.ContainsAny(t, "+#\x00") && len(t) <= 65535
+}
+
+// validateHAConfig checks one binary_sensor discovery message the way Home
+// Assistant's MQTT integration reads it: the config topic's form
+// (<prefix>/binary_sensor/[<node_id>/]<object_id>/config, ids of
+// [a-zA-Z0-9_-]), and the payload's fields it needs to make an entity that
+// is tracked (unique_id), fed (state_topic with payloads matching ours),
+// marked unavailable when we are gone (availability on our LWT topic) and
+// grouped under a device (device.identifiers).
+func validateHAConfig(topic string, payload []byte, tp topics) error {
+	levels := strings.Split(topic, "/")
+	if len(levels) != 5 || levels[0] != tp.discovery || levels[1] != "binary_sensor" || levels[4] != "config" ||
+		!haIDRe.MatchString(levels[2]) || !haIDRe.MatchString(levels[3]) {
+		return fmt.Errorf("config topic %q is not %s/binary_sensor/<node_id>/<object_id>/config", topic, tp.discovery)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return fmt.Errorf("%s: not a JSON object: %v", topic, err)
+	}
+	for k := range raw {
+		if !slices.Contains(haKnownKeys, k) {
+			return fmt.Errorf("%s: unknown key %q", topic, k)
+		}
+	}
+	var c struct {
+		Name         *string `json:"name"`
+		UniqueID     string  `json:"unique_id"`
+		StateTopic   string  `json:"state_topic"`
+		PayloadOn    string  `json:"payload_on"`
+		PayloadOff   string  `json:"payload_off"`
+		DeviceClass  *string `json:"device_class"`
+		Availability []struct {
+			Topic               string `json:"topic"`
+			PayloadAvailable    string `json:"payload_available"`
+			PayloadNotAvailable string `json:"payload_not_available"`
+		} `json:"availability"`
+		Device struct {
+			Identifiers []string `json:"identifiers"`
+			Name        string   `json:"name"`
+		} `json:"device"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fmt.Errorf("%s: %v", topic, err)
+	}
+	switch {
+	case c.UniqueID == "":
+		return fmt.Errorf("%s: no unique_id", topic)
+	case !validTopic(c.StateTopic):
+		return fmt.Errorf("%s: state_topic %q is not a topic one can publish to", topic, c.StateTopic)
+	case c.PayloadOn != StateOn || c.PayloadOff != StateOff:
+		return fmt.Errorf("%s: payload_on/off %q/%q are not what the state topic carries", topic, c.PayloadOn, c.PayloadOff)
+	case len(c.Availability) == 0:
+		return fmt.Errorf("%s: no availability", topic)
+	case c.Availability[0].Topic != tp.available() || c.Availability[0].PayloadAvailable != Online ||
+		c.Availability[0].PayloadNotAvailable != Offline:
+		return fmt.Errorf("%s: availability %+v is not our LWT topic and payloads", topic, c.Availability)
+	case len(c.Device.Identifiers) == 0 || c.Device.Identifiers[0] == "" || c.Device.Name == "":
+		return fmt.Errorf("%s: device needs identifiers and a name", topic)
+	case c.Name == nil || *c.Name == "":
+		return fmt.Errorf("%s: no name", topic)
+	case c.DeviceClass != nil && !slices.Contains(haDeviceClasses, *c.DeviceClass):
+		return fmt.Errorf("%s: device_class %q is not a binary_sensor class", topic, *c.DeviceClass)
+	}
+	return nil
+}
+
+func TestDiscoveryPayload(t *testing.T) {
+	tp := newTopics("siglipd", "homeassistant")
+	cam := Camera{Name: "driveway", Labels: []Label{{Name: "car", DeviceClass: "occupancy"}, {Name: "Garage door open!"}}}
+	for _, l := range cam.Labels {
+		topic, payload := tp.discoveryConfig(cam.Name, l.Name), tp.discoveryPayload(cam, l, "v1.2.3")
+		if err := validateHAConfig(topic, payload, tp); err != nil {
+			t.Error(err)
+		}
+	}
+	// The validator itself must reject what Home Assistant would not use.
+	good := tp.discoveryPayload(cam, cam.Labels[0], "v1")
+	for _, bad := range []struct{ name, from, to string }{
+		{"no unique_id", `"unique_id":"siglipd_driveway__car",`, ``},
+		{"typo", `"unique_id"`, `"uniqe_id"`},
+		{"wildcard state topic", `"state_topic":"siglipd/driveway/car/state"`, `"state_topic":"siglipd/+/car/state"`},
+		{"no availability", `"availability":[{"topic":"siglipd/available","payload_available":"online","payload_not_available":"offline"}],`, ``},
+		{"wrong availability topic", `"topic":"siglipd/available"`, `"topic":"siglipd/status"`},
+		{"no device", `"identifiers":["siglipd_driveway"],`, ``},
+		{"bad class", `"occupancy"`, `"car"`},
+	} {
+		p := bytes.Replace(good, []byte(bad.from), []byte(bad.to), 1)
+		if bytes.Equal(p, good) {
+			t.Fatalf("%s: %q not in %s", bad.name, bad.from, good)
+		}
+		if err := validateHAConfig(tp.discoveryConfig("driveway", "car"), p, tp); err == nil {
+			t.Errorf("%s: validator accepted %s", bad.name, p)
+		}
+	}
+	if err := validateHAConfig("homeassistant/binary_sensor/siglipd/a b/config", good, tp); err == nil {
+		t.Error("validator accepted a space in the object id")
+	}
+}
+
+// TestDocsExamples keeps docs/mqtt.md honest: every JSON example in it is
+// either a valid v1 event or a discovery config that passes the validator,
+// and the discovery example is exactly what siglipd sends.
+func TestDocsExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/mqtt.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(blocks) < 4 {
+		t.Fatalf("docs/mqtt.md has %d JSON examples, want at least 4", len(blocks))
+	}
+	tp := newTopics("siglipd", "homeassistant")
+	var events, configs int
+	for _, b := range blocks {
+		text := bytes.TrimSpace(b[1])
+		if bytes.Contains(text, []byte(`"unique_id"`)) {
+			configs++
+			if err := validateHAConfig(tp.discoveryConfig("driveway", "car"), text, tp); err != nil {
+				t.Errorf("docs discovery example: %v", err)
+			}
+			var doc, ours any
+			json.Unmarshal(text, &doc)
+			json.Unmarshal(tp.discoveryPayload(Camera{Name: "driveway"}, Label{Name: "car", DeviceClass: "occupancy"}, "v0.3.0"), &ours)
+			if fmt.Sprint(doc) != fmt.Sprint(ours) {
+				t.Errorf("docs discovery example differs from what siglipd sends:\n%s\nsends:\n%v", text, ours)
+			}
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(text))
+		for dec.More() {
+			var msg json.RawMessage
+			if err := dec.Decode(&msg); err != nil {
+				t.Errorf("docs example is not JSON: %v\n%s", err, text)
+				break
+			}
+			events++
+			var raw map[string]any
+			json.Unmarshal(msg, &raw)
+			var ev rules.Event
+			json.Unmarshal(msg, &ev)
+			re, _ := json.Marshal(ev)
+			var back map[string]any
+			json.Unmarshal(re, &back)
+			if fmt.Sprint(raw) != fmt.Sprint(back) || ev.V != 1 {
+				t.Errorf("docs event example is not exactly a v1 event:\n%s\nas v1:\n%s", msg, re)
+			}
+		}
+	}
+	if events < 3 || configs != 1 {
+		t.Errorf("docs/mqtt.md: %d event and %d discovery examples; want start/update/end and one config", events, configs)
+	}
+}
+
+func TestStdout(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewStdout(&buf)
+	start := time.Date(2024, 11, 27, 16, 0, 1, 0, time.UTC)
+	s.Event(rules.Event{Type: "start", ID: "x", Camera: "c", Label: "l", StartTime: start, FrameTime: start}, []byte("jpeg"))
+	end := start.Add(time.Second)
+	s.Event(rules.Event{V: 1, Type: "end", ID: "x", Camera: "c", Label: "l", Prompts: []string{}, StartTime: start, EndTime: &end, FrameTime: end}, nil)
+	s.Scores("c", start, map[string]float64{"l": 0.5})
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := `{"v":1,"type":"start","id":"x","camera":"c","label":"l","prompts":[],"score":0,"top_score":0,"threshold":0,` +
+		`"start_time":"2024-11-27T16:00:01Z","end_time":null,"frame_time":"2024-11-27T16:00:01Z"}`
+	if len(lines) != 2 || lines[0] != want || !strings.Contains(lines[1], `"end_time":"2024-11-27T16:00:02Z"`) {
+		t.Errorf("stdout =\n%s\nwant two lines, the first\n%s", buf.String(), want)
+	}
+	if st := s.Status(); st.Published != 2 || st.EventsPublished != 2 || !st.Connected || st.Sink != "stdout" {
+		t.Errorf("Status = %+v", st)
+	}
+}
