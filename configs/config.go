@@ -2,9 +2,10 @@
 // loader (defaults → file → ${ENV} substitution → Validate) and the example
 // files shipped with the project (cams.yaml, demo.yaml).
 //
-// The schema is plain data. Stage packages (capture, infer, rules, publish) do
-// not import it; daemon translates it into each stage's own options, so a
-// stage can be tested without a config file.
+// The schema is plain data. Stage packages (capture, infer, rules, publish)
+// take their own options, which daemon fills from it, so a stage can be
+// tested without a config file; they import this package only for the
+// helpers that must agree everywhere (Slug, RedactURL, ParseSource).
 package configs
 
 import (

@@ -52,7 +52,7 @@ func testEvent(i int) rules.Event {
 	return ev
 }
 
-// key is what a subscriber de-duplicates on (docs/mqtt.md).
+// key is what a subscriber de-duplicates on (README.md ("MQTT and Home Assistant")).
 func key(ev rules.Event) string { return ev.ID + "/" + ev.Type + "/" + ev.FrameTime.String() }
 
 // received is one message a subscriber got.

@@ -164,17 +164,23 @@ func TestDiscoveryPayload(t *testing.T) {
 	}
 }
 
-// TestDocsExamples keeps docs/mqtt.md honest: every JSON example in it is
-// either a valid v1 event or a discovery config that passes the validator,
-// and the discovery example is exactly what siglipd sends.
+// TestDocsExamples keeps the README's MQTT section honest: every JSON
+// example in it is either a valid v1 event or a discovery config that
+// passes the validator, and the discovery example is exactly what siglipd
+// sends.
 func TestDocsExamples(t *testing.T) {
-	doc, err := os.ReadFile("../docs/mqtt.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	section := regexp.MustCompile("(?s)<!-- mqtt:begin.*?-->(.*)<!-- mqtt:end -->").FindSubmatch(readme)
+	if section == nil {
+		t.Fatal("README.md has no <!-- mqtt:begin --> … <!-- mqtt:end --> section")
+	}
+	doc := section[1]
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllSubmatch(doc, -1)
 	if len(blocks) < 4 {
-		t.Fatalf("docs/mqtt.md has %d JSON examples, want at least 4", len(blocks))
+		t.Fatalf("the README's MQTT section has %d JSON examples, want at least 4", len(blocks))
 	}
 	tp := newTopics("siglipd", "homeassistant")
 	var events, configs int
@@ -214,7 +220,7 @@ func TestDocsExamples(t *testing.T) {
 		}
 	}
 	if events < 3 || configs != 1 {
-		t.Errorf("docs/mqtt.md: %d event and %d discovery examples; want start/update/end and one config", events, configs)
+		t.Errorf("the README's MQTT section: %d event and %d discovery examples; want start/update/end and one config", events, configs)
 	}
 }
 

@@ -99,7 +99,7 @@ type Rule struct {
 }
 
 // Event is what the rules report. Its JSON form is the payload published on
-// <prefix>/events (schema v1, see docs/mqtt.md):
+// <prefix>/events (schema v1, see README.md ("MQTT and Home Assistant")):
 //
 //	{"v":1,"type":"start","id":"1732723200.500000-driveway-car","camera":"driveway",
 //	 "label":"car","prompts":["a car"],"score":0.81,"top_score":0.81,"threshold":0.5,
