@@ -7,3 +7,5 @@ require (
 	github.com/yalue/onnxruntime_go v1.27.0
 	go.yaml.in/yaml/v3 v3.0.6
 )
+
+require gocv.io/x/gocv v0.31.0
