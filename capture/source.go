@@ -286,6 +286,8 @@ func (s *source) readerFinished(r *reader) {
 	r.finished = true
 	if r.abandoned {
 		s.abandoned--
+		s.log.Info("an abandoned reader returned from OpenCV and was freed",
+			"stuck_for", time.Since(r.lastProgress()).Round(100*time.Millisecond), "still_stuck", s.abandoned)
 	}
 }
 
@@ -306,9 +308,17 @@ func (s *source) setState(st State, err error, attrs ...any) {
 		s.mu.Unlock()
 		return
 	}
+	sameState := s.logged.state == st
 	s.logged.state, s.logged.err = st, msg
 	s.mu.Unlock()
 
+	if sameState {
+		// Still down, for a new reason (the stream dropped, then the
+		// server refused connections): worth a line, but not another
+		// error: the state did not change.
+		s.log.Warn("camera still unavailable; the reason changed", append([]any{"state", string(st), "err", msg}, attrs...)...)
+		return
+	}
 	switch st {
 	case StateReconnecting:
 		s.log.Error("camera unavailable; retrying", append([]any{"err", msg}, attrs...)...)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,7 +51,11 @@ func MakeVideo(ffmpeg, path string, opts VideoOptions) error {
 	if opts.Source == "" {
 		opts.Source = "testsrc"
 	}
-	src := fmt.Sprintf("%s:size=%dx%d:rate=%d", opts.Source, opts.Width, opts.Height, opts.FPS)
+	sep := "=" // lavfi: name=opt=v:opt=v, or name=opt=v:... when Source has options already
+	if strings.Contains(opts.Source, "=") {
+		sep = ":"
+	}
+	src := fmt.Sprintf("%s%ssize=%dx%d:rate=%d", opts.Source, sep, opts.Width, opts.Height, opts.FPS)
 	// -g = fps: a keyframe a second, like the RTSP test camera.
 	cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
 		"-f", "lavfi", "-i", src, "-t", fmt.Sprintf("%.3f", opts.Duration.Seconds()),
