@@ -19,3 +19,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test"
 go test -count=1 -timeout 40m ./...
+echo "== go test -tags matprofile (capture: count live OpenCV Mats)"
+# gocv tracks every open Mat only when built with this tag; the leak tests
+# need it and are compiled only with it.
+go vet -tags matprofile ./capture/
+go test -count=1 -timeout 10m -tags matprofile -run 'NoMatLeak' ./capture/

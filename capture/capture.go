@@ -1,0 +1,166 @@
+// Package capture reads camera frames with OpenCV (gocv) and hands a sample
+// of them, at each camera's configured rate, to the rest of the pipeline.
+//
+// # Contract
+//
+// A Source is one camera. Its Run method decodes the stream continuously in a
+// reader goroutine, keeps one frame every 1/FPS seconds and hands it to a
+// Handoff. Run reconnects forever (stepped backoff), declares a stream that
+// stays open but sends nothing "stalled" after ReadTimeout and reopens it,
+// and returns promptly when its context is cancelled, even when OpenCV is
+// stuck inside a Read that Go cannot interrupt (that reader is abandoned and
+// counted in Status.AbandonedReaders until it returns by itself).
+//
+// Ownership: a *Frame owns its gocv.Mat. Handoff.Offer takes ownership of the
+// frame it is given; whoever then receives the frame (from Latest.Take) owns
+// it and must call Close exactly once. A frame replaced in Latest before
+// anyone took it is closed by Latest and counted as a drop.
+//
+// Hand-off: Latest keeps at most one pending frame per camera ("latest frame
+// wins"). When inference is slower than the cameras, a newer frame replaces
+// the stale one instead of queueing behind it, so latency never grows and
+// memory stays bounded at one frame per camera. Offer never blocks, so a slow
+// consumer can never stall a camera's decoding.
+package capture
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"log/slog"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// Frame is one decoded picture. Whoever receives a Frame owns it and must
+// call Close exactly once.
+type Frame struct {
+	Camera string
+	// Seq counts the camera's frames handed on, from 1, across reconnects. A
+	// gap seen by the consumer means Latest dropped the frames in between.
+	Seq  uint64
+	Time time.Time // when it was read from the stream
+	Mat  gocv.Mat  // the full frame, BGR, 8UC3, continuous
+	// Region is the camera's crop in pixels, validated against the frame; the
+	// whole frame when the camera has no crop. Mat.Region(f.Region) gives a
+	// view of it without copying.
+	Region image.Rectangle
+
+	closed bool
+}
+
+// Close releases the frame's Mat. A second Close does nothing, but ownership
+// means there should not be one.
+func (f *Frame) Close() {
+	if f == nil || f.closed {
+		return
+	}
+	f.closed = true
+	f.Mat.Close()
+}
+
+// Handoff receives frames from sources. Offer takes ownership of f and must
+// never block: it is called on the camera's decoding goroutine.
+type Handoff interface{ Offer(f *Frame) }
+
+// State is where a source is in its life.
+type State string
+
+// The states a Source reports. docs/capture.md explains each for users.
+const (
+	StateStarting     State = "starting"     // Run began; the first connection is being opened
+	StateConnected    State = "connected"    // frames are arriving
+	StateReconnecting State = "reconnecting" // the last open or read failed; retrying after a backoff
+	StateStalled      State = "stalled"      // the stream stayed open but sent no frame for ReadTimeout; reopening
+	StateEnded        State = "ended"        // a file source reached its end and Loop is off
+	StateStopped      State = "stopped"      // Run has returned (or never ran)
+)
+
+// Status is a snapshot of a source for the daemon's status page and metrics.
+type Status struct {
+	Name      string
+	URL       string // credentials redacted
+	State     State
+	LastError string    // the error behind the current state, redacted; "" when connected
+	LastFrame time.Time // when the last frame was read from the stream (zero: never)
+	// FramesRead counts frames decoded; FramesOut those handed on (a sample
+	// of them at FPS). Reconnects counts connection attempts after the first;
+	// Stalls how often the watchdog fired.
+	FramesRead, FramesOut, Reconnects, Stalls uint64
+	// FPSIn and FPSOut are the decode and hand-on rates over the last ≈5 s.
+	FPSIn, FPSOut float64
+	Width, Height int // of the last frame read; 0 before the first
+	// AbandonedReaders is how many readers are stuck in OpenCV right now,
+	// left behind by the watchdog or by shutdown. Each releases its capture
+	// and Mats if its call ever returns (FFmpeg's socket timeout usually
+	// ends it ReadTimeout+5s after the stream went quiet).
+	AbandonedReaders int
+}
+
+// Source is one camera.
+type Source interface {
+	Name() string
+	// Run reads until ctx is cancelled, handing sampled frames to out. It
+	// reconnects forever and returns nil after ctx is cancelled, promptly
+	// (within stopGrace, 2 s) even if a Read is stuck. It returns an error
+	// only when called wrongly (nil out, or while already running).
+	Run(ctx context.Context, out Handoff) error
+	Status() Status
+}
+
+// Crop is a region of the frame. With Pixels false the numbers are fractions
+// of the frame's width and height (0–1); with Pixels true they are pixels.
+type Crop struct {
+	X, Y, Width, Height float64
+	Pixels              bool
+}
+
+// Options configure a Source. Zero values take the defaults noted.
+type Options struct {
+	Name string
+	// URL is rtsp://, rtsps://, http(s):// (MJPEG, HLS), file:// or a path,
+	// /dev/videoN or a device index ("0"). It may contain credentials: they
+	// are never logged or returned unredacted.
+	URL           string
+	FPS           float64       // frames handed on per second
+	ReadTimeout   time.Duration // default 10s: no frame for this long means stalled
+	RTSPTransport string        // "tcp" (default) or "udp"
+	Loop          bool          // file sources: start again at the end
+	Crop          *Crop         // nil = whole frame
+	// Backoff is the wait before each reconnect attempt; the last step
+	// repeats. Default 1s, 2s, 5s, 10s, 30s.
+	Backoff []time.Duration
+	// HealthyAfter: a connection that delivered frames this long resets the
+	// backoff to its first step. Default 1m.
+	HealthyAfter time.Duration
+	Logger       *slog.Logger // default slog.Default()
+}
+
+// Defaults for Options.
+const (
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultHealthyAfter = time.Minute
+)
+
+// DefaultBackoff is the reconnect schedule when Options.Backoff is empty.
+// Short first steps bring a camera that merely rebooted back quickly; the
+// 30 s cap keeps a camera that is gone for good from costing more than a
+// connection attempt every half minute.
+var DefaultBackoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
+
+// New checks opts and returns the camera's Source. It fails only for invalid
+// options; an unreachable camera is Run's business (it retries).
+func New(opts Options) (Source, error) {
+	s, err := newSource(opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// cameraError wraps err with the camera's name, the way every error of this
+// package starts.
+func cameraError(name, what string, err error) error {
+	return fmt.Errorf("camera %q: %s: %w", name, what, err)
+}

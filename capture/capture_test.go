@@ -1,0 +1,354 @@
+package capture
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/internal/testenv"
+	"gocv.io/x/gocv"
+)
+
+// Integration tests: a real RTSP server (scripts/rtsp-server.py), real files
+// made by ffmpeg, real OpenCV. They run one at a time: their rate and
+// latency assertions need the machine's two cores to themselves.
+
+// TestRTSPSampledRate: a 25 fps RTSP camera with fps 2 hands on 2 ± 0.3
+// frames/s over 10 s, as BGR frames of the stream's size, numbered in order.
+func TestRTSPSampledRate(t *testing.T) {
+	testenv.Integration(t)
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
+	l := NewLatest()
+	defer l.Close()
+	c := collect(t, l, false)
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2})
+	start(t, src, l)
+
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+	from := time.Now()
+	testenv.WaitFor(t, 12*time.Second, func() bool { return time.Since(from) > 10*time.Second+500*time.Millisecond },
+		"the 10 s measurement window (plus the hand-off of its last frame)")
+	n := c.countIn("door", from, from.Add(10*time.Second))
+	rate := float64(n) / 10
+	t.Logf("delivered %.2f frames/s over 10 s (%d frames)", rate, n)
+	if math.Abs(rate-2) > 0.3 {
+		t.Errorf("delivered %.2f frames/s, want 2 ± 0.3", rate)
+	}
+
+	st := src.Status()
+	t.Logf("status: %+v", st)
+	if st.State != StateConnected || st.Width != 640 || st.Height != 360 {
+		t.Errorf("status = %s %dx%d, want connected 640x360", st.State, st.Width, st.Height)
+	}
+	if st.FPSIn < 20 || st.FPSIn > 30 || math.Abs(st.FPSOut-2) > 0.5 {
+		t.Errorf("status FPSIn %.1f FPSOut %.1f, want ≈25 and ≈2", st.FPSIn, st.FPSOut)
+	}
+	if time.Since(st.LastFrame) > time.Second {
+		t.Errorf("status LastFrame %s ago, want under 1 s", time.Since(st.LastFrame))
+	}
+	frames := c.of("door")
+	for i, f := range frames {
+		if f.typ != gocv.MatTypeCV8UC3 || !f.continuous || f.width != 640 || f.height != 360 {
+			t.Fatalf("frame %d: %v continuous=%v %dx%d, want CV8UC3 continuous 640x360", f.seq, f.typ, f.continuous, f.width, f.height)
+		}
+		if f.region != image.Rect(0, 0, 640, 360) {
+			t.Fatalf("frame %d: region %v, want the whole frame", f.seq, f.region)
+		}
+		if i > 0 && (f.seq <= frames[i-1].seq || f.at.Before(frames[i-1].at)) {
+			t.Fatalf("frames out of order: seq %d at %s after seq %d at %s", f.seq, f.at, frames[i-1].seq, frames[i-1].at)
+		}
+	}
+	if frames[0].seq != 1 {
+		t.Errorf("first frame has seq %d, want 1", frames[0].seq)
+	}
+}
+
+// TestRTSPServerRestart: the RTSP server dies for 5 s and comes back; frames
+// resume within 10 s of its return without restarting anything, and a file
+// camera beside it keeps its rate throughout.
+func TestRTSPServerRestart(t *testing.T) {
+	testenv.Integration(t)
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
+	video := testenv.VideoFile(t, testenv.VideoOptions{Width: 320, Height: 240, FPS: 25, Duration: 3 * time.Second})
+	var logs logBuffer
+	l := NewLatest()
+	defer l.Close()
+	c := collect(t, l, false)
+	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger()})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger()})
+	start(t, rtsp, l)
+	start(t, file, l)
+
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "frames from both cameras")
+	from := time.Now()
+	testenv.WaitFor(t, 5*time.Second, func() bool { return time.Since(from) > 2*time.Second }, "2 s of both cameras running")
+
+	srv.Stop()
+	stopped := time.Now()
+	testenv.WaitFor(t, 5*time.Second, func() bool { return rtsp.Status().State == StateReconnecting },
+		"the RTSP camera to notice the server is gone (state %s)", rtsp.Status().State)
+	// The outage itself: the server stays down for 5 s.
+	time.Sleep(5*time.Second - time.Since(stopped))
+	srv.Start()
+	back := time.Now()
+	testenv.WaitFor(t, 10*time.Second, func() bool { _, ok := c.firstAfter("door", back); return ok },
+		"frames from the RTSP camera after the server came back")
+	resumed, _ := c.firstAfter("door", back)
+	t.Logf("frames resumed %.2f s after the server came back", resumed.Sub(back).Seconds())
+	to := time.Now()
+
+	n := c.countIn("demo", from, to)
+	rate := float64(n) / to.Sub(from).Seconds()
+	t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
+	if math.Abs(rate-2)/2 > 0.10 {
+		t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
+	}
+	st := rtsp.Status()
+	if st.State != StateConnected || st.Reconnects == 0 {
+		t.Errorf("status after the outage: %s with %d reconnects, want connected after ≥ 1", st.State, st.Reconnects)
+	}
+	// One error line for the outage, however many attempts failed.
+	var errs []string
+	for _, line := range logs.lines(t, "ERROR") {
+		if line.Camera == "door" {
+			errs = append(errs, line.Msg+": "+line.Err)
+		}
+	}
+	if len(errs) != 1 {
+		t.Errorf("logged %d error lines for the outage (%d reconnect attempts), want 1:\n%s", len(errs), st.Reconnects, strings.Join(errs, "\n"))
+	}
+	if fs := file.Status(); fs.Reconnects != 0 || fs.State != StateConnected {
+		t.Errorf("file camera status: %s with %d reconnects, want connected, 0", fs.State, fs.Reconnects)
+	}
+}
+
+// TestStallWatchdog: a server that keeps the connection but sends nothing is
+// declared stalled within read_timeout + 2 s, and the camera reconnects when
+// frames flow again; the reader it abandoned frees itself.
+func TestStallWatchdog(t *testing.T) {
+	testenv.Integration(t)
+	const readTimeout = 3 * time.Second
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
+	var logs logBuffer
+	l := NewLatest()
+	defer l.Close()
+	c := collect(t, l, false)
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger()})
+	start(t, src, l)
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+
+	srv.Stall()
+	stalledAt := time.Now()
+	testenv.WaitFor(t, readTimeout+2*time.Second, func() bool { return src.Status().State == StateStalled },
+		"state stalled within read_timeout + 2 s (state %s)", src.Status().State)
+	t.Logf("stall reported %.2f s after the server stopped sending (read_timeout %s)", time.Since(stalledAt).Seconds(), readTimeout)
+	if st := src.Status(); st.Stalls != 1 || st.AbandonedReaders != 1 {
+		t.Errorf("status after the stall: %d stalls, %d abandoned readers; want 1, 1", st.Stalls, st.AbandonedReaders)
+	}
+
+	srv.Resume()
+	resumed := time.Now()
+	testenv.WaitFor(t, 15*time.Second, func() bool { _, ok := c.firstAfter("door", resumed); return ok },
+		"frames after the stream resumed")
+	first, _ := c.firstAfter("door", resumed)
+	t.Logf("frames resumed %.2f s after the stream did", first.Sub(resumed).Seconds())
+	testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().AbandonedReaders == 0 },
+		"the abandoned reader to free itself (%d left)", src.Status().AbandonedReaders)
+	if st := src.Status(); st.State != StateConnected {
+		t.Errorf("state %s after resuming, want connected", st.State)
+	}
+	for _, line := range logs.lines(t, "ERROR") {
+		if !strings.Contains(line.Err, `camera "door"`) {
+			t.Errorf("error line does not name the camera: %+v", line)
+		}
+	}
+}
+
+// TestShutdownDuringStall: Run returns within 5 s of cancel even while
+// OpenCV is blocked in a Read (before the watchdog fires) or in reopening a
+// stalled stream (after it fired).
+func TestShutdownDuringStall(t *testing.T) {
+	testenv.Integration(t)
+	tests := []struct {
+		name        string
+		readTimeout time.Duration
+		afterStall  func(t *testing.T, src Source)
+	}{
+		{"read blocked", 30 * time.Second, func(t *testing.T, src Source) {
+			testenv.WaitFor(t, 5*time.Second, func() bool { return time.Since(src.Status().LastFrame) > time.Second },
+				"a second without frames (a Read stuck in OpenCV)")
+		}},
+		{"reopening after the watchdog fired", 2 * time.Second, func(t *testing.T, src Source) {
+			testenv.WaitFor(t, 5*time.Second, func() bool { return src.Status().State == StateStalled }, "state stalled")
+			testenv.WaitFor(t, 5*time.Second, func() bool { return src.Status().Reconnects > 0 }, "a reopen attempt")
+			// Half a second into the attempt its connection is up and OpenCV
+			// is blocked waiting for the stalled stream (a local dial takes
+			// under a millisecond).
+			reopen := time.Now()
+			testenv.WaitFor(t, time.Second, func() bool { return time.Since(reopen) > 500*time.Millisecond }, "half a second")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: tt.readTimeout})
+			run := start(t, src, l)
+			testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+			srv.Stall()
+			tt.afterStall(t, src)
+			took := run.stop(t)
+			t.Logf("Run returned %.2f s after cancel; %d reader(s) left stuck in OpenCV", took.Seconds(), src.Status().AbandonedReaders)
+			if st := src.Status(); st.State != StateStopped {
+				t.Errorf("state %s after Run returned, want stopped", st.State)
+			}
+			// Killing the server ends the stuck calls at once: the readers
+			// left behind must then free themselves (their release is part
+			// of this test, not a leak into the next one).
+			srv.Stop()
+			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().AbandonedReaders == 0 },
+				"the abandoned readers to free themselves (%d left)", src.Status().AbandonedReaders)
+		})
+	}
+}
+
+// TestOpenFailures: each kind of broken camera gives one clear error line per
+// state change, naming the camera and hiding the password, and no panic.
+func TestOpenFailures(t *testing.T) {
+	testenv.Integration(t)
+	dir := t.TempDir()
+	notVideo := filepath.Join(dir, "notes.mp4")
+	if err := os.WriteFile(notVideo, []byte("this is not a video\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refused := testenv.FreePort(t) // free a moment ago: nothing listens there
+	tests := []struct {
+		name string
+		url  string
+		want string // in the error
+	}{
+		{"connection refused", "rtsp://admin:hunter2@127.0.0.1:" + itoa(refused) + "/live",
+			`camera "cam": open: dial tcp 127.0.0.1:` + itoa(refused) + `: connect: connection refused`},
+		{"unknown host", "rtsp://admin:hunter2@camera.invalid/live", `camera "cam": open: dial tcp: lookup camera.invalid`},
+		{"missing file", filepath.Join(dir, "missing.mp4"), `camera "cam": open: stat ` + filepath.Join(dir, "missing.mp4") + `: no such file or directory`},
+		{"not a video", notVideo, `camera "cam": open: FFmpeg cannot read ` + notVideo + ` as video`},
+		{"garbage", "::not a camera::", `camera "cam": open: stat ::not a camera::: no such file or directory`},
+		{"missing device", "/dev/video99", `camera "cam": open: stat /dev/video99: no such file or directory`},
+		{"http server gone", "http://admin:hunter2@127.0.0.1:" + itoa(refused) + "/mjpg",
+			`camera "cam": open: dial tcp 127.0.0.1:` + itoa(refused) + `: connect: connection refused`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logBuffer
+			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(),
+				Backoff: []time.Duration{50 * time.Millisecond}})
+			l := NewLatest()
+			defer l.Close()
+			run := start(t, src, l)
+			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().Reconnects >= 3 }, "3 reconnect attempts")
+			st := src.Status()
+			run.stop(t)
+			if st.State != StateReconnecting || !strings.Contains(st.LastError, tt.want) {
+				t.Errorf("status %s %q, want reconnecting with %q", st.State, st.LastError, tt.want)
+			}
+			errs := logs.lines(t, "ERROR")
+			if len(errs) != 1 {
+				t.Errorf("%d error lines after %d attempts, want 1:\n%s", len(errs), st.Reconnects, logs.String())
+			} else if !strings.Contains(errs[0].Err, tt.want) || errs[0].Camera != "cam" {
+				t.Errorf("error line %+v, want camera cam and %q", errs[0], tt.want)
+			}
+			if strings.Contains(logs.String(), "hunter2") || strings.Contains(st.LastError+st.URL, "hunter2") {
+				t.Errorf("the password leaked:\n%s\nstatus: %+v", logs.String(), st)
+			}
+			t.Logf("logged: %s", strings.TrimSpace(logs.String()))
+		})
+	}
+}
+
+// TestFileLoopAndEnd: a file without loop plays once and ends; with loop it
+// starts again at its end and keeps delivering.
+func TestFileLoopAndEnd(t *testing.T) {
+	testenv.Integration(t)
+	video := testenv.VideoFile(t, testenv.VideoOptions{FPS: 25, Duration: time.Second})
+	t.Run("once", func(t *testing.T) {
+		l := NewLatest()
+		defer l.Close()
+		c := collect(t, l, false)
+		src := mustNew(t, Options{Name: "demo", URL: "file://" + video, FPS: 25})
+		start(t, src, l)
+		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().State == StateEnded }, "state ended")
+		if st := src.Status(); st.FramesRead != 25 {
+			t.Errorf("read %d frames of a 25-frame file, want 25", st.FramesRead)
+		}
+		if n := len(c.of("demo")); n == 0 {
+			t.Error("no frames handed on")
+		}
+	})
+	t.Run("loop", func(t *testing.T) {
+		l := NewLatest()
+		defer l.Close()
+		src := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
+		start(t, src, l)
+		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().FramesRead > 60 }, "more frames than the file has (read %d)", src.Status().FramesRead)
+		if st := src.Status(); st.State != StateConnected || st.Reconnects != 0 {
+			t.Errorf("status %s with %d reconnects, want connected with 0 (a loop is not a reconnect)", st.State, st.Reconnects)
+		}
+	})
+}
+
+// TestCrop: a crop becomes each frame's Region (and picks the right pixels);
+// one outside the frame is an error naming the camera at the first frame.
+func TestCrop(t *testing.T) {
+	testenv.Integration(t)
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240, Color: "ff0000"})
+	t.Run("inside", func(t *testing.T) {
+		l := NewLatest()
+		defer l.Close()
+		c := collect(t, l, true)
+		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Crop: &Crop{X: 0.5, Y: 0.25, Width: 0.5, Height: 0.5}})
+		start(t, src, l)
+		testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+		f := c.of("door")[0]
+		if want := image.Rect(160, 60, 320, 180); f.region != want {
+			t.Errorf("region %v, want %v", f.region, want)
+		}
+		// Solid red through H.264 and back: R high, B and G low.
+		if b, g, r := f.mean[0], f.mean[1], f.mean[2]; r < 200 || g > 60 || b > 60 {
+			t.Errorf("region mean BGR = %.0f,%.0f,%.0f, want red", b, g, r)
+		}
+		srv.SetColor(color.RGBA{G: 255, A: 255})
+		changed := time.Now()
+		testenv.WaitFor(t, 5*time.Second, func() bool {
+			fs := c.of("door")
+			last := fs[len(fs)-1]
+			return last.at.After(changed) && last.mean[1] > 200 && last.mean[2] < 60
+		}, "green frames after SetColor")
+	})
+	t.Run("outside", func(t *testing.T) {
+		var logs logBuffer
+		l := NewLatest()
+		defer l.Close()
+		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Logger: logs.logger(),
+			Crop: &Crop{X: 300, Y: 0, Width: 100, Height: 100, Pixels: true}})
+		start(t, src, l)
+		want := `camera "door": crop x=300 y=0 width=100 height=100 (pixels) is outside the 320x240 frame`
+		testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(src.Status().LastError, want) },
+			"the crop error (last error %q)", src.Status().LastError)
+		if st := src.Status(); st.FramesOut != 0 || st.State != StateReconnecting {
+			t.Errorf("status %s with %d frames out, want reconnecting with none", st.State, st.FramesOut)
+		}
+		if errs := logs.lines(t, "ERROR"); len(errs) != 1 || !strings.Contains(errs[0].Err, want) {
+			t.Errorf("error lines %+v, want one with %q", errs, want)
+		}
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

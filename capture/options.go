@@ -1,0 +1,200 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/siglipd/siglipd/configs"
+)
+
+// ffmpegTimeoutMargin is added to ReadTimeout to get FFmpeg's own socket
+// timeout. Our watchdog must fire first (it decides "stalled" and reopens at
+// once); FFmpeg's timeout is the backstop that makes an abandoned reader's
+// blocked Read return, so it can free its connection and Mats. Measured here:
+// with timeout=5s a Read blocked by a stalled RTSP server returned false
+// ≈10 s into the stall, and an open of a silent server failed after 5.1 s.
+const ffmpegTimeoutMargin = 5 * time.Second
+
+// target is what a camera URL resolves to: how to reach it and how to open it.
+type target struct {
+	kind configs.SourceKind
+	// open is what OpenCV opens: the stream URL (with credentials) or the
+	// file path. For devices, index is used instead.
+	open  string
+	index int
+	// path is a file or device path checked with os.Stat before opening, so
+	// a missing one is a clear error instead of OpenCV's bare "false".
+	path string
+	// dial is host:port of a stream, dialled before OpenCV opens it: a
+	// refused, unresolvable or unreachable server is then a clear Go error
+	// within ReadTimeout, instead of FFmpeg failing silently (its message
+	// goes to stderr, not to our log).
+	dial string
+	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for streams ("" for
+	// files and devices, which read no option from it).
+	ffmpegOptions string
+}
+
+// defaultPorts are the schemes' well-known ports, for dialling a URL without one.
+var defaultPorts = map[string]string{"rtsp": "554", "rtsps": "322", "http": "80", "https": "443"}
+
+// withDefaults checks opts and fills in the defaults. Its errors name the
+// camera and never contain the URL.
+func withDefaults(opts Options) (Options, target, error) {
+	var t target
+	if opts.Name == "" {
+		return opts, t, errors.New("capture: camera name is required")
+	}
+	bad := func(format string, args ...any) (Options, target, error) {
+		return opts, t, fmt.Errorf("camera %q: %s", opts.Name, fmt.Sprintf(format, args...))
+	}
+	kind, err := configs.ParseSource(opts.URL)
+	if err != nil {
+		return bad("url: %v", err) // ParseSource's errors never contain the URL
+	}
+	if !(opts.FPS > 0) || math.IsInf(opts.FPS, 0) {
+		return bad("fps must be more than 0, got %g", opts.FPS)
+	}
+	switch {
+	case opts.ReadTimeout == 0:
+		opts.ReadTimeout = DefaultReadTimeout
+	case opts.ReadTimeout < 0:
+		return bad("read timeout must not be negative, got %s", opts.ReadTimeout)
+	}
+	switch opts.RTSPTransport {
+	case "":
+		opts.RTSPTransport = "tcp"
+	case "tcp", "udp":
+	default:
+		return bad("rtsp transport must be tcp or udp, got %q", opts.RTSPTransport)
+	}
+	if len(opts.Backoff) == 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	for _, d := range opts.Backoff {
+		if d <= 0 {
+			return bad("backoff steps must be more than 0, got %s", d)
+		}
+	}
+	switch {
+	case opts.HealthyAfter == 0:
+		opts.HealthyAfter = DefaultHealthyAfter
+	case opts.HealthyAfter < 0:
+		return bad("healthy-after must not be negative, got %s", opts.HealthyAfter)
+	}
+	if opts.Crop != nil {
+		if err := opts.Crop.check(); err != nil {
+			return bad("crop %s: %v", opts.Crop, err)
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+
+	raw := strings.TrimSpace(opts.URL)
+	t.kind = kind
+	switch kind {
+	case configs.SourceDevice:
+		n := strings.TrimPrefix(raw, "/dev/video")
+		t.index, err = strconv.Atoi(n)
+		if err != nil || t.index < 0 {
+			return bad("url: a device is /dev/videoN or a number, got %q", raw)
+		}
+		if strings.HasPrefix(raw, "/dev/") {
+			t.path = raw
+		}
+	case configs.SourceFile:
+		t.path = raw
+		if strings.HasPrefix(strings.ToLower(raw), "file://") {
+			u, err := url.Parse(raw)
+			if err != nil || u.Path == "" {
+				return bad("url: a file URL is file:///path/to/video, got %q", configs.RedactURL(raw))
+			}
+			t.path = u.Path
+		}
+		t.open = t.path
+	case configs.SourceStream:
+		u, err := url.Parse(raw)
+		if err != nil {
+			return bad("url: cannot parse it") // url.Parse's error would quote the URL
+		}
+		scheme := strings.ToLower(u.Scheme)
+		port := u.Port()
+		if port == "" {
+			port = defaultPorts[scheme]
+		}
+		t.open = raw
+		t.dial = net.JoinHostPort(u.Hostname(), port)
+		micros := (opts.ReadTimeout + ffmpegTimeoutMargin).Microseconds()
+		if scheme == "rtsp" || scheme == "rtsps" {
+			// "timeout" is the RTSP demuxer's socket I/O timeout in FFmpeg ≥ 5
+			// (Debian 12 has 5.1; in FFmpeg 4 the same name meant a listen
+			// timeout and the option was "stimeout").
+			t.ffmpegOptions = fmt.Sprintf("rtsp_transport;%s|timeout;%d", opts.RTSPTransport, micros)
+		} else {
+			// rw_timeout is the generic I/O timeout of FFmpeg's protocols (http, https, hls segments).
+			t.ffmpegOptions = fmt.Sprintf("rw_timeout;%d", micros)
+		}
+	}
+	return opts, t, nil
+}
+
+// String shows the crop as written in the configuration.
+func (c *Crop) String() string {
+	units := "normalized"
+	if c.Pixels {
+		units = "pixels"
+	}
+	return fmt.Sprintf("x=%g y=%g width=%g height=%g (%s)", c.X, c.Y, c.Width, c.Height, units)
+}
+
+// check validates what can be checked without a frame.
+func (c *Crop) check() error {
+	for _, v := range []float64{c.X, c.Y, c.Width, c.Height} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return errors.New("coordinates must be finite numbers")
+		}
+	}
+	switch {
+	case c.Width <= 0 || c.Height <= 0:
+		return errors.New("width and height must be more than 0")
+	case c.X < 0 || c.Y < 0:
+		return errors.New("x and y must not be negative")
+	case !c.Pixels && (c.X+c.Width > 1+cropSlack || c.Y+c.Height > 1+cropSlack):
+		return errors.New("a normalized region must lie within the frame (x+width <= 1, y+height <= 1)")
+	case c.Pixels && (c.X != math.Trunc(c.X) || c.Y != math.Trunc(c.Y) || c.Width != math.Trunc(c.Width) || c.Height != math.Trunc(c.Height)):
+		return errors.New("pixel coordinates must be whole numbers")
+	}
+	return nil
+}
+
+// cropSlack lets 0.1+0.9 (= 1.0000000000000002 in floating point) count as 1.
+const cropSlack = 1e-9
+
+// region resolves the crop against a frame of w×h pixels. nil is the whole frame.
+func (c *Crop) region(w, h int) (image.Rectangle, error) {
+	frame := image.Rect(0, 0, w, h)
+	if c == nil {
+		return frame, nil
+	}
+	var r image.Rectangle
+	if c.Pixels {
+		r = image.Rect(int(c.X), int(c.Y), int(c.X+c.Width), int(c.Y+c.Height))
+	} else {
+		round := func(v float64, n int) int { return int(math.Round(v * float64(n))) }
+		r = image.Rect(round(c.X, w), round(c.Y, h), round(c.X+c.Width, w), round(c.Y+c.Height, h))
+	}
+	if r.Empty() || !r.In(frame) {
+		return image.Rectangle{}, fmt.Errorf("crop %s is outside the %dx%d frame (pixels %d,%d to %d,%d)",
+			c, w, h, r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+	}
+	return r, nil
+}

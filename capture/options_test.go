@@ -1,0 +1,202 @@
+package capture
+
+import (
+	"image"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/configs"
+)
+
+func TestNewInvalid(t *testing.T) {
+	base := Options{Name: "door", URL: "rtsp://admin:hunter2@10.0.0.2/live", FPS: 2}
+	tests := []struct {
+		name   string
+		change func(*Options)
+		want   string
+	}{
+		{"no name", func(o *Options) { o.Name = "" }, `capture: camera name is required`},
+		{"garbage url", func(o *Options) { o.URL = "rtsp://admin:hunter2@[::1/live" }, `camera "door": url: rtsp URL has no host`},
+		{"unsupported scheme", func(o *Options) { o.URL = "ftp://admin:hunter2@cam/x" }, `camera "door": url: unsupported scheme "ftp" (want rtsp, rtsps, http, https, file, a file path, /dev/videoN or a USB index)`},
+		{"empty url", func(o *Options) { o.URL = " " }, `camera "door": url: must not be empty`},
+		{"bad device", func(o *Options) { o.URL = "/dev/videoX" }, `camera "door": url: a device is /dev/videoN or a number, got "/dev/videoX"`},
+		{"zero fps", func(o *Options) { o.FPS = 0 }, `camera "door": fps must be more than 0, got 0`},
+		{"NaN fps", func(o *Options) { o.FPS = math.NaN() }, `camera "door": fps must be more than 0, got NaN`},
+		{"negative read timeout", func(o *Options) { o.ReadTimeout = -time.Second }, `camera "door": read timeout must not be negative, got -1s`},
+		{"bad transport", func(o *Options) { o.RTSPTransport = "http" }, `camera "door": rtsp transport must be tcp or udp, got "http"`},
+		{"zero backoff step", func(o *Options) { o.Backoff = []time.Duration{time.Second, 0} }, `camera "door": backoff steps must be more than 0, got 0s`},
+		{"crop too wide", func(o *Options) { o.Crop = &Crop{X: 0.5, Width: 0.6, Height: 1} },
+			`camera "door": crop x=0.5 y=0 width=0.6 height=1 (normalized): a normalized region must lie within the frame (x+width <= 1, y+height <= 1)`},
+		{"crop empty", func(o *Options) { o.Crop = &Crop{Width: 0, Height: 10, Pixels: true} },
+			`camera "door": crop x=0 y=0 width=0 height=10 (pixels): width and height must be more than 0`},
+		{"crop fractional pixels", func(o *Options) { o.Crop = &Crop{X: 1.5, Width: 10, Height: 10, Pixels: true} },
+			`camera "door": crop x=1.5 y=0 width=10 height=10 (pixels): pixel coordinates must be whole numbers`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base
+			tt.change(&o)
+			_, err := New(o)
+			if err == nil {
+				t.Fatalf("New succeeded, want %q", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("New error\n got: %s\nwant: %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error leaks the password: %s", err)
+			}
+		})
+	}
+}
+
+func TestNewTargets(t *testing.T) {
+	tests := []struct {
+		url, transport string
+		want           target
+	}{
+		{"rtsp://u:p@cam.lan/live", "", target{kind: configs.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
+			ffmpegOptions: "rtsp_transport;tcp|timeout;15000000"}},
+		{"rtsps://cam.lan:7441/x", "udp", target{kind: configs.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
+			ffmpegOptions: "rtsp_transport;udp|timeout;15000000"}},
+		{"http://[::1]/mjpg", "", target{kind: configs.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80", ffmpegOptions: "rw_timeout;15000000"}},
+		{"https://cam/live.m3u8", "", target{kind: configs.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443", ffmpegOptions: "rw_timeout;15000000"}},
+		{"file:///videos/door%20a.mp4", "", target{kind: configs.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},
+		{"videos/door.mp4", "", target{kind: configs.SourceFile, open: "videos/door.mp4", path: "videos/door.mp4"}},
+		{"/dev/video2", "", target{kind: configs.SourceDevice, index: 2, path: "/dev/video2"}},
+		{"0", "", target{kind: configs.SourceDevice, index: 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, got, err := withDefaults(Options{Name: "c", URL: tt.url, FPS: 1, RTSPTransport: tt.transport})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("target\n got: %+v\nwant: %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCropRegion(t *testing.T) {
+	tests := []struct {
+		name    string
+		crop    *Crop
+		w, h    int
+		want    image.Rectangle
+		wantErr string
+	}{
+		{"no crop is the whole frame", nil, 640, 360, image.Rect(0, 0, 640, 360), ""},
+		{"normalized quarter", &Crop{X: 0.5, Y: 0.5, Width: 0.5, Height: 0.5}, 640, 360, image.Rect(320, 180, 640, 360), ""},
+		{"normalized rounds to pixels", &Crop{X: 0.1, Y: 0, Width: 0.9, Height: 1}, 333, 100, image.Rect(33, 0, 333, 100), ""},
+		{"pixels", &Crop{X: 10, Y: 20, Width: 100, Height: 50, Pixels: true}, 640, 360, image.Rect(10, 20, 110, 70), ""},
+		{"pixels up to the edge", &Crop{X: 540, Y: 260, Width: 100, Height: 100, Pixels: true}, 640, 360, image.Rect(540, 260, 640, 360), ""},
+		{"pixels outside", &Crop{X: 600, Y: 0, Width: 100, Height: 100, Pixels: true}, 640, 360, image.Rectangle{},
+			"crop x=600 y=0 width=100 height=100 (pixels) is outside the 640x360 frame (pixels 600,0 to 700,100)"},
+		{"normalized too small for the frame", &Crop{X: 0, Y: 0, Width: 0.001, Height: 0.001}, 320, 240, image.Rectangle{},
+			"crop x=0 y=0 width=0.001 height=0.001 (normalized) is outside the 320x240 frame (pixels 0,0 to 0,0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.crop.region(tt.w, tt.h)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("region error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("region = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSampler feeds the sampler frame times of streams of various rates and
+// checks the rate it hands on, over 60 simulated seconds.
+func TestSampler(t *testing.T) {
+	tests := []struct {
+		name         string
+		streamFPS    float64
+		fps          float64
+		jitter       time.Duration // added to every other frame
+		want         float64
+		pauseAtSec   float64 // the stream pauses here for pauseFor
+		pauseFor     time.Duration
+		wantAtResume int // frames handed on in the first 100 ms after the pause
+	}{
+		{name: "2 of 25", streamFPS: 25, fps: 2, want: 2},
+		{name: "2 of 25 with jitter", streamFPS: 25, fps: 2, jitter: 15 * time.Millisecond, want: 2},
+		{name: "5 of 30", streamFPS: 30, fps: 5, want: 5},
+		{name: "0.5 of 10", streamFPS: 10, fps: 0.5, want: 0.5},
+		{name: "more than the stream has", streamFPS: 10, fps: 25, want: 10},
+		{name: "no burst after a pause", streamFPS: 25, fps: 2, want: 2 * 50 / 60.0, pauseAtSec: 20, pauseFor: 10 * time.Second, wantAtResume: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sampler{period: time.Duration(float64(time.Second) / tt.fps)}
+			t0 := time.Unix(1000, 0)
+			frameGap := time.Duration(float64(time.Second) / tt.streamFPS)
+			n, atResume := 0, 0
+			var resume time.Time
+			for i := 0; ; i++ {
+				at := t0.Add(time.Duration(i) * frameGap)
+				if tt.pauseFor > 0 && at.Sub(t0).Seconds() >= tt.pauseAtSec {
+					at = at.Add(tt.pauseFor)
+					if resume.IsZero() {
+						resume = at
+					}
+				}
+				if i%2 == 1 {
+					at = at.Add(tt.jitter)
+				}
+				if at.Sub(t0) >= time.Minute {
+					break
+				}
+				if s.due(at) {
+					n++
+					if !resume.IsZero() && at.Sub(resume) < 100*time.Millisecond {
+						atResume++
+					}
+				}
+			}
+			got := float64(n) / 60
+			if math.Abs(got-tt.want) > 0.02*tt.want+1.0/60 {
+				t.Errorf("handed on %.3f frames/s, want %.3f", got, tt.want)
+			}
+			if tt.pauseFor > 0 && atResume != tt.wantAtResume {
+				t.Errorf("handed on %d frames in the first 100 ms after the pause, want %d (no catch-up burst)", atResume, tt.wantAtResume)
+			}
+		})
+	}
+}
+
+func TestEnvGate(t *testing.T) {
+	var set []string
+	g := newEnvGate(func(v string) { set = append(set, v) })
+	relA := g.acquire("a", false)
+	relA2 := g.acquire("a", false) // same value: no wait
+	got := make(chan func(), 1)
+	go func() { got <- g.acquire("b", false) }()
+	select {
+	case <-got:
+		t.Fatal("an open needing another value did not wait for those in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	relA()
+	relA2()
+	select {
+	case rel := <-got:
+		rel()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting open was not let through after the others finished")
+	}
+	if strings.Join(set, ",") != "a,b" {
+		t.Errorf("variable set to %q, want a then b", set)
+	}
+	relAny := g.acquire("", true) // files take whatever is set
+	relAny()
+}

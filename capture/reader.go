@@ -1,0 +1,321 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/siglipd/siglipd/configs"
+	"gocv.io/x/gocv"
+)
+
+// reader is one connection to a camera: it opens it, decodes every frame and
+// hands on those the sampler picks. It runs on its own goroutine because
+// OpenCV's open and read block in C and cannot be interrupted from Go; the
+// supervisor (source.connect) watches its progress instead.
+type reader struct {
+	src  *source
+	done chan error // the reader's result, sent last; buffered so an abandoned reader never blocks
+
+	progress    atomic.Int64 // unix ns of the last sign of life: open began or finished, a frame was read
+	opened      atomic.Bool
+	connectedAt atomic.Int64 // unix ns of the first frame; 0 before
+
+	// Guarded by src.mu.
+	abandoned bool // the supervisor gave up on it: hand on nothing, just clean up
+	finished  bool
+}
+
+func newReader(s *source) *reader {
+	r := &reader{src: s, done: make(chan error, 1)}
+	r.touch(time.Now())
+	return r
+}
+
+func (r *reader) touch(t time.Time)       { r.progress.Store(t.UnixNano()) }
+func (r *reader) lastProgress() time.Time { return time.Unix(0, r.progress.Load()) }
+
+func (r *reader) connectedFor() time.Duration {
+	at := r.connectedAt.Load()
+	if at == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, at))
+}
+
+func (r *reader) isAbandoned() bool {
+	r.src.mu.Lock()
+	defer r.src.mu.Unlock()
+	return r.abandoned
+}
+
+// run is the reader goroutine. Everything it opened is closed before it
+// reports, also when it was abandoned and nobody listens any more.
+func (r *reader) run(ctx context.Context, out Handoff) {
+	err := r.read(ctx, out)
+	r.src.readerFinished(r)
+	r.done <- err
+}
+
+// read opens the camera and decodes until ctx is cancelled, the stream ends
+// or fails, or the reader is abandoned. It returns nil in the first and last
+// cases.
+func (r *reader) read(ctx context.Context, out Handoff) error {
+	s := r.src
+	name := s.opts.Name
+	vc, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if vc != nil { // nil after a failed reopen of a looping file
+			vc.Close()
+		}
+	}()
+	r.opened.Store(true)
+	r.touch(time.Now())
+
+	mat := gocv.NewMat()           // decoding buffer; handed on as a frame's Mat when sampled
+	defer func() { mat.Close() }() // mat is replaced after each hand-on
+
+	file := s.target.kind == configs.SourceFile
+	var pace *pacer
+	if file {
+		// A file decodes as fast as the CPU allows; pacing it at its own
+		// frame rate makes it behave like a camera.
+		pace = newPacer(vc.Get(gocv.VideoCaptureFPS))
+		defer pace.stop()
+	}
+	sample := sampler{period: time.Duration(float64(time.Second) / s.opts.FPS)}
+	empty := repeats{log: s.log, msg: "camera sent empty frames; skipped"}
+	format := repeats{log: s.log, msg: "camera sent frames in a format that cannot be converted to BGR; skipped"}
+	defer empty.flush()
+	defer format.flush()
+
+	width, height := 0, 0
+	framesThisOpen := 0
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if pace != nil && !pace.wait(ctx) {
+			return nil
+		}
+		ok := vc.Read(&mat)
+		now := time.Now()
+		if r.isAbandoned() {
+			return nil
+		}
+		if !ok {
+			if !file {
+				return cameraError(name, "read", errors.New("the stream ended or failed (OpenCV returned no frame)"))
+			}
+			if framesThisOpen == 0 {
+				return cameraError(name, "read", fmt.Errorf("%s has no frame FFmpeg can decode", s.target.path))
+			}
+			if !s.opts.Loop {
+				return errEnded
+			}
+			// Reopen rather than seek: seeking to frame 0 is not reliable in
+			// every container, and a loop costs one open.
+			vc.Close()
+			if vc, err = s.open(ctx); err != nil {
+				return err
+			}
+			framesThisOpen = 0
+			continue
+		}
+		if mat.Empty() {
+			empty.add()
+			continue
+		}
+		framesThisOpen++
+		r.touch(now)
+		s.frameRead(r, now)
+		if mat.Cols() != width || mat.Rows() != height {
+			if err := s.frameSize(r, mat.Cols(), mat.Rows()); err != nil {
+				return err
+			}
+			if width != 0 {
+				s.log.Info("camera frame size changed", "width", mat.Cols(), "height", mat.Rows(), "was_width", width, "was_height", height)
+			}
+			width, height = mat.Cols(), mat.Rows()
+		}
+		if r.connectedAt.Load() == 0 {
+			r.connectedAt.Store(now.UnixNano())
+			s.connected(r, width, height)
+		}
+		if !sample.due(now) {
+			continue
+		}
+		var m gocv.Mat
+		switch typ := mat.Type(); {
+		case typ == gocv.MatTypeCV8UC3 && mat.IsContinuous():
+			// Hand the decoded buffer itself on (no copy); the next Read
+			// allocates a fresh one.
+			m, mat = mat, gocv.NewMat()
+		case typ == gocv.MatTypeCV8UC3:
+			m = mat.Clone() // Clone is continuous
+		case typ == gocv.MatTypeCV8UC1 || typ == gocv.MatTypeCV8UC4:
+			m = gocv.NewMat()
+			code := gocv.ColorGrayToBGR
+			if typ == gocv.MatTypeCV8UC4 {
+				code = gocv.ColorBGRAToBGR
+			}
+			gocv.CvtColor(mat, &m, code)
+		default:
+			format.add("type", typ.String())
+			continue
+		}
+		s.handOn(r, &Frame{Camera: name, Time: now, Mat: m}, out)
+	}
+}
+
+// open opens the camera, or explains why it cannot. Its errors name the
+// camera and never contain the URL: gocv's own error text quotes it, password
+// and all, so it is never used.
+func (s *source) open(ctx context.Context) (*gocv.VideoCapture, error) {
+	t := s.target
+	name := s.opts.Name
+	if t.path != "" {
+		fi, err := os.Stat(t.path)
+		if err != nil {
+			return nil, cameraError(name, "open", err)
+		}
+		if fi.IsDir() {
+			return nil, cameraError(name, "open", fmt.Errorf("%s is a directory", t.path))
+		}
+	}
+	if t.dial != "" {
+		d := net.Dialer{Timeout: s.opts.ReadTimeout}
+		c, err := d.DialContext(ctx, "tcp", t.dial)
+		if err != nil {
+			return nil, cameraError(name, "open", err) // net errors name host:port only
+		}
+		c.Close()
+	}
+
+	release := ffmpegEnv.acquire(t.ffmpegOptions, t.kind != configs.SourceStream)
+	var vc *gocv.VideoCapture
+	var err error
+	if t.kind == configs.SourceDevice {
+		vc, err = gocv.VideoCaptureDeviceWithAPI(t.index, gocv.VideoCaptureV4L2)
+	} else {
+		// FFmpeg explicitly: with CAP_ANY OpenCV would go on to try
+		// GStreamer, which logs the URL (password included) when it fails.
+		vc, err = gocv.VideoCaptureFileWithAPI(t.open, gocv.VideoCaptureFFmpeg)
+	}
+	release()
+	if err == nil && vc.IsOpened() {
+		return vc, nil
+	}
+	vc.Close()
+	var why error
+	switch t.kind {
+	case configs.SourceDevice:
+		why = fmt.Errorf("V4L2 cannot open video device %d", t.index)
+	case configs.SourceFile:
+		why = fmt.Errorf("FFmpeg cannot read %s as video", t.path)
+	default:
+		why = errors.New("the server accepted the connection but FFmpeg could not open the stream " +
+			"(wrong path or credentials, or no video it can decode; FFmpeg's own message is on stderr)")
+	}
+	return nil, cameraError(name, "open", why)
+}
+
+// sampler picks frames at a fixed rate from a faster stream: the first frame
+// at or after each due time is handed on. Due times advance by exactly one
+// period, so the average rate is the configured one whatever the stream's
+// rate or jitter.
+type sampler struct {
+	period time.Duration
+	next   time.Time
+}
+
+func (s *sampler) due(now time.Time) bool {
+	if now.Before(s.next) {
+		return false
+	}
+	if s.next.IsZero() || now.Sub(s.next) > s.period {
+		// First frame, or the stream paused: restart the schedule here
+		// rather than hand on a burst to catch up.
+		s.next = now.Add(s.period)
+	} else {
+		s.next = s.next.Add(s.period)
+	}
+	return true
+}
+
+// pacer spaces a file's reads at its frame rate.
+type pacer struct {
+	interval time.Duration
+	next     time.Time
+	timer    *time.Timer
+}
+
+func newPacer(fps float64) *pacer {
+	// OpenCV reports 0 or nonsense for some files; 25 fps is the common
+	// camera rate. The bounds keep a broken value from stalling the
+	// watchdog (under 1 fps) or spinning a core (over 240).
+	if math.IsNaN(fps) || fps < 1 || fps > 240 {
+		fps = 25
+	}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &pacer{interval: time.Duration(float64(time.Second) / fps), timer: t}
+}
+
+// wait returns when the next frame is due, or false when ctx ended first.
+func (p *pacer) wait(ctx context.Context) bool {
+	now := time.Now()
+	if p.next.IsZero() || now.Sub(p.next) > time.Second {
+		p.next = now // first frame, or far behind (a slow machine): no burst to catch up
+	}
+	if d := p.next.Sub(now); d > 0 {
+		p.timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			p.timer.Stop()
+			return false
+		case <-p.timer.C:
+		}
+	}
+	p.next = p.next.Add(p.interval)
+	return true
+}
+
+func (p *pacer) stop() { p.timer.Stop() }
+
+// repeats collapses a problem that can happen on every frame into one log
+// line when it first happens and a count when the connection ends (or at
+// most once a minute), instead of 25 lines a second.
+type repeats struct {
+	log     *slog.Logger
+	msg     string
+	n       int // since the last line
+	lastLog time.Time
+}
+
+func (p *repeats) add(attrs ...any) {
+	p.n++
+	switch {
+	case p.lastLog.IsZero():
+		p.log.Warn(p.msg, attrs...)
+		p.n, p.lastLog = 0, time.Now()
+	case time.Since(p.lastLog) >= time.Minute:
+		p.flush()
+	}
+}
+
+func (p *repeats) flush() {
+	if p.n > 0 {
+		p.log.Warn(p.msg+" (repeated)", "times", p.n, "since", p.lastLog.Format(time.RFC3339))
+		p.n, p.lastLog = 0, time.Now()
+	}
+}

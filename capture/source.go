@@ -1,0 +1,402 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/siglipd/siglipd/configs"
+)
+
+// stopGrace is how long Run waits, after its context is cancelled, for the
+// reader to finish before abandoning it. A live stream's Read returns within
+// a frame interval (40 ms at 25 fps) and an RTSP open took ≈1.3 s here, so a
+// healthy reader finishes well within it, and Run still returns well within
+// the daemon's 5 s shutdown budget.
+const stopGrace = 2 * time.Second
+
+// watchdogTick is how often Run checks its reader's progress: a stall is
+// declared at most this long after ReadTimeout has passed.
+const watchdogTick = 250 * time.Millisecond
+
+// rateWindow is how many one-second samples FPSIn and FPSOut average over.
+const rateWindow = 5
+
+var (
+	// errStalled is the watchdog's verdict: open or no frame for ReadTimeout.
+	errStalled = errors.New("no frame")
+	// errEnded: a file source without Loop reached its end.
+	errEnded = errors.New("end of file (loop is off)")
+)
+
+// source is the Source for one camera. Run owns a supervisor loop (this
+// file) and, at any time, at most one current reader goroutine (reader.go)
+// that opens the camera and decodes it. Readers the watchdog gave up on are
+// "abandoned": they hand on nothing more and free themselves if their
+// OpenCV call ever returns.
+type source struct {
+	opts   Options // defaults applied
+	target target
+	url    string // redacted, for logs and Status
+	log    *slog.Logger
+
+	running atomic.Bool
+
+	// framesRead is updated by the reader on every frame; the rest under mu.
+	framesRead atomic.Uint64
+
+	mu         sync.Mutex // also serialises handing frames on, so Seq is ordered
+	state      State
+	lastErr    string
+	lastFrame  time.Time
+	framesOut  uint64
+	reconnects uint64
+	stalls     uint64
+	seq        uint64
+	width      int
+	height     int
+	region     image.Rectangle
+	abandoned  int
+	downSince  time.Time // when the camera stopped delivering (for the recovery log line)
+	logged     struct {  // the last state change logged, so a retry failing the same way logs nothing
+		state State
+		err   string
+	}
+	rates [rateWindow + 1]rateSample // ring, one sample a second
+	nrate int                        // samples taken
+}
+
+type rateSample struct {
+	at       time.Time
+	in, out  uint64
+	hasValue bool
+}
+
+func newSource(opts Options) (*source, error) {
+	opts, t, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	url := configs.RedactURL(opts.URL)
+	return &source{
+		opts:   opts,
+		target: t,
+		url:    url,
+		log:    opts.Logger.With("camera", opts.Name, "url", url),
+		state:  StateStopped,
+	}, nil
+}
+
+func (s *source) Name() string { return s.opts.Name }
+
+// Status returns a snapshot of the camera's state.
+func (s *source) Status() Status {
+	now := time.Now()
+	in := s.framesRead.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{
+		Name:             s.opts.Name,
+		URL:              s.url,
+		State:            s.state,
+		LastError:        s.lastErr,
+		LastFrame:        s.lastFrame,
+		FramesRead:       in,
+		FramesOut:        s.framesOut,
+		Reconnects:       s.reconnects,
+		Stalls:           s.stalls,
+		Width:            s.width,
+		Height:           s.height,
+		AbandonedReaders: s.abandoned,
+	}
+	if s.nrate > 0 {
+		oldest := s.rates[0]
+		if s.nrate > rateWindow {
+			oldest = s.rates[s.nrate%len(s.rates)]
+		}
+		if dt := now.Sub(oldest.at).Seconds(); dt > 0.5 {
+			st.FPSIn = float64(in-oldest.in) / dt
+			st.FPSOut = float64(s.framesOut-oldest.out) / dt
+		}
+	}
+	return st
+}
+
+// sampleRates records the counters once a second for FPSIn/FPSOut.
+func (s *source) sampleRates(now time.Time) {
+	in := s.framesRead.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nrate > 0 && now.Sub(s.rates[(s.nrate-1)%len(s.rates)].at) < time.Second {
+		return
+	}
+	s.rates[s.nrate%len(s.rates)] = rateSample{at: now, in: in, out: s.framesOut}
+	s.nrate++
+}
+
+// Run is the supervisor: it starts a reader, watches it, and after it fails
+// or stalls waits out the backoff and starts the next.
+func (s *source) Run(ctx context.Context, out Handoff) error {
+	if out == nil {
+		return fmt.Errorf("camera %q: Run: nil Handoff", s.opts.Name)
+	}
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("camera %q: Run: already running", s.opts.Name)
+	}
+	defer s.running.Store(false)
+	defer s.setState(StateStopped, nil)
+	s.setState(StateStarting, nil)
+
+	// One ticker for the whole run drives the watchdog and the rate samples,
+	// also while waiting out a backoff (so FPS falls to 0 while disconnected).
+	tick := time.NewTicker(watchdogTick)
+	defer tick.Stop()
+
+	failures := 0 // failed connections since the last healthy one: the backoff step
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt > 0 {
+			s.mu.Lock()
+			s.reconnects++
+			s.mu.Unlock()
+		}
+		res := s.connect(ctx, out, tick.C)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(res.err, errEnded) {
+			s.setState(StateEnded, nil)
+			<-ctx.Done()
+			return nil
+		}
+		if res.connectedFor >= s.opts.HealthyAfter {
+			failures = 0
+		}
+		wait := s.opts.Backoff[min(failures, len(s.opts.Backoff)-1)]
+		failures++
+		if res.stalled {
+			s.mu.Lock()
+			s.stalls++
+			s.mu.Unlock()
+			s.setState(StateStalled, res.err, "retry_in", wait)
+		} else {
+			s.setState(StateReconnecting, res.err, "retry_in", wait)
+		}
+		if !s.sleep(ctx, wait, tick.C) {
+			return nil
+		}
+	}
+}
+
+// sleep waits d, sampling rates, and reports false if ctx ended first.
+func (s *source) sleep(ctx context.Context, d time.Duration, tick <-chan time.Time) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case now := <-tick:
+			s.sampleRates(now)
+		}
+	}
+}
+
+// result is how one connection ended.
+type result struct {
+	err          error         // why it ended; nil when ctx was cancelled
+	stalled      bool          // the watchdog ended it
+	connectedFor time.Duration // how long it delivered frames
+}
+
+// connect runs one reader until it ends, stalls or ctx is cancelled.
+func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time) result {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := newReader(s)
+	go r.run(rctx, out) // owned here: we wait for r.done, or abandon r (counted in s.abandoned)
+
+	for {
+		select {
+		case err := <-r.done:
+			return result{err: err, connectedFor: r.connectedFor()}
+		case <-ctx.Done():
+			cancel()
+			timer := time.NewTimer(stopGrace)
+			defer timer.Stop()
+			select {
+			case <-r.done:
+			case <-timer.C:
+				if s.abandon(r) {
+					s.log.Warn("reader stuck in OpenCV at shutdown; left behind",
+						"stuck_for", time.Since(r.lastProgress()).Round(time.Millisecond))
+				}
+			}
+			return result{}
+		case now := <-tick:
+			s.sampleRates(now)
+			idle := now.Sub(r.lastProgress())
+			if idle < s.opts.ReadTimeout {
+				continue
+			}
+			cancel()
+			// The text must not vary from one stall to the next (no measured
+			// durations): a repeat of the same error is not logged again.
+			what := "read"
+			if !r.opened.Load() {
+				what = "open" // connected, but the stream never started
+			}
+			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within read_timeout (%s)", errStalled, s.opts.ReadTimeout))
+			if !s.abandon(r) {
+				// It finished just now, on its own: report how.
+				return result{err: <-r.done, connectedFor: r.connectedFor()}
+			}
+			return result{err: err, stalled: true, connectedFor: r.connectedFor()}
+		}
+	}
+}
+
+// abandon gives up on r: from now on it hands on nothing, and it frees its
+// capture if its OpenCV call ever returns. It reports false when r had
+// already finished.
+func (s *source) abandon(r *reader) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.finished {
+		return false
+	}
+	r.abandoned = true
+	s.abandoned++
+	return true
+}
+
+// readerFinished is the reader's last act.
+func (s *source) readerFinished(r *reader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.finished = true
+	if r.abandoned {
+		s.abandoned--
+		s.log.Info("an abandoned reader returned from OpenCV and was freed",
+			"stuck_for", time.Since(r.lastProgress()).Round(100*time.Millisecond), "still_stuck", s.abandoned)
+	}
+}
+
+// setState records a state change and logs it, once: a retry that fails the
+// way the previous one did changes nothing and logs nothing.
+func (s *source) setState(st State, err error, attrs ...any) {
+	msg := ""
+	if err != nil {
+		msg = configs.RedactURL(err.Error()) // defence in depth: errors are built without the URL
+	}
+	s.mu.Lock()
+	prev := s.state
+	s.state, s.lastErr = st, msg
+	if st != StateConnected && prev == StateConnected {
+		s.downSince = time.Now()
+	}
+	if s.logged.state == st && s.logged.err == msg {
+		s.mu.Unlock()
+		return
+	}
+	sameState := s.logged.state == st
+	s.logged.state, s.logged.err = st, msg
+	s.mu.Unlock()
+
+	if sameState {
+		// Still down, for a new reason (the stream dropped, then the
+		// server refused connections): worth a line, but not another
+		// error: the state did not change.
+		s.log.Warn("camera still unavailable; the reason changed", append([]any{"state", string(st), "err", msg}, attrs...)...)
+		return
+	}
+	switch st {
+	case StateReconnecting:
+		s.log.Error("camera unavailable; retrying", append([]any{"err", msg}, attrs...)...)
+	case StateStalled:
+		s.log.Error("camera stalled; reopening", append([]any{"err", msg}, attrs...)...)
+	case StateEnded:
+		s.log.Info("camera file ended; loop is off, so no more frames")
+	case StateStopped:
+		if prev != StateStopped {
+			s.log.Info("camera stopped")
+		}
+	case StateStarting:
+		s.log.Debug("camera starting")
+	}
+}
+
+// connected is called by the current reader on its first frame.
+func (s *source) connected(r *reader, w, h int) {
+	s.mu.Lock()
+	if r.abandoned {
+		s.mu.Unlock()
+		return
+	}
+	prev, down := s.state, time.Duration(0)
+	if !s.downSince.IsZero() {
+		down = time.Since(s.downSince)
+	}
+	s.state, s.lastErr = StateConnected, ""
+	s.downSince = time.Time{}
+	s.logged.state, s.logged.err = StateConnected, ""
+	reconnects := s.reconnects
+	s.mu.Unlock()
+
+	attrs := []any{"width", w, "height", h}
+	if prev != StateStarting {
+		attrs = append(attrs, "was", string(prev), "down_for", down.Round(100*time.Millisecond), "reconnects", reconnects)
+	}
+	s.log.Info("camera connected", attrs...)
+}
+
+// frameSize records the size of the frames being read and resolves the crop
+// against it. The error names the camera.
+func (s *source) frameSize(r *reader, w, h int) error {
+	region, err := s.opts.Crop.region(w, h)
+	if err != nil {
+		return fmt.Errorf("camera %q: %w", s.opts.Name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !r.abandoned {
+		s.width, s.height, s.region = w, h, region
+	}
+	return nil
+}
+
+// handOn numbers f and offers it, unless r has been abandoned meanwhile.
+func (s *source) handOn(r *reader, f *Frame, out Handoff) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.abandoned {
+		f.Close()
+		return
+	}
+	s.seq++
+	s.framesOut++
+	f.Seq = s.seq
+	f.Region = s.region
+	// Offer never blocks, so holding mu here costs nothing and keeps Seq in
+	// the order frames reach the hand-off.
+	out.Offer(f)
+}
+
+// frameRead counts a decoded frame.
+func (s *source) frameRead(r *reader, at time.Time) {
+	s.framesRead.Add(1)
+	s.mu.Lock()
+	if !r.abandoned {
+		s.lastFrame = at
+	}
+	s.mu.Unlock()
+}
