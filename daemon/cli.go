@@ -65,6 +65,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		ortLib      = fs.String("ort-lib", "", "path of libonnxruntime.so (else $SIGLIPD_ORT_LIB, inference.ort_lib, the install location, the system path)")
+		watch       = fs.Duration("watch-config", DefaultWatchInterval, "reload when the config file changes, checked this often (0: only on SIGHUP)")
 		help        = fs.BoolP("help", "h", false, "show this help")
 	)
 	usage := func(w io.Writer) {
@@ -127,14 +128,29 @@ Flags:
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
-		// A second signal means "now": the first one is draining.
+		// After the first signal, restore the default handling: a second
+		// one kills at once while the first is still draining.
 		<-ctx.Done()
 		stop()
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
 	err = Run(ctx, cfg, Options{
-		ConfigPath: *configPath,
-		Logger:     logger,
-		ORTLib:     infer.LibraryChoice{Flag: *ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB"), Config: cfg.Inference.ORTLib},
+		ConfigPath:    *configPath,
+		Logger:        logger,
+		ORTLib:        infer.LibraryChoice{Flag: *ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB"), Config: cfg.Inference.ORTLib},
+		Reload:        reload,
+		WatchInterval: *watch,
 	})
 	if err != nil {
 		logger.Error("siglipd failed", "err", err)

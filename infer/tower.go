@@ -261,6 +261,9 @@ func (t *tower) close() error {
 // For images the caller writes n·3·H·W floats into in.f32; for text n·L ids
 // into in.i64 (or i32).
 func (t *tower) batch(n int, perItem int64) (*batchInput, error) {
+	if t.session == nil {
+		return nil, fmt.Errorf("%s %s: the model is closed", t.kind, t.path)
+	}
 	if in, ok := t.inputs[n]; ok {
 		return in, nil
 	}
