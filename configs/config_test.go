@@ -354,10 +354,13 @@ func TestSlug(t *testing.T) {
 	}
 }
 
-// TestExample keeps configs/cams.yaml valid.
+// TestExample keeps configs/cams.yaml and configs/demo.yaml valid.
 func TestExample(t *testing.T) {
 	if _, err := Parse("cams.yaml", Example, env(nil)); err != nil {
 		t.Fatalf("configs/cams.yaml is invalid:\n%v", err)
+	}
+	if _, err := Parse("demo.yaml", Demo, env(nil)); err != nil {
+		t.Fatalf("configs/demo.yaml is invalid:\n%v", err)
 	}
 	if _, err := os.Stat("cams.yaml"); err != nil {
 		t.Fatal(err)
@@ -377,6 +380,40 @@ func TestByteSize(t *testing.T) {
 		got, err := parseByteSize(tt.in)
 		if (err != nil) != tt.err || got != tt.want {
 			t.Errorf("parseByteSize(%q) = %v, %v; want %v, err=%v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// TestLoadResolvesPaths: relative paths are relative to the config file.
+func TestLoadResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	body := `state_dir: state
+model: {path: ../models/siglip}
+mqtt: {tls: {ca_file: certs/ca.pem}}
+cameras:
+  - {name: a, url: videos/door.mp4, labels: [{name: x}]}
+  - {name: b, url: /abs/door.mp4, labels: [{name: x}]}
+  - {name: c, url: "rtsp://10.0.0.2/live", labels: [{name: x}]}
+  - {name: d, url: "0", labels: [{name: x}]}
+`
+	path := dir + "/conf/cams.yaml"
+	os.MkdirAll(dir+"/conf", 0o755)
+	os.WriteFile(path, []byte(body), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"state_dir": dir + "/conf/state", "model.path": dir + "/models/siglip", "ca_file": dir + "/conf/certs/ca.pem",
+		"a": dir + "/conf/videos/door.mp4", "b": "/abs/door.mp4", "c": "rtsp://10.0.0.2/live", "d": "0",
+	}
+	got := map[string]string{"state_dir": cfg.StateDir, "model.path": cfg.Model.Path, "ca_file": cfg.MQTT.TLS.CAFile}
+	for _, c := range cfg.Cameras {
+		got[c.Name] = c.URL.Reveal()
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %q, want %q", k, got[k], w)
 		}
 	}
 }

@@ -6,3 +6,8 @@ import _ "embed"
 //
 //go:embed cams.yaml
 var Example []byte
+
+// Demo is configs/demo.yaml, the configuration `make demo` runs.
+//
+//go:embed demo.yaml
+var Demo []byte

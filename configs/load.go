@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -50,7 +51,36 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
 	}
-	return Parse(path, data, os.LookupEnv)
+	cfg, err := Parse(path, data, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// resolvePaths makes relative file paths relative to the config file's
+// folder rather than to wherever the daemon was started from, so a config
+// and the files it names can move together.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.StateDir)
+	abs(&c.Model.Path)
+	abs(&c.Inference.ORTLib)
+	abs(&c.MQTT.TLS.CAFile)
+	abs(&c.MQTT.TLS.CertFile)
+	abs(&c.MQTT.TLS.KeyFile)
+	for i := range c.Cameras {
+		u := string(c.Cameras[i].URL)
+		if kind, _ := ParseSource(u); kind == SourceFile && !strings.Contains(u, "://") {
+			abs(&u)
+			c.Cameras[i].URL = URL(u)
+		}
+	}
 }
 
 // Parse is Load on bytes: name labels the errors, lookupEnv resolves ${VAR}.
