@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -78,6 +79,9 @@ type daemon struct {
 
 	captureCtx context.Context
 	captureWG  sync.WaitGroup
+	// drainBy is when the batcher must be done at shutdown; set before
+	// captureDone is closed, read after.
+	drainBy time.Time
 
 	ruleUpdates chan ruleUpdate // to the rules loop, which owns the Machine
 }
@@ -160,23 +164,47 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 		d.inferLoop(captureDone, scored)
 	}()
 
-	srv, err := d.startHTTP(cfg)
-	if err != nil {
+	// shutdown stops everything started so far, front to back, within
+	// ShutdownTimeout: capture, then the batcher and rules loop drain, then
+	// publish sends the last events and "offline".
+	var srv *http.Server
+	shutdown := func() error {
+		deadline := time.Now().Add(ShutdownTimeout)
 		stopCapture()
+		d.captureWG.Wait()
+		// The batcher scores what is pending once more if that fits the
+		// budget, leaving publish at least 1.5 s.
+		d.drainBy = deadline.Add(-1500 * time.Millisecond)
 		close(captureDone)
 		<-inferDone
 		<-rulesDone
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		sink.Close(closeCtx)
+		d.latest.Close()
+		closeCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(-500*time.Millisecond))
+		err := sink.Close(closeCtx)
 		cancel()
-		return err
+		if srv != nil {
+			shutCtx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			srv.Shutdown(shutCtx)
+			cancel()
+		}
+		d.live.close()
+		if err != nil {
+			log.Warn("publishing stopped with undelivered messages kept for the next start", "err", err)
+		}
+		log.Info("siglipd stopped", "took", time.Since(deadline.Add(-ShutdownTimeout)).Round(time.Millisecond))
+		return nil
 	}
 
+	if srv, err = d.startHTTP(cfg); err != nil {
+		shutdown()
+		return err
+	}
 	d.mu.Lock()
 	for _, c := range cfg.Cameras {
 		if err := d.startCamera(c); err != nil {
 			d.mu.Unlock()
-			return err // cannot happen after Validate; kept for safety
+			shutdown()
+			return err
 		}
 	}
 	d.mu.Unlock()
@@ -186,31 +214,8 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	}
 
 	d.serveReloads(ctx)
-
-	// Shutdown, front to back, within ShutdownTimeout.
 	log.Info("stopping siglipd")
-	deadline := time.Now().Add(ShutdownTimeout)
-	stopCapture()
-	d.captureWG.Wait()
-	close(captureDone) // the batcher takes what is pending once more, then closes scored
-	<-inferDone
-	<-rulesDone
-	d.latest.Close()
-	// Publish gets what is left of the budget, minus a margin for the rest.
-	closeCtx, cancel := context.WithDeadline(context.Background(), deadline.Add(-500*time.Millisecond))
-	err = sink.Close(closeCtx)
-	cancel()
-	if srv != nil {
-		shutCtx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		srv.Shutdown(shutCtx)
-		cancel()
-	}
-	d.live.close()
-	if err != nil {
-		log.Warn("publishing stopped with undelivered messages kept for the next start", "err", err)
-	}
-	log.Info("siglipd stopped", "took", time.Since(deadline.Add(-ShutdownTimeout)).Round(time.Millisecond))
-	return nil
+	return shutdown()
 }
 
 func openModel(cfg *configs.Config, opts Options, log *slog.Logger) (*infer.Model, error) {
@@ -244,13 +249,7 @@ func selfCheck(m infer.Classifier) error {
 			bright.Pix[i] = 230 // reddish
 		}
 	}
-	emb, ok := m.(interface {
-		EmbedImages([]infer.Image) ([][]float32, error)
-	})
-	if !ok {
-		return nil // a test double without embeddings
-	}
-	e, err := emb.EmbedImages([]infer.Image{dark, bright})
+	e, err := m.EmbedImages([]infer.Image{dark, bright})
 	if err != nil {
 		return fmt.Errorf("model self-check: %w", err)
 	}

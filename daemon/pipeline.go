@@ -41,12 +41,21 @@ func (d *daemon) inferLoop(captureDone <-chan struct{}, out chan<- scoredFrame) 
 	d.mu.Unlock()
 	failures := newRepeatLog(d.log, "inference failed; frames of this batch are dropped")
 	defer failures.flush()
+	var lastBatch time.Duration // how long the last batch took
 	for {
 		select {
 		case <-d.latest.Ready():
 		case <-captureDone:
-			if frames := d.latest.Take(batchSize); len(frames) > 0 {
+			frames := d.latest.Take(batchSize)
+			switch {
+			case len(frames) == 0:
+			case time.Now().Add(lastBatch).Before(d.drainBy):
 				d.scoreBatch(frames, out, failures)
+			default:
+				d.log.Info("shutting down: last frames not scored, no time left", "frames", len(frames))
+				for _, f := range frames {
+					f.Close()
+				}
 			}
 			return
 		}
@@ -68,7 +77,9 @@ func (d *daemon) inferLoop(captureDone <-chan struct{}, out chan<- scoredFrame) 
 			}
 		}
 		timer.Stop()
+		start := time.Now()
 		d.scoreBatch(frames, out, failures)
+		lastBatch = time.Since(start)
 	}
 }
 

@@ -137,11 +137,17 @@ func (d *daemon) reload(reason string) error {
 		o, existed := oldCams[c.Name]
 		switch {
 		case !existed:
-			d.startCamera(c)
+			if err := d.startCamera(c); err != nil {
+				d.log.Error("reload: camera not started", "camera", c.Name, "err", err)
+				continue
+			}
 			added = append(added, c.Name)
 		case !captureEqual(o, c):
 			d.stopCamera(c.Name)
-			d.startCamera(c)
+			if err := d.startCamera(c); err != nil {
+				d.log.Error("reload: camera not restarted", "camera", c.Name, "err", err)
+				continue
+			}
 			restarted = append(restarted, c.Name)
 		default:
 			if run, ok := d.cameras[c.Name]; ok {
@@ -154,6 +160,7 @@ func (d *daemon) reload(reason string) error {
 	}
 	d.cfg = cfg
 	d.mu.Unlock()
+	d.forgetMetrics(old, cfg)
 
 	d.updateRules(rulesFor(cfg))
 	d.sink.Announce(publishCameras(cfg))
@@ -192,4 +199,22 @@ func captureEqual(a, b configs.Camera) bool {
 	}
 	return a.URL == b.URL && a.FPS == b.FPS && a.ReadTimeout == b.ReadTimeout && a.RTSPTransport == b.RTSPTransport &&
 		a.Loop == b.Loop && crop(a.Crop) == crop(b.Crop)
+}
+
+// forgetMetrics drops the per-label series of cameras and labels that are
+// gone, so a dashboard does not show their last probability forever.
+func (d *daemon) forgetMetrics(old, cfg *configs.Config) {
+	kept := map[[2]string]bool{}
+	for _, c := range cfg.Cameras {
+		for _, l := range c.Labels {
+			kept[[2]string{c.Name, l.Name}] = true
+		}
+	}
+	for _, c := range old.Cameras {
+		for _, l := range c.Labels {
+			if !kept[[2]string{c.Name, l.Name}] {
+				d.metrics.probability.DeleteLabelValues(c.Name, l.Name)
+			}
+		}
+	}
 }

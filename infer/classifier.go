@@ -16,6 +16,8 @@ import (
 type Classifier interface {
 	EmbedLabels(labels []Label) (*LabelSet, error)
 	Classify(images []Image, sets []*LabelSet) ([][]float32, error)
+	// EmbedImages returns the unit-length image embeddings of a batch.
+	EmbedImages(images []Image) ([][]float32, error)
 	Info() Info
 	Close() error
 }
