@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,21 +53,7 @@ func run(t *testing.T, env []string, args ...string) (string, string, int) {
 }
 
 func writeSolidPNG(t *testing.T, dir, name string, c color.RGBA) string {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 640, 480))
-	for i := 0; i < len(img.Pix); i += 4 {
-		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, 255
-	}
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := png.Encode(f, img); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.WritePNG(t, dir, name, testenv.Solid(640, 480, c))
 }
 
 // TestClassifyColour is the acceptance check for `siglipd classify`: on

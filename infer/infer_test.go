@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -72,13 +71,7 @@ func open(t testing.TB, dir string, mod func(*Options)) *Model {
 	return m
 }
 
-func solid(w, h int, c color.RGBA) *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := 0; i < len(img.Pix); i += 4 {
-		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, 255
-	}
-	return img
-}
+func solid(w, h int, c color.RGBA) *image.RGBA { return testenv.Solid(w, h, c) }
 
 // scene is a deterministic image with structure and noise.
 func scene(w, h int, seed uint64) *image.RGBA {
@@ -98,17 +91,7 @@ func scene(w, h int, seed uint64) *image.RGBA {
 }
 
 func savePNG(t testing.TB, dir, name string, img image.Image) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := png.Encode(f, img); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.WritePNG(t, dir, name, img)
 }
 
 type zeroShotResponse struct {
