@@ -16,9 +16,12 @@ RUN scripts/fetch-ort.sh \
  && go build -trimpath -o /out/siglipd ./daemon/cmd/siglipd \
  && cp .deps/onnxruntime/lib/libonnxruntime.so.1 /out/ \
  # The Debian packages that hold the shared libraries siglipd links against:
- # the runtime stage installs exactly these, not the whole -dev tree.
- && ldd /out/siglipd | awk '/=> \// {print $3}' | xargs -r dpkg -S 2>/dev/null \
-    | cut -d: -f1 | sort -u > /out/runtime-packages.txt
+ # the runtime stage installs exactly these, not the whole -dev tree. With
+ # Debian 12's merged /usr, dpkg knows a library by /usr/lib/... or by
+ # /lib/..., whichever its package shipped, so ask for both.
+ && for lib in $(ldd /out/siglipd | awk '/=> \// {print $3}'); do \
+      p=$(realpath "$lib"); dpkg -S "$p" 2>/dev/null || dpkg -S "${p#/usr}" 2>/dev/null || true; \
+    done | cut -d: -f1 | sort -u > /out/runtime-packages.txt
 
 FROM debian:bookworm-slim
 COPY --from=build /out/runtime-packages.txt /tmp/
