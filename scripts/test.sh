@@ -24,3 +24,7 @@ echo "== go test -tags matprofile (capture: count live OpenCV Mats)"
 # need it and are compiled only with it.
 go vet -tags matprofile ./capture/
 go test -count=1 -timeout 10m -tags matprofile -run 'NoMatLeak' ./capture/
+echo "== go test -race (the concurrent packages)"
+# capture is left out: the race detector slows its cgo decode loop enough to
+# upset its rate measurements, and its concurrency is covered by the tests above.
+go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon
