@@ -80,8 +80,8 @@ func TestRTSPServerRestart(t *testing.T) {
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger()})
-	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger()})
+	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger(t)})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger(t)})
 	start(t, rtsp, l)
 	start(t, file, l)
 
@@ -103,8 +103,7 @@ func TestRTSPServerRestart(t *testing.T) {
 	t.Logf("frames resumed %.2f s after the server came back", resumed.Sub(back).Seconds())
 	to := time.Now()
 
-	n := c.countIn("demo", from, to)
-	rate := float64(n) / to.Sub(from).Seconds()
+	rate := c.rate("demo", from, to)
 	t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
 	if math.Abs(rate-2)/2 > 0.10 {
 		t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
@@ -130,18 +129,24 @@ func TestRTSPServerRestart(t *testing.T) {
 
 // TestStallWatchdog: a server that keeps the connection but sends nothing is
 // declared stalled within read_timeout + 2 s, and the camera reconnects when
-// frames flow again; the reader it abandoned frees itself.
+// frames flow again; the readers it abandoned free themselves. A looping
+// file camera beside it keeps its rate throughout, although the stalled
+// camera's reopen hangs inside OpenCV's open (which holds a process-wide
+// lock: the file must not need it to loop).
 func TestStallWatchdog(t *testing.T) {
 	testenv.Integration(t)
 	const readTimeout = 3 * time.Second
 	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
+	video := testenv.VideoFile(t, testenv.VideoOptions{FPS: 25, Duration: time.Second})
 	var logs logBuffer
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger()})
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger(t)})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
 	start(t, src, l)
-	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+	start(t, file, l)
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "the first frames")
 
 	srv.Stall()
 	stalledAt := time.Now()
@@ -151,9 +156,20 @@ func TestStallWatchdog(t *testing.T) {
 	if st := src.Status(); st.Stalls != 1 || st.AbandonedReaders != 1 {
 		t.Errorf("status after the stall: %d stalls, %d abandoned readers; want 1, 1", st.Stalls, st.AbandonedReaders)
 	}
+	// The reopen hangs too (the server takes the connection, sends no
+	// frame): a second stall, with the abandoned open holding OpenCV's lock.
+	testenv.WaitFor(t, 2*readTimeout+3*time.Second, func() bool { return src.Status().Stalls >= 2 }, "the reopen to stall too")
+	if st := src.Status(); st.State != StateStalled || !strings.Contains(st.LastError, "open: no frame") {
+		t.Errorf("status during the stalled reopen: %s %q, want stalled in open", st.State, st.LastError)
+	}
 
 	srv.Resume()
 	resumed := time.Now()
+	if rate := c.rate("demo", stalledAt, resumed); math.Abs(rate-2)/2 > 0.10 {
+		t.Errorf("file camera delivered %.2f frames/s during the other camera's stall, want 2 ± 10%%", rate)
+	} else {
+		t.Logf("file camera: %.2f frames/s during the %.1f s stall", rate, resumed.Sub(stalledAt).Seconds())
+	}
 	testenv.WaitFor(t, 15*time.Second, func() bool { _, ok := c.firstAfter("door", resumed); return ok },
 		"frames after the stream resumed")
 	first, _ := c.firstAfter("door", resumed)
@@ -248,7 +264,7 @@ func TestOpenFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logBuffer
-			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(),
+			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(t),
 				Backoff: []time.Duration{50 * time.Millisecond}})
 			l := NewLatest()
 			defer l.Close()
@@ -336,7 +352,7 @@ func TestCrop(t *testing.T) {
 		var logs logBuffer
 		l := NewLatest()
 		defer l.Close()
-		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Logger: logs.logger(),
+		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Logger: logs.logger(t),
 			Crop: &Crop{X: 300, Y: 0, Width: 100, Height: 100, Pixels: true}})
 		start(t, src, l)
 		want := `camera "door": crop x=300 y=0 width=100 height=100 (pixels) is outside the 320x240 frame`
