@@ -1,10 +1,17 @@
 package capture
 
 import (
+	"bytes"
+	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -264,12 +271,14 @@ func TestOpenFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logBuffer
+			// A short read_timeout bounds each dial, should the resolver hang
+			// on the unknown host instead of answering at once.
 			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(t),
-				Backoff: []time.Duration{50 * time.Millisecond}})
+				ReadTimeout: 2 * time.Second, Backoff: []time.Duration{50 * time.Millisecond}})
 			l := NewLatest()
 			defer l.Close()
 			run := start(t, src, l)
-			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().Reconnects >= 3 }, "3 reconnect attempts")
+			testenv.WaitFor(t, 15*time.Second, func() bool { return src.Status().Reconnects >= 3 }, "3 reconnect attempts")
 			st := src.Status()
 			run.stop(t)
 			if st.State != StateReconnecting || !strings.Contains(st.LastError, tt.want) {
@@ -368,3 +377,85 @@ func TestCrop(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestHTTPSources: MJPEG over HTTP (with basic auth, as IP cameras do it) and
+// HLS, served by a real HTTP server and read by OpenCV's FFmpeg backend.
+func TestHTTPSources(t *testing.T) {
+	testenv.Integration(t)
+	hlsDir := t.TempDir()
+	ffmpeg := testenv.LookPath(t, "ffmpeg")
+	out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+		"-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+		"-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod", filepath.Join(hlsDir, "live.m3u8")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg hls: %v\n%s", err, out)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/hls/", http.StripPrefix("/hls/", http.FileServer(http.Dir(hlsDir))))
+	mux.HandleFunc("/mjpg", serveMJPEG(t, "admin", "hunter2"))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	tests := []struct {
+		name, url string
+		w, h      int
+	}{
+		{"mjpeg with basic auth", "http://admin:hunter2@" + host + "/mjpg", 160, 120},
+		{"hls", srv.URL + "/hls/live.m3u8", 320, 240},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logBuffer
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			src := mustNew(t, Options{Name: "web", URL: tt.url, FPS: 2, Logger: logs.logger(t)})
+			start(t, src, l)
+			testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("web")) >= 3 }, "3 frames")
+			if f := c.of("web")[0]; f.width != tt.w || f.height != tt.h || f.typ != gocv.MatTypeCV8UC3 {
+				t.Errorf("frame %dx%d %v, want %dx%d CV8UC3", f.width, f.height, f.typ, tt.w, tt.h)
+			}
+			if strings.Contains(logs.String(), "hunter2") {
+				t.Errorf("the password leaked into the log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// serveMJPEG streams a 160×120 MJPEG at 10 fps as multipart/x-mixed-replace,
+// the way IP cameras serve /mjpg, after checking HTTP basic auth.
+func serveMJPEG(t *testing.T, user, password string) http.HandlerFunc {
+	img := image.NewRGBA(image.Rect(0, 0, 160, 120))
+	return func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cam"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=frame")
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			for p := range img.Pix {
+				img.Pix[p] = byte(i * 8) // a changing picture
+			}
+			var buf bytes.Buffer
+			if err := jpeg.Encode(&buf, img, nil); err != nil {
+				t.Error(err)
+				return
+			}
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", buf.Len())
+			w.Write(buf.Bytes())
+			if _, err := io.WriteString(w, "\r\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}

@@ -186,3 +186,10 @@ func TestOpenSlotCancel(t *testing.T) {
 	}
 	releaseOpen()
 }
+
+func TestTuneMallocRespectsOperator(t *testing.T) {
+	t.Setenv("MALLOC_ARENA_MAX", "4")
+	if TuneMalloc() {
+		t.Error("TuneMalloc changed malloc although MALLOC_ARENA_MAX is set")
+	}
+}

@@ -72,9 +72,8 @@ type source struct {
 }
 
 type rateSample struct {
-	at       time.Time
-	in, out  uint64
-	hasValue bool
+	at      time.Time
+	in, out uint64
 }
 
 func newSource(opts Options) (*source, error) {

@@ -45,7 +45,11 @@ func main() {
 	warmup := flag.Duration("warmup", time.Minute, "RSS growth is measured from the end of this")
 	cycle := flag.Duration("cycle", 90*time.Second, "one stall and one server restart per cycle (at least 30s); 0 disables")
 	script := flag.String("script", "scripts/rtsp-server.py", "the RTSP test server")
+	tune := flag.Bool("tune-malloc", true, "call capture.TuneMalloc, as siglipd does (false: glibc's defaults)")
 	flag.Parse()
+	if *tune {
+		fmt.Println("soak: capture.TuneMalloc applied:", capture.TuneMalloc())
+	}
 	if err := run(*duration, *warmup, *cycle, *script); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
@@ -113,7 +117,7 @@ func run(duration, warmup, cycle time.Duration, script string) error {
 		wg.Go(func() { disrupt(runCtx, servers, cycle) })
 	}
 	fmt.Printf("soak: %d cameras for %s (warm-up %s), disruptions every %s\n", len(sources), duration, warmup, cycle)
-	fmt.Printf("%8s %9s %9s %8s  %s\n", "elapsed", "rss_MiB", "heap_MiB", "mats", "cameras (state out/reconnects/stalls/abandoned)")
+	fmt.Printf("%8s %9s %9s %7s %5s  %s\n", "elapsed", "rss_MiB", "heap_MiB", "threads", "mats", "cameras (state out/reconnects/stalls/abandoned)")
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -125,7 +129,7 @@ func run(duration, warmup, cycle time.Duration, script string) error {
 			if warmRSS == 0 && elapsed >= warmup {
 				warmRSS = rss
 			}
-			fmt.Printf("%8s %9.1f %9.1f %8s  %s\n", elapsed.Round(time.Second), mib(rss), mib(heapBytes()), matCount(), summary(sources))
+			fmt.Printf("%8s %9.1f %9.1f %7d %5s  %s\n", elapsed.Round(time.Second), mib(rss), mib(heapBytes()), threads(), matCount(), summary(sources))
 			done = elapsed >= duration
 		}
 	}
@@ -235,7 +239,13 @@ func freePort() (int, error) {
 }
 
 // rssBytes is VmRSS from /proc/self/status.
-func rssBytes() int64 {
+func rssBytes() int64 { return procStatus("VmRSS") << 10 }
+
+// threads is the process's OS thread count: each call stuck in OpenCV holds one.
+func threads() int64 { return procStatus("Threads") }
+
+// procStatus reads a number from /proc/self/status (kB for sizes).
+func procStatus(key string) int64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -243,9 +253,9 @@ func rssBytes() int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
+		if rest, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
 		}
 	}
 	return 0
