@@ -117,7 +117,7 @@ func run(duration, warmup, cycle time.Duration, script string) error {
 		wg.Go(func() { disrupt(runCtx, servers, cycle) })
 	}
 	fmt.Printf("soak: %d cameras for %s (warm-up %s), disruptions every %s\n", len(sources), duration, warmup, cycle)
-	fmt.Printf("%8s %9s %9s %7s %5s  %s\n", "elapsed", "rss_MiB", "heap_MiB", "threads", "mats", "cameras (state out/reconnects/stalls/abandoned)")
+	fmt.Printf("%8s %8s %8s %8s %8s %7s %5s  %s\n", "elapsed", "rss_MiB", "go_MiB", "c_used", "c_held", "threads", "mats", "cameras (state out/reconnects/stalls/abandoned)")
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -129,7 +129,8 @@ func run(duration, warmup, cycle time.Duration, script string) error {
 			if warmRSS == 0 && elapsed >= warmup {
 				warmRSS = rss
 			}
-			fmt.Printf("%8s %9.1f %9.1f %7d %5s  %s\n", elapsed.Round(time.Second), mib(rss), mib(heapBytes()), threads(), matCount(), summary(sources))
+			fmt.Printf("%8s %8.1f %8.1f %8.1f %8.1f %7d %5s  %s\n", elapsed.Round(time.Second), mib(rss), mib(heapBytes()),
+				mib(cInUse()), mib(cHeld()), threads(), matCount(), summary(sources))
 			done = elapsed >= duration
 		}
 	}
