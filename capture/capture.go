@@ -21,6 +21,15 @@
 // the stale one instead of queueing behind it, so latency never grows and
 // memory stays bounded at one frame per camera. Offer never blocks, so a slow
 // consumer can never stall a camera's decoding.
+//
+// # Where things are
+//
+// source.go is the supervisor (states, backoff, watchdog, logging);
+// reader.go the goroutine that opens, decodes and samples; latest.go the
+// hand-off; options.go defaults, URL kinds and crops; openlock.go the
+// process-wide open lock OpenCV imposes; videocapture.go/.cpp the small
+// C++ shim over cv::VideoCapture (open timeouts, grab without converting).
+// docs/capture.md is the user-facing description.
 package capture
 
 import (
@@ -93,8 +102,9 @@ type Status struct {
 	Width, Height int // of the last frame read; 0 before the first
 	// AbandonedReaders is how many readers are stuck in OpenCV right now,
 	// left behind by the watchdog or by shutdown. Each releases its capture
-	// and Mats if its call ever returns (FFmpeg's socket timeout usually
-	// ends it ReadTimeout+5s after the stream went quiet).
+	// and Mats when its call returns: for FFmpeg sources OpenCV's own
+	// timeout (ReadTimeout + 1 s) normally ends it about a second after the
+	// watchdog gave up on it.
 	AbandonedReaders int
 }
 

@@ -1,10 +1,17 @@
 package capture
 
 import (
+	"bytes"
+	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -80,8 +87,8 @@ func TestRTSPServerRestart(t *testing.T) {
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger()})
-	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger()})
+	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger(t)})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger(t)})
 	start(t, rtsp, l)
 	start(t, file, l)
 
@@ -103,8 +110,7 @@ func TestRTSPServerRestart(t *testing.T) {
 	t.Logf("frames resumed %.2f s after the server came back", resumed.Sub(back).Seconds())
 	to := time.Now()
 
-	n := c.countIn("demo", from, to)
-	rate := float64(n) / to.Sub(from).Seconds()
+	rate := c.rate("demo", from, to)
 	t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
 	if math.Abs(rate-2)/2 > 0.10 {
 		t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
@@ -130,18 +136,24 @@ func TestRTSPServerRestart(t *testing.T) {
 
 // TestStallWatchdog: a server that keeps the connection but sends nothing is
 // declared stalled within read_timeout + 2 s, and the camera reconnects when
-// frames flow again; the reader it abandoned frees itself.
+// frames flow again; the readers it abandoned free themselves. A looping
+// file camera beside it keeps its rate throughout, although the stalled
+// camera's reopen hangs inside OpenCV's open (which holds a process-wide
+// lock: the file must not need it to loop).
 func TestStallWatchdog(t *testing.T) {
 	testenv.Integration(t)
 	const readTimeout = 3 * time.Second
 	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
+	video := testenv.VideoFile(t, testenv.VideoOptions{FPS: 25, Duration: time.Second})
 	var logs logBuffer
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger()})
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger(t)})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
 	start(t, src, l)
-	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+	start(t, file, l)
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "the first frames")
 
 	srv.Stall()
 	stalledAt := time.Now()
@@ -151,9 +163,20 @@ func TestStallWatchdog(t *testing.T) {
 	if st := src.Status(); st.Stalls != 1 || st.AbandonedReaders != 1 {
 		t.Errorf("status after the stall: %d stalls, %d abandoned readers; want 1, 1", st.Stalls, st.AbandonedReaders)
 	}
+	// The reopen hangs too (the server takes the connection, sends no
+	// frame): a second stall, with the abandoned open holding OpenCV's lock.
+	testenv.WaitFor(t, 2*readTimeout+3*time.Second, func() bool { return src.Status().Stalls >= 2 }, "the reopen to stall too")
+	if st := src.Status(); st.State != StateStalled || !strings.Contains(st.LastError, "open: no frame") {
+		t.Errorf("status during the stalled reopen: %s %q, want stalled in open", st.State, st.LastError)
+	}
 
 	srv.Resume()
 	resumed := time.Now()
+	if rate := c.rate("demo", stalledAt, resumed); math.Abs(rate-2)/2 > 0.10 {
+		t.Errorf("file camera delivered %.2f frames/s during the other camera's stall, want 2 ± 10%%", rate)
+	} else {
+		t.Logf("file camera: %.2f frames/s during the %.1f s stall", rate, resumed.Sub(stalledAt).Seconds())
+	}
 	testenv.WaitFor(t, 15*time.Second, func() bool { _, ok := c.firstAfter("door", resumed); return ok },
 		"frames after the stream resumed")
 	first, _ := c.firstAfter("door", resumed)
@@ -248,12 +271,14 @@ func TestOpenFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logBuffer
-			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(),
-				Backoff: []time.Duration{50 * time.Millisecond}})
+			// A short read_timeout bounds each dial, should the resolver hang
+			// on the unknown host instead of answering at once.
+			src := mustNew(t, Options{Name: "cam", URL: tt.url, FPS: 2, Logger: logs.logger(t),
+				ReadTimeout: 2 * time.Second, Backoff: []time.Duration{50 * time.Millisecond}})
 			l := NewLatest()
 			defer l.Close()
 			run := start(t, src, l)
-			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().Reconnects >= 3 }, "3 reconnect attempts")
+			testenv.WaitFor(t, 15*time.Second, func() bool { return src.Status().Reconnects >= 3 }, "3 reconnect attempts")
 			st := src.Status()
 			run.stop(t)
 			if st.State != StateReconnecting || !strings.Contains(st.LastError, tt.want) {
@@ -336,7 +361,7 @@ func TestCrop(t *testing.T) {
 		var logs logBuffer
 		l := NewLatest()
 		defer l.Close()
-		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Logger: logs.logger(),
+		src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, Logger: logs.logger(t),
 			Crop: &Crop{X: 300, Y: 0, Width: 100, Height: 100, Pixels: true}})
 		start(t, src, l)
 		want := `camera "door": crop x=300 y=0 width=100 height=100 (pixels) is outside the 320x240 frame`
@@ -352,3 +377,85 @@ func TestCrop(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestHTTPSources: MJPEG over HTTP (with basic auth, as IP cameras do it) and
+// HLS, served by a real HTTP server and read by OpenCV's FFmpeg backend.
+func TestHTTPSources(t *testing.T) {
+	testenv.Integration(t)
+	hlsDir := t.TempDir()
+	ffmpeg := testenv.LookPath(t, "ffmpeg")
+	out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+		"-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+		"-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod", filepath.Join(hlsDir, "live.m3u8")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg hls: %v\n%s", err, out)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/hls/", http.StripPrefix("/hls/", http.FileServer(http.Dir(hlsDir))))
+	mux.HandleFunc("/mjpg", serveMJPEG(t, "admin", "hunter2"))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	tests := []struct {
+		name, url string
+		w, h      int
+	}{
+		{"mjpeg with basic auth", "http://admin:hunter2@" + host + "/mjpg", 160, 120},
+		{"hls", srv.URL + "/hls/live.m3u8", 320, 240},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logBuffer
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			src := mustNew(t, Options{Name: "web", URL: tt.url, FPS: 2, Logger: logs.logger(t)})
+			start(t, src, l)
+			testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("web")) >= 3 }, "3 frames")
+			if f := c.of("web")[0]; f.width != tt.w || f.height != tt.h || f.typ != gocv.MatTypeCV8UC3 {
+				t.Errorf("frame %dx%d %v, want %dx%d CV8UC3", f.width, f.height, f.typ, tt.w, tt.h)
+			}
+			if strings.Contains(logs.String(), "hunter2") {
+				t.Errorf("the password leaked into the log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// serveMJPEG streams a 160×120 MJPEG at 10 fps as multipart/x-mixed-replace,
+// the way IP cameras serve /mjpg, after checking HTTP basic auth.
+func serveMJPEG(t *testing.T, user, password string) http.HandlerFunc {
+	img := image.NewRGBA(image.Rect(0, 0, 160, 120))
+	return func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cam"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=frame")
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			for p := range img.Pix {
+				img.Pix[p] = byte(i * 8) // a changing picture
+			}
+			var buf bytes.Buffer
+			if err := jpeg.Encode(&buf, img, nil); err != nil {
+				t.Error(err)
+				return
+			}
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", buf.Len())
+			w.Write(buf.Bytes())
+			if _, err := io.WriteString(w, "\r\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}
+}

@@ -34,8 +34,14 @@ func (b *logBuffer) String() string {
 }
 
 // logger returns a logger writing to b at debug level, so that tests also
-// see what a user would see with --log-level debug.
-func (b *logBuffer) logger() *slog.Logger {
+// see what a user would see with --log-level debug. The lines are shown
+// when t fails.
+func (b *logBuffer) logger(t testing.TB) *slog.Logger {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", b.String())
+		}
+	})
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -189,6 +195,30 @@ func (c *collector) countIn(camera string, from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// rate is camera's frames per second in [from, to], measured between its
+// first and last frame there, so the window's edges do not add or remove
+// part of a frame interval.
+func (c *collector) rate(camera string, from, to time.Time) float64 {
+	var first, last time.Time
+	n := 0
+	for _, f := range c.of(camera) {
+		if f.at.Before(from) || f.at.After(to) {
+			continue
+		}
+		if n == 0 || f.at.Before(first) {
+			first = f.at
+		}
+		if f.at.After(last) {
+			last = f.at
+		}
+		n++
+	}
+	if n < 2 {
+		return 0
+	}
+	return float64(n-1) / last.Sub(first).Seconds()
 }
 
 // firstAfter returns the capture time of camera's first frame after t.

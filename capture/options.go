@@ -10,18 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/siglipd/siglipd/configs"
 )
-
-// ffmpegTimeoutMargin is added to ReadTimeout to get FFmpeg's own socket
-// timeout. Our watchdog must fire first (it decides "stalled" and reopens at
-// once); FFmpeg's timeout is the backstop that makes an abandoned reader's
-// blocked Read return, so it can free its connection and Mats. Measured here:
-// with timeout=5s a Read blocked by a stalled RTSP server returned false
-// ≈10 s into the stall, and an open of a silent server failed after 5.1 s.
-const ffmpegTimeoutMargin = 5 * time.Second
 
 // target is what a camera URL resolves to: how to reach it and how to open it.
 type target struct {
@@ -38,8 +29,8 @@ type target struct {
 	// within ReadTimeout, instead of FFmpeg failing silently (its message
 	// goes to stderr, not to our log).
 	dial string
-	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for streams ("" for
-	// files and devices, which read no option from it).
+	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP ("" for
+	// other sources, which use no option from it).
 	ffmpegOptions string
 }
 
@@ -133,15 +124,10 @@ func withDefaults(opts Options) (Options, target, error) {
 		}
 		t.open = raw
 		t.dial = net.JoinHostPort(u.Hostname(), port)
-		micros := (opts.ReadTimeout + ffmpegTimeoutMargin).Microseconds()
 		if scheme == "rtsp" || scheme == "rtsps" {
-			// "timeout" is the RTSP demuxer's socket I/O timeout in FFmpeg ≥ 5
-			// (Debian 12 has 5.1; in FFmpeg 4 the same name meant a listen
-			// timeout and the option was "stimeout").
-			t.ffmpegOptions = fmt.Sprintf("rtsp_transport;%s|timeout;%d", opts.RTSPTransport, micros)
-		} else {
-			// rw_timeout is the generic I/O timeout of FFmpeg's protocols (http, https, hls segments).
-			t.ffmpegOptions = fmt.Sprintf("rw_timeout;%d", micros)
+			// Timeouts are OpenCV's (videocapture.go); only the transport
+			// has to go through the variable.
+			t.ffmpegOptions = "rtsp_transport;" + opts.RTSPTransport
 		}
 	}
 	return opts, t, nil

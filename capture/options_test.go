@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"image"
 	"math"
 	"strings"
@@ -58,11 +59,11 @@ func TestNewTargets(t *testing.T) {
 		want           target
 	}{
 		{"rtsp://u:p@cam.lan/live", "", target{kind: configs.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
-			ffmpegOptions: "rtsp_transport;tcp|timeout;15000000"}},
+			ffmpegOptions: "rtsp_transport;tcp"}},
 		{"rtsps://cam.lan:7441/x", "udp", target{kind: configs.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
-			ffmpegOptions: "rtsp_transport;udp|timeout;15000000"}},
-		{"http://[::1]/mjpg", "", target{kind: configs.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80", ffmpegOptions: "rw_timeout;15000000"}},
-		{"https://cam/live.m3u8", "", target{kind: configs.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443", ffmpegOptions: "rw_timeout;15000000"}},
+			ffmpegOptions: "rtsp_transport;udp"}},
+		{"http://[::1]/mjpg", "", target{kind: configs.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80"}},
+		{"https://cam/live.m3u8", "", target{kind: configs.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443"}},
 		{"file:///videos/door%20a.mp4", "", target{kind: configs.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},
 		{"videos/door.mp4", "", target{kind: configs.SourceFile, open: "videos/door.mp4", path: "videos/door.mp4"}},
 		{"/dev/video2", "", target{kind: configs.SourceDevice, index: 2, path: "/dev/video2"}},
@@ -174,29 +175,21 @@ func TestSampler(t *testing.T) {
 	}
 }
 
-func TestEnvGate(t *testing.T) {
-	var set []string
-	g := newEnvGate(func(v string) { set = append(set, v) })
-	relA := g.acquire("a", false)
-	relA2 := g.acquire("a", false) // same value: no wait
-	got := make(chan func(), 1)
-	go func() { got <- g.acquire("b", false) }()
-	select {
-	case <-got:
-		t.Fatal("an open needing another value did not wait for those in flight")
-	case <-time.After(50 * time.Millisecond):
+func TestOpenSlotCancel(t *testing.T) {
+	if !acquireOpen(context.Background()) {
+		t.Fatal("acquireOpen failed on a free slot")
 	}
-	relA()
-	relA2()
-	select {
-	case rel := <-got:
-		rel()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiting open was not let through after the others finished")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if acquireOpen(ctx) {
+		t.Fatal("acquireOpen succeeded while the slot was held")
 	}
-	if strings.Join(set, ",") != "a,b" {
-		t.Errorf("variable set to %q, want a then b", set)
+	releaseOpen()
+}
+
+func TestTuneMallocRespectsOperator(t *testing.T) {
+	t.Setenv("MALLOC_ARENA_MAX", "4")
+	if TuneMalloc() {
+		t.Error("TuneMalloc changed malloc although MALLOC_ARENA_MAX is set")
 	}
-	relAny := g.acquire("", true) // files take whatever is set
-	relAny()
 }

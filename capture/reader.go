@@ -23,8 +23,8 @@ type reader struct {
 	src  *source
 	done chan error // the reader's result, sent last; buffered so an abandoned reader never blocks
 
-	progress    atomic.Int64 // unix ns of the last sign of life: open began or finished, a frame was read
-	opened      atomic.Bool
+	phase       atomic.Int32 // what it is doing: the watchdog only watches calls into OpenCV
+	progress    atomic.Int64 // unix ns of the last sign of life: an OpenCV call began, a frame was read
 	connectedAt atomic.Int64 // unix ns of the first frame; 0 before
 
 	// Guarded by src.mu.
@@ -32,10 +32,37 @@ type reader struct {
 	finished  bool
 }
 
+// The reader's phases. The watchdog ignores dialling (it has its own
+// timeout) and waiting for openSlot (another camera's open is slow, not
+// this stream); it declares a stall after ReadTimeout in the other two.
+const (
+	phaseDialing int32 = iota
+	phaseWaiting       // for openSlot
+	phaseOpening       // inside OpenCV's open
+	phaseReading       // inside the read loop
+)
+
 func newReader(s *source) *reader {
 	r := &reader{src: s, done: make(chan error, 1)}
 	r.touch(time.Now())
 	return r
+}
+
+// enter starts a phase and its clock.
+func (r *reader) enter(phase int32) {
+	r.touch(time.Now())
+	r.phase.Store(phase)
+}
+
+// watched reports whether the watchdog applies now, and to what.
+func (r *reader) watched() (what string, ok bool) {
+	switch r.phase.Load() {
+	case phaseOpening:
+		return "open", true
+	case phaseReading:
+		return "read", true
+	}
+	return "", false
 }
 
 func (r *reader) touch(t time.Time)       { r.progress.Store(t.UnixNano()) }
@@ -69,19 +96,14 @@ func (r *reader) run(ctx context.Context, out Handoff) {
 func (r *reader) read(ctx context.Context, out Handoff) error {
 	s := r.src
 	name := s.opts.Name
-	vc, err := s.open(ctx)
+	vc, err := s.open(ctx, r)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if vc != nil { // nil after a failed reopen of a looping file
-			vc.Close()
-		}
-	}()
-	r.opened.Store(true)
-	r.touch(time.Now())
+	defer func() { vc.close() }() // vc is replaced when a looping file is reopened
+	r.enter(phaseReading)
 
-	mat := gocv.NewMat()           // decoding buffer; handed on as a frame's Mat when sampled
+	mat := gocv.NewMat()           // BGR buffer; handed on as a frame's Mat when sampled
 	defer func() { mat.Close() }() // mat is replaced after each hand-on
 
 	file := s.target.kind == configs.SourceFile
@@ -89,17 +111,18 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	if file {
 		// A file decodes as fast as the CPU allows; pacing it at its own
 		// frame rate makes it behave like a camera.
-		pace = newPacer(vc.Get(gocv.VideoCaptureFPS))
+		pace = newPacer(vc.get(gocv.VideoCaptureFPS))
 		defer pace.stop()
 	}
 	sample := sampler{period: time.Duration(float64(time.Second) / s.opts.FPS)}
-	empty := repeats{log: s.log, msg: "camera sent empty frames; skipped"}
+	empty := repeats{log: s.log, msg: "camera frame could not be converted to BGR; skipped"}
 	format := repeats{log: s.log, msg: "camera sent frames in a format that cannot be converted to BGR; skipped"}
 	defer empty.flush()
 	defer format.flush()
 
 	width, height := 0, 0
-	framesThisOpen := 0
+	framesThisPass := 0 // of a file, since it was opened or rewound
+	rewound := false    // the last pass of a file started with a seek, not an open
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -107,7 +130,9 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		if pace != nil && !pace.wait(ctx) {
 			return nil
 		}
-		ok := vc.Read(&mat)
+		// Every frame is decoded (a stream cannot skip ahead without
+		// breaking its references); only sampled ones are converted.
+		ok := vc.grab()
 		now := time.Now()
 		if r.isAbandoned() {
 			return nil
@@ -116,28 +141,41 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 			if !file {
 				return cameraError(name, "read", errors.New("the stream ended or failed (OpenCV returned no frame)"))
 			}
-			if framesThisOpen == 0 {
+			switch {
+			case framesThisPass > 0 && !s.opts.Loop:
+				return errEnded
+			case framesThisPass > 0:
+				// Rewind by seeking: an open would wait for openSlot,
+				// behind any other camera's slow open.
+				vc.set(gocv.VideoCapturePosFrames, 0)
+				rewound = true
+			case rewound:
+				// The seek gave nothing (some containers do not seek):
+				// reopen instead.
+				vc.close()
+				if vc, err = s.open(ctx, r); err != nil {
+					return err
+				}
+				r.enter(phaseReading)
+				rewound = false
+			default:
 				return cameraError(name, "read", fmt.Errorf("%s has no frame FFmpeg can decode", s.target.path))
 			}
-			if !s.opts.Loop {
-				return errEnded
-			}
-			// Reopen rather than seek: seeking to frame 0 is not reliable in
-			// every container, and a loop costs one open.
-			vc.Close()
-			if vc, err = s.open(ctx); err != nil {
-				return err
-			}
-			framesThisOpen = 0
+			framesThisPass = 0
 			continue
 		}
-		if mat.Empty() {
+		framesThisPass++
+		r.touch(now)
+		s.frameRead(r, now)
+		// The first frame is always due, so size and crop are known
+		// before anything is handed on.
+		if !sample.due(now) {
+			continue
+		}
+		if !vc.retrieve(&mat) || mat.Empty() {
 			empty.add()
 			continue
 		}
-		framesThisOpen++
-		r.touch(now)
-		s.frameRead(r, now)
 		if mat.Cols() != width || mat.Rows() != height {
 			if err := s.frameSize(r, mat.Cols(), mat.Rows()); err != nil {
 				return err
@@ -151,13 +189,10 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 			r.connectedAt.Store(now.UnixNano())
 			s.connected(r, width, height)
 		}
-		if !sample.due(now) {
-			continue
-		}
 		var m gocv.Mat
 		switch typ := mat.Type(); {
 		case typ == gocv.MatTypeCV8UC3 && mat.IsContinuous():
-			// Hand the decoded buffer itself on (no copy); the next Read
+			// Hand the BGR buffer itself on (no copy); the next retrieve
 			// allocates a fresh one.
 			m, mat = mat, gocv.NewMat()
 		case typ == gocv.MatTypeCV8UC3:
@@ -177,10 +212,17 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	}
 }
 
-// open opens the camera, or explains why it cannot. Its errors name the
-// camera and never contain the URL: gocv's own error text quotes it, password
-// and all, so it is never used.
-func (s *source) open(ctx context.Context) (*gocv.VideoCapture, error) {
+// opencvTimeoutMargin is added to ReadTimeout to get OpenCV's own open and
+// read timeouts. The watchdog fires first (it checks every 250 ms) and
+// declares the stall; OpenCV's timeout then ends the call it abandoned soon
+// after, so the abandoned reader frees its connection, and an abandoned open
+// gives back the process-wide open lock before the next attempt (backoff
+// ≥ 1 s) needs it.
+const opencvTimeoutMargin = time.Second
+
+// open opens the camera for r, or explains why it cannot. Its errors name
+// the camera and never contain the URL.
+func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	t := s.target
 	name := s.opts.Name
 	if t.path != "" {
@@ -193,6 +235,7 @@ func (s *source) open(ctx context.Context) (*gocv.VideoCapture, error) {
 		}
 	}
 	if t.dial != "" {
+		r.enter(phaseDialing)
 		d := net.Dialer{Timeout: s.opts.ReadTimeout}
 		c, err := d.DialContext(ctx, "tcp", t.dial)
 		if err != nil {
@@ -201,21 +244,25 @@ func (s *source) open(ctx context.Context) (*gocv.VideoCapture, error) {
 		c.Close()
 	}
 
-	release := ffmpegEnv.acquire(t.ffmpegOptions, t.kind != configs.SourceStream)
-	var vc *gocv.VideoCapture
-	var err error
+	var vc *videoCapture
 	if t.kind == configs.SourceDevice {
-		vc, err = gocv.VideoCaptureDeviceWithAPI(t.index, gocv.VideoCaptureV4L2)
+		// V4L2 is not behind FFmpeg's open lock.
+		r.enter(phaseOpening)
+		vc = openV4L2(t.index)
 	} else {
-		// FFmpeg explicitly: with CAP_ANY OpenCV would go on to try
-		// GStreamer, which logs the URL (password included) when it fails.
-		vc, err = gocv.VideoCaptureFileWithAPI(t.open, gocv.VideoCaptureFFmpeg)
+		r.enter(phaseWaiting)
+		if !acquireOpen(ctx) {
+			return nil, ctx.Err()
+		}
+		setFFmpegOptions(t.ffmpegOptions)
+		r.enter(phaseOpening)
+		timeout := s.opts.ReadTimeout + opencvTimeoutMargin
+		vc = openFFmpeg(t.open, timeout, timeout)
+		releaseOpen()
 	}
-	release()
-	if err == nil && vc.IsOpened() {
+	if vc != nil {
 		return vc, nil
 	}
-	vc.Close()
 	var why error
 	switch t.kind {
 	case configs.SourceDevice:

@@ -72,9 +72,8 @@ type source struct {
 }
 
 type rateSample struct {
-	at       time.Time
-	in, out  uint64
-	hasValue bool
+	at      time.Time
+	in, out uint64
 }
 
 func newSource(opts Options) (*source, error) {
@@ -244,17 +243,15 @@ func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time
 			return result{}
 		case now := <-tick:
 			s.sampleRates(now)
-			idle := now.Sub(r.lastProgress())
-			if idle < s.opts.ReadTimeout {
+			what, watched := r.watched()
+			if !watched || now.Sub(r.lastProgress()) < s.opts.ReadTimeout {
 				continue
 			}
 			cancel()
 			// The text must not vary from one stall to the next (no measured
 			// durations): a repeat of the same error is not logged again.
-			what := "read"
-			if !r.opened.Load() {
-				what = "open" // connected, but the stream never started
-			}
+			// what is "open" when the server took the connection but the
+			// stream never started.
 			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within read_timeout (%s)", errStalled, s.opts.ReadTimeout))
 			if !s.abandon(r) {
 				// It finished just now, on its own: report how.

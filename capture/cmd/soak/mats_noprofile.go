@@ -1,0 +1,6 @@
+//go:build !matprofile
+
+package main
+
+// matCount is unknown without -tags matprofile.
+func matCount() string { return "-" }
