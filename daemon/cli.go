@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 )
@@ -45,11 +46,18 @@ func VersionString() string {
 	return v
 }
 
+// mallocTuned records whether capture.TuneMalloc changed glibc's malloc
+// (logged at start).
+var mallocTuned bool
+
 // subcommands beside the default "run the daemon".
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{}
 
 // Main is siglipd's command line; it returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	// First thing, before any thread of OpenCV or FFmpeg allocates: glibc's
+	// per-thread malloc arenas otherwise keep freed frames (capture.TuneMalloc).
+	mallocTuned = capture.TuneMalloc()
 	quietOpenCV()
 	if len(args) > 0 {
 		if cmd, ok := subcommands[args[0]]; ok {

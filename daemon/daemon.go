@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	}
 	log := d.log
 	log.Info("starting siglipd", "version", VersionString(), "config", opts.ConfigPath,
-		"cameras", len(cfg.Cameras), "model", cfg.Model.Path)
+		"cameras", len(cfg.Cameras), "model", cfg.Model.Path, "malloc_tuned", mallocTuned)
 
 	// Model first: without it nothing else is worth starting.
 	if opts.Classifier != nil {
