@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"image"
@@ -12,26 +11,13 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/siglipd/siglipd/internal/testenv"
 )
 
 // logBuffer collects a source's log lines as JSON, for tests that check what
 // was logged (and that nothing leaks a password).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
 // logger returns a logger writing to b at debug level, so that tests also
 // see what a user would see with --log-level debug. The lines are shown

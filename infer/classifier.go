@@ -110,14 +110,7 @@ func (m *Model) EmbedTexts(prompts []string) ([][]float32, error) {
 			}
 		}
 	}
-	rows, err := t.run(in, n)
-	if err != nil {
-		return nil, err
-	}
-	for i := range rows {
-		rows[i] = normalize(rows[i])
-	}
-	return rows, nil
+	return t.runNormalized(in, n)
 }
 
 // EmbedImages preprocesses the images into one batch, runs the vision tower
@@ -139,14 +132,7 @@ func (m *Model) EmbedImages(images []Image) ([][]float32, error) {
 			return nil, fmt.Errorf("image %d of the batch: %w", i, err)
 		}
 	}
-	rows, err := t.run(in, n)
-	if err != nil {
-		return nil, err
-	}
-	for i := range rows {
-		rows[i] = normalize(rows[i])
-	}
-	return rows, nil
+	return t.runNormalized(in, n)
 }
 
 // Classify embeds the batch and scores image i against sets[i].
@@ -177,6 +163,19 @@ func (m *Model) Score(imageEmb []float32, set *LabelSet) []float32 {
 		probs[j] = float32(sigmoid(m.logitScale*cos + m.logitBias))
 	}
 	return probs
+}
+
+// runNormalized runs the tower on a filled batch and returns unit-length
+// embeddings.
+func (t *tower) runNormalized(in *batchInput, n int) ([][]float32, error) {
+	rows, err := t.run(in, n)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		rows[i] = normalize(rows[i])
+	}
+	return rows, nil
 }
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }

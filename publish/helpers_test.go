@@ -2,7 +2,6 @@ package publish
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -154,22 +153,7 @@ func (s *subscriber) events(topic string) (raw, kept []rules.Event) {
 }
 
 // logBuffer captures a sink's log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
 // count counts the log lines containing every one of parts.
 func (l *logBuffer) count(parts ...string) int {
