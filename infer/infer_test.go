@@ -135,10 +135,7 @@ func TestProbabilityParity(t *testing.T) {
 			testenv.Reference(t, map[string]any{"op": "zeroshot", "model": dir, "images": paths, "labels": labels, "template": template}, &ref)
 
 			m := open(t, dir, func(o *Options) { o.Template = template })
-			var ls []Label
-			for _, l := range labels {
-				ls = append(ls, Label{Name: l, Prompts: []string{l}})
-			}
+			ls := namedLabels(labels...)
 			set, err := m.EmbedLabels(ls)
 			if err != nil {
 				t.Fatal(err)
@@ -168,6 +165,15 @@ func TestProbabilityParity(t *testing.T) {
 	}
 }
 
+// namedLabels makes one label per name, each prompted by its own name.
+func namedLabels(names ...string) []Label {
+	out := make([]Label, len(names))
+	for i, n := range names {
+		out[i] = Label{Name: n, Prompts: []string{n}}
+	}
+	return out
+}
+
 func repeat(s *LabelSet, n int) []*LabelSet {
 	out := make([]*LabelSet, n)
 	for i := range out {
@@ -191,10 +197,7 @@ func indexOf(list []string, s string) int {
 func TestColourModel(t *testing.T) {
 	m := open(t, fixture(t, "colour", ""), nil)
 	names := []string{"red", "green", "blue", "white", "black"}
-	var ls []Label
-	for _, n := range names {
-		ls = append(ls, Label{Name: n, Prompts: []string{n}})
-	}
+	ls := namedLabels(names...)
 	set, err := m.EmbedLabels(ls)
 	if err != nil {
 		t.Fatal(err)

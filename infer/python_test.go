@@ -109,10 +109,7 @@ func TestPythonPipelineParity(t *testing.T) {
 				t.Logf("pipeline(model=dir) failed first:\n%s", py.PipelineError)
 			}
 
-			var ls []Label
-			for _, l := range labels {
-				ls = append(ls, Label{Name: l, Prompts: []string{l}})
-			}
+			ls := namedLabels(labels...)
 			set, err := m.EmbedLabels(ls)
 			if err != nil {
 				t.Fatal(err)
