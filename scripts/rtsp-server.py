@@ -9,14 +9,25 @@ and takes commands on stdin, one per line, so a test can misbehave on cue:
     pattern NAME   a videotestsrc pattern instead (smpte, ball, snow, ...)
     stall          keep every connection open but send no more frames
     resume         send frames again
+    keyframe       answer only once the next keyframe has left the encoder
+                   (a client that joins a second later waits for the one after)
     quit           stop serving and exit
 
 Each command is answered "ok <command>" on stdout once applied (or "error
 <why>"), and "ready rtsp://HOST:PORT/PATH" is printed once the server listens.
+
+Two things keep the server from wedging the way it once did, when a client
+joined a stalled stream: the pipeline is not seekable, so a client's PLAY
+does not flush it, and a stall drops buffers with a pad probe, never events.
+(Before, every PLAY flushed the shared pipeline with a seek, and a valve that
+dropped the flush events too left the server waiting 20 s for a state change
+with its one request thread blocked: later clients got no answer at all.)
+
 Run it with /usr/bin/python3: a pyenv python3 first on PATH cannot see
 python3-gi.
 
     /usr/bin/python3 scripts/rtsp-server.py --port 8554 --fps 25 --color 808080
+    /usr/bin/python3 scripts/rtsp-server.py --keyframe-interval 8   # a "smart codec" camera
     /usr/bin/python3 scripts/rtsp-server.py --check   # exit 0 when everything it needs is installed
 """
 
@@ -39,7 +50,6 @@ def load_gst():
     for element, package in [
         ("videotestsrc", "gstreamer1.0-plugins-base"),
         ("videoconvert", "gstreamer1.0-plugins-base"),
-        ("valve", "gstreamer1.0-plugins-base (coreelements)"),
         ("x264enc", "gstreamer1.0-plugins-ugly"),
         ("rtph264pay", "gstreamer1.0-plugins-good"),
     ]:
@@ -68,21 +78,24 @@ class Camera:
         self.Gst = Gst
         self.color = parse_color(args.color)
         self.pattern = args.pattern
-        self.stalled = False
+        self.GLib = GLib
+        self.stalled = False  # read by the streaming threads' pad probes
         self.medias = []  # live pipelines (one while the factory is shared)
+        self.keyframe_waiters = []  # "keyframe" commands not answered yet
 
-        # videotestsrc is-live paces frames like a camera; the valve drops
-        # raw frames while stalled, so clients stay connected and get nothing.
-        # key-int-max = fps gives a keyframe every second, so a client that
-        # (re)connects decodes within a second, as with a typical camera.
+        # videotestsrc is-live paces frames like a camera. key-int-max sets
+        # the GOP: by default a keyframe every second, so a client that
+        # (re)connects decodes within a second, as with a typical camera;
+        # --keyframe-interval 8 acts like a "smart codec" camera. Clients of
+        # the shared pipeline get no keyframe when they join (see on_query):
+        # they wait for the next one, as with many real cameras.
         launch = (
             "( videotestsrc name=src is-live=true "
             "! video/x-raw,width={w},height={h},framerate={fps}/1 "
-            "! valve name=valve drop=false "
             "! videoconvert "
-            "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
+            "! x264enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} "
             "! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        ).format(w=args.width, h=args.height, fps=args.fps)
+        ).format(w=args.width, h=args.height, fps=args.fps, gop=max(1, round(args.fps * args.keyframe_interval)))
 
         self.factory = GstRtspServer.RTSPMediaFactory()
         self.factory.set_launch(launch)
@@ -93,7 +106,43 @@ class Camera:
     def on_media_configure(self, factory, media):
         self.medias.append(media)
         media.connect("unprepared", lambda m: self.medias.remove(m) if m in self.medias else None)
+        bin_ = media.get_element()
+        Gst = self.Gst
+        bin_.get_by_name("src").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self.on_raw_frame)
+        enc = bin_.get_by_name("enc").get_static_pad("src")
+        enc.add_probe(Gst.PadProbeType.BUFFER, self.on_encoded)
+        enc.add_probe(Gst.PadProbeType.QUERY_UPSTREAM, self.on_query)
         self.apply(media)
+
+    def on_raw_frame(self, pad, info):
+        """Streaming thread: drops frames (buffers only, never events) while stalled."""
+        return self.Gst.PadProbeReturn.DROP if self.stalled else self.Gst.PadProbeReturn.OK
+
+    def on_encoded(self, pad, info):
+        """Streaming thread: answers pending "keyframe" commands at a keyframe."""
+        buf = info.get_buffer()
+        if not buf.has_flags(self.Gst.BufferFlags.DELTA_UNIT):
+            self.GLib.idle_add(self.keyframe_out)
+        return self.Gst.PadProbeReturn.OK
+
+    def on_query(self, pad, info):
+        """Streaming thread: answers the pipeline's seeking query "not seekable".
+
+        A seekable shared media makes the RTSP server flush the whole pipeline
+        with a seek at every client's PLAY: the encoder restarts, so every
+        join would get a keyframe at once, and every client already watching
+        a glitch. A new query says "not seekable" until answered, so handling
+        it unanswered is enough (PyGObject cannot make it writable anyway).
+        """
+        if info.get_query().type == self.Gst.QueryType.SEEKING:
+            return self.Gst.PadProbeReturn.HANDLED
+        return self.Gst.PadProbeReturn.OK
+
+    def keyframe_out(self):
+        waiters, self.keyframe_waiters = self.keyframe_waiters, []
+        for line in waiters:
+            say("ok " + line)
+        return False
 
     def apply(self, media):
         bin_ = media.get_element()
@@ -103,7 +152,6 @@ class Camera:
         else:
             self.Gst.util_set_object_arg(src, "pattern", "solid-color")
             src.set_property("foreground-color", self.color)
-        bin_.get_by_name("valve").set_property("drop", self.stalled)
 
     def command(self, line):
         """Runs in the GLib main loop (via idle_add): GStreamer state is not ours to touch from the stdin thread."""
@@ -121,6 +169,12 @@ class Camera:
                 self.stalled = True
             elif cmd == "resume" and len(words) == 1:
                 self.stalled = False
+            elif cmd == "keyframe" and len(words) == 1:
+                if not self.medias:
+                    say("error keyframe: no client is connected, so nothing is encoded")
+                    return False
+                self.keyframe_waiters.append(line)  # answered by keyframe_out
+                return False
             else:
                 say("error unknown command %r" % line)
                 return False
@@ -140,6 +194,7 @@ def main():
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--keyframe-interval", type=float, default=1.0, help="seconds between keyframes (default 1)")
     ap.add_argument("--color", default="808080", help="solid colour RRGGBB (default grey)")
     ap.add_argument("--pattern", default="", help="videotestsrc pattern instead of a solid colour (e.g. smpte, ball)")
     ap.add_argument("--check", action="store_true", help="exit 0 if GStreamer and its plugins are installed")

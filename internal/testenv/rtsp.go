@@ -30,7 +30,10 @@ const rtspCommandTimeout = 5 * time.Second
 // the defaults in brackets.
 type RTSPOptions struct {
 	Width, Height int    // picture size [640×360]
-	FPS           int    // frames per second, also the keyframe interval [25]
+	FPS           int    // frames per second [25]
+	// KeyframeInterval is the time between keyframes (the GOP) [1s]. Clients
+	// that join the running stream wait for the next keyframe to decode.
+	KeyframeInterval time.Duration
 	Color         string // solid colour RRGGBB ["808080"]
 	Pattern       string // a videotestsrc pattern (smpte, ball, …) instead of Color
 	Path          string // mount path ["/cam"]
@@ -118,6 +121,9 @@ func newRTSP(script string, opts RTSPOptions, fail, logf func(string, ...any)) *
 	if opts.FPS == 0 {
 		opts.FPS = 25
 	}
+	if opts.KeyframeInterval == 0 {
+		opts.KeyframeInterval = time.Second
+	}
 	if opts.Color == "" {
 		opts.Color = "808080"
 	}
@@ -131,6 +137,9 @@ func newRTSP(script string, opts RTSPOptions, fail, logf func(string, ...any)) *
 func (s *RTSPServer) URL() string {
 	return fmt.Sprintf("rtsp://127.0.0.1:%d%s", s.opts.Port, s.opts.Path)
 }
+
+// Port is the server's TCP port.
+func (s *RTSPServer) Port() int { return s.opts.Port }
 
 // Addr is 127.0.0.1:PORT.
 func (s *RTSPServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.opts.Port) }
@@ -146,7 +155,8 @@ func (s *RTSPServer) Start() {
 	args := []string{s.script,
 		"--port", fmt.Sprint(s.opts.Port), "--path", s.opts.Path,
 		"--width", fmt.Sprint(s.opts.Width), "--height", fmt.Sprint(s.opts.Height),
-		"--fps", fmt.Sprint(s.opts.FPS), "--color", s.color, "--pattern", s.pattern,
+		"--fps", fmt.Sprint(s.opts.FPS), "--keyframe-interval", fmt.Sprint(s.opts.KeyframeInterval.Seconds()),
+		"--color", s.color, "--pattern", s.pattern,
 	}
 	cmd := exec.Command(SystemPython, args...)
 	cmd.Stderr = &logWriter{logf: s.logf, prefix: "rtsp-server: "}
@@ -183,7 +193,7 @@ func (s *RTSPServer) Start() {
 		s.fail("rtsp server on port %d did not start: %v", s.opts.Port, err)
 	}
 	if s.stalled {
-		s.commandLocked("stall")
+		s.commandLocked("stall", rtspCommandTimeout)
 	}
 }
 
@@ -223,6 +233,16 @@ func (s *RTSPServer) SetPattern(name string) {
 	s.command("pattern "+name, func() { s.pattern = name })
 }
 
+// Keyframe returns just after the encoder produced its next keyframe, so
+// that a client started now joins the stream a whole keyframe interval
+// before it can decode anything. A client must be connected (the shared
+// pipeline runs only then).
+func (s *RTSPServer) Keyframe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commandLocked("keyframe", s.opts.KeyframeInterval+rtspCommandTimeout)
+}
+
 // command sends line and waits for its "ok"; remember records the new state
 // so that Start replays it.
 func (s *RTSPServer) command(line string, remember func()) {
@@ -232,16 +252,19 @@ func (s *RTSPServer) command(line string, remember func()) {
 	if s.cmd == nil {
 		return // applied when the server starts again
 	}
-	s.commandLocked(line)
+	s.commandLocked(line, rtspCommandTimeout)
 }
 
-func (s *RTSPServer) commandLocked(line string) {
+// commandLocked sends line and returns the server's "ok" answer.
+func (s *RTSPServer) commandLocked(line string, timeout time.Duration) string {
 	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
 		s.fail("rtsp server: %s: %v", line, err)
 	}
-	if _, err := s.expect("ok "+line, rtspCommandTimeout); err != nil {
+	answer, err := s.expect("ok "+line, timeout)
+	if err != nil {
 		s.fail("rtsp server: %s: %v", line, err)
 	}
+	return answer
 }
 
 // expect waits for a stdout line starting with prefix.
