@@ -127,8 +127,14 @@ type Camera struct {
 	// or a USB index ("0"). Credentials in it are redacted in all output.
 	URL URL `yaml:"url"`
 	// FPS is how many frames per second are handed to inference.
-	FPS           float64  `yaml:"fps"`
-	ReadTimeout   Duration `yaml:"read_timeout"`
+	FPS float64 `yaml:"fps"`
+	// ReadTimeout is the longest gap between two frames of a stream that
+	// is running; a longer one is a stall.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// OpenTimeout bounds connecting, up to and including the first frame,
+	// which needs a keyframe: it must cover the camera's keyframe interval.
+	// Unset (0) means OpenTimeoutFor(ReadTimeout).
+	OpenTimeout   Duration `yaml:"open_timeout"`
 	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
 	Loop          bool     `yaml:"loop"`           // file sources: start again at the end
 	Crop          *Region  `yaml:"crop"`
@@ -206,6 +212,19 @@ func defaultCamera() Camera {
 		ReadTimeout:   Duration(10 * time.Second),
 		RTSPTransport: "tcp",
 	}
+}
+
+// DefaultOpenTimeout is the open_timeout of a camera that sets neither it nor
+// a read_timeout above it. It covers the connection and a keyframe interval
+// of up to ≈ 15 s (most cameras send a keyframe every 1–4 s; "smart codec"
+// modes stretch it to 10 s or more).
+const DefaultOpenTimeout = 20 * time.Second
+
+// OpenTimeoutFor is the open_timeout of a camera that does not set one: the
+// larger of DefaultOpenTimeout and its read_timeout (an open also waits for
+// a frame, so it may never be held to less).
+func OpenTimeoutFor(readTimeout time.Duration) time.Duration {
+	return max(DefaultOpenTimeout, readTimeout)
 }
 
 // defaultLabel is what each element of labels: starts from: the file's

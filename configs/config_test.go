@@ -50,6 +50,40 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+// TestOpenTimeout: open_timeout, when not set, is the larger of 20 s and
+// read_timeout, and what --check prints is the value in force.
+func TestOpenTimeout(t *testing.T) {
+	tests := []struct {
+		name  string
+		lines string // camera keys added before labels:
+		want  time.Duration
+	}{
+		{"default", "", 20 * time.Second},
+		{"derived from a long read_timeout", "    read_timeout: 30s\n", 30 * time.Second},
+		{"short read_timeout keeps the default", "    read_timeout: 2s\n", 20 * time.Second},
+		{"set", "    open_timeout: 45s\n", 45 * time.Second},
+		{"equal to read_timeout", "    read_timeout: 12s\n    open_timeout: 12s\n", 12 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("cams.yaml", []byte(strings.Replace(base, "    labels:", tt.lines+"    labels:", 1)), env(nil))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := cfg.Cameras[0].OpenTimeout.D(); got != tt.want {
+				t.Errorf("open_timeout = %s, want %s", got, tt.want)
+			}
+			out, err := yaml.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "open_timeout: " + tt.want.String(); !strings.Contains(string(out), want) {
+				t.Errorf("resolved config lacks %q:\n%s", want, out)
+			}
+		})
+	}
+}
+
 // TestLabelDefaultsOrder: label_defaults applies to labels even when it comes
 // after cameras in the file, and a label's own value wins.
 func TestLabelDefaultsOrder(t *testing.T) {
@@ -151,6 +185,16 @@ func TestInvalid(t *testing.T) {
 			name: "fps zero",
 			src:  strings.Replace(base, "    labels:", "    fps: 0\n    labels:", 1),
 			want: []string{`cams.yaml:6: cameras[0].fps: must be more than 0 and at most 60, got 0`},
+		},
+		{
+			name: "open_timeout under read_timeout",
+			src:  strings.Replace(base, "    labels:", "    read_timeout: 10s\n    open_timeout: 5s\n    labels:", 1),
+			want: []string{`cams.yaml:7: cameras[0].open_timeout: must be at least read_timeout (10s), got 5s: opening also waits for a frame, and the first needs a keyframe`},
+		},
+		{
+			name: "open_timeout too short",
+			src:  strings.Replace(base, "    labels:", "    read_timeout: 1s\n    open_timeout: 500ms\n    labels:", 1),
+			want: []string{`cams.yaml:7: cameras[0].open_timeout: must be at least 1s, got 500ms`},
 		},
 		{
 			name: "unknown key with suggestion",

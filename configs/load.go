@@ -114,6 +114,9 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 func (c *Config) resolve() {
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
+		if cam.OpenTimeout == 0 {
+			cam.OpenTimeout = Duration(OpenTimeoutFor(cam.ReadTimeout.D()))
+		}
 		if cam.Crop != nil && cam.Crop.Units == "" {
 			cam.Crop.Units = "normalized"
 		}

@@ -222,6 +222,14 @@ func (c *Camera) validate(v *validator, p string) {
 	if c.ReadTimeout.D() < time.Second {
 		v.add(p+".read_timeout", "must be at least 1s, got %s", c.ReadTimeout)
 	}
+	switch {
+	case c.OpenTimeout == 0: // unset: derived from read_timeout in resolve
+	case c.OpenTimeout.D() < time.Second:
+		v.add(p+".open_timeout", "must be at least 1s, got %s", c.OpenTimeout)
+	case c.OpenTimeout < c.ReadTimeout:
+		v.add(p+".open_timeout", "must be at least read_timeout (%s), got %s: opening also waits for a frame, and the first needs a keyframe",
+			c.ReadTimeout, c.OpenTimeout)
+	}
 	if !oneOf(c.RTSPTransport, "tcp", "udp") {
 		v.add(p+".rtsp_transport", "must be tcp or udp, got %q", c.RTSPTransport)
 	}
