@@ -5,11 +5,15 @@
 //
 // A Source is one camera. Its Run method decodes the stream continuously in a
 // reader goroutine, keeps one frame every 1/FPS seconds and hands it to a
-// Handoff. Run reconnects forever (stepped backoff), declares a stream that
-// stays open but sends nothing "stalled" after ReadTimeout and reopens it,
-// and returns promptly when its context is cancelled, even when OpenCV is
-// stuck inside a Read that Go cannot interrupt (that reader is abandoned and
-// counted in Status.AbandonedReaders until it returns by itself).
+// Handoff. Run reconnects forever (stepped backoff, cut short by a cheap
+// probe when an unreachable camera answers again), declares a stream that
+// stays open but sends nothing "stalled" after ReadTimeout (OpenTimeout
+// while opening, up to the first frame) and reopens it, and returns promptly
+// when its context is cancelled, even when OpenCV is stuck inside a Read that
+// Go cannot interrupt (that reader is abandoned and counted in
+// Status.AbandonedReaders until it returns by itself). A reopen after a
+// stall waits until the abandoned reader has let go of its connection
+// (bounded), so the camera never sees two sessions from one Source.
 //
 // Ownership: a *Frame owns its gocv.Mat. Handoff.Offer takes ownership of the
 // frame it is given; whoever then receives the frame (from Latest.Take) owns
@@ -103,8 +107,8 @@ type Status struct {
 	// AbandonedReaders is how many readers are stuck in OpenCV right now,
 	// left behind by the watchdog or by shutdown. Each releases its capture
 	// and Mats when its call returns: for FFmpeg sources OpenCV's own
-	// timeout (ReadTimeout + 1 s) normally ends it about a second after the
-	// watchdog gave up on it.
+	// timeout (the watchdog's limit + 1 s) normally ends it about a second
+	// after the watchdog gave up on it.
 	AbandonedReaders int
 }
 
@@ -132,15 +136,29 @@ type Options struct {
 	// URL is rtsp://, rtsps://, http(s):// (MJPEG, HLS), file:// or a path,
 	// /dev/videoN or a device index ("0"). It may contain credentials: they
 	// are never logged or returned unredacted.
-	URL           string
-	FPS           float64       // frames handed on per second
-	ReadTimeout   time.Duration // default 10s: no frame for this long means stalled
-	RTSPTransport string        // "tcp" (default) or "udp"
-	Loop          bool          // file sources: start again at the end
-	Crop          *Crop         // nil = whole frame
+	URL string
+	FPS float64 // frames handed on per second
+	// ReadTimeout: a running stream that sends no frame for this long is
+	// stalled. Default 10s.
+	ReadTimeout time.Duration
+	// OpenTimeout bounds an open, from the connection up to and including
+	// the first frame. That frame needs a keyframe, so OpenTimeout must
+	// cover the camera's keyframe interval; it may not be less than
+	// ReadTimeout. Default configs.OpenTimeoutFor(ReadTimeout): 20s, or
+	// ReadTimeout when that is longer.
+	OpenTimeout   time.Duration
+	RTSPTransport string // "tcp" (default) or "udp"
+	Loop          bool   // file sources: start again at the end
+	Crop          *Crop  // nil = whole frame
 	// Backoff is the wait before each reconnect attempt; the last step
-	// repeats. Default 1s, 2s, 5s, 10s, 30s.
+	// repeats. Default 1s, 2s, 5s, 10s, 30s. While the camera is
+	// unreachable (connection refused, no route, file or device missing) a
+	// probe checks every ProbeInterval and ends the wait when it answers.
 	Backoff []time.Duration
+	// ProbeInterval is how often an unreachable camera is probed during a
+	// backoff: one TCP connection (closed at once) or one stat of a path.
+	// Default 1s.
+	ProbeInterval time.Duration
 	// HealthyAfter: a connection that delivered frames this long resets the
 	// backoff to its first step. Default 1m.
 	HealthyAfter time.Duration
@@ -149,14 +167,16 @@ type Options struct {
 
 // Defaults for Options.
 const (
-	DefaultReadTimeout  = 10 * time.Second
-	DefaultHealthyAfter = time.Minute
+	DefaultReadTimeout   = 10 * time.Second
+	DefaultHealthyAfter  = time.Minute
+	DefaultProbeInterval = time.Second
 )
 
 // DefaultBackoff is the reconnect schedule when Options.Backoff is empty.
 // Short first steps bring a camera that merely rebooted back quickly; the
-// 30 s cap keeps a camera that is gone for good from costing more than a
-// connection attempt every half minute.
+// 30 s cap keeps a camera that is gone for good from costing more than an
+// open every half minute. Coming back does not wait for the next step: the
+// probe (Options.ProbeInterval) notices an unreachable camera's return.
 var DefaultBackoff = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 
 // New checks opts and returns the camera's Source. It fails only for invalid

@@ -76,61 +76,152 @@ func TestRTSPSampledRate(t *testing.T) {
 	}
 }
 
-// TestRTSPServerRestart: the RTSP server dies for 5 s and comes back; frames
-// resume within 10 s of its return without restarting anything, and a file
-// camera beside it keeps its rate throughout.
-func TestRTSPServerRestart(t *testing.T) {
+// TestRTSPOutageRecovery: the RTSP server dies and comes back on the same
+// port after 10 s and after 40 s. However far the reconnect backoff has
+// climbed meanwhile (1, 2, 5, 10, then 30 s), frames are back within 3 s of
+// the server's return: while the camera is unreachable a cheap connection
+// probe runs every second and ends the backoff early. Each outage logs one
+// error line, and a file camera beside it keeps its rate throughout.
+func TestRTSPOutageRecovery(t *testing.T) {
 	testenv.Integration(t)
-	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
-	video := testenv.VideoFile(t, testenv.VideoOptions{Width: 320, Height: 240, FPS: 25, Duration: 3 * time.Second})
-	var logs logBuffer
+	for _, outage := range []time.Duration{10 * time.Second, 40 * time.Second} {
+		t.Run(outage.String(), func(t *testing.T) {
+			srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
+			video := testenv.VideoFile(t, testenv.VideoOptions{Width: 320, Height: 240, FPS: 25, Duration: 3 * time.Second})
+			var logs logBuffer
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger(t)})
+			file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger(t)})
+			start(t, rtsp, l)
+			start(t, file, l)
+
+			testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "frames from both cameras")
+			from := time.Now()
+			testenv.WaitFor(t, 5*time.Second, func() bool { return time.Since(from) > 2*time.Second }, "2 s of both cameras running")
+
+			srv.Stop()
+			stopped := time.Now()
+			testenv.WaitFor(t, 5*time.Second, func() bool { return rtsp.Status().State == StateReconnecting },
+				"the RTSP camera to notice the server is gone (state %s)", rtsp.Status().State)
+			// The outage itself: a simulation, not a wait for a condition.
+			time.Sleep(outage - time.Since(stopped))
+			srv.Start()
+			back := time.Now()
+			testenv.WaitFor(t, 35*time.Second, func() bool { _, ok := c.firstAfter("door", back); return ok },
+				"frames from the RTSP camera after the server came back")
+			resumed, _ := c.firstAfter("door", back)
+			after := resumed.Sub(back)
+			st := rtsp.Status()
+			t.Logf("down %s: frames resumed %.2f s after the server came back (%d reconnect attempts)", outage, after.Seconds(), st.Reconnects)
+			if after > 3*time.Second {
+				t.Errorf("frames resumed %.2f s after the server came back, want within 3 s", after.Seconds())
+			}
+			to := time.Now()
+
+			rate := c.rate("demo", from, to)
+			t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
+			if math.Abs(rate-2)/2 > 0.10 {
+				t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
+			}
+			if st.State != StateConnected || st.Reconnects == 0 {
+				t.Errorf("status after the outage: %s with %d reconnects, want connected after ≥ 1", st.State, st.Reconnects)
+			}
+			// One error line for the outage, however many attempts failed.
+			var errs []string
+			for _, line := range logs.lines(t, "ERROR") {
+				if line.Camera == "door" {
+					errs = append(errs, line.Msg+": "+line.Err)
+				}
+			}
+			if len(errs) != 1 {
+				t.Errorf("logged %d error lines for the outage (%d reconnect attempts), want 1:\n%s", len(errs), st.Reconnects, strings.Join(errs, "\n"))
+			}
+			if fs := file.Status(); fs.Reconnects != 0 || fs.State != StateConnected {
+				t.Errorf("file camera status: %s with %d reconnects, want connected, 0", fs.State, fs.Reconnects)
+			}
+		})
+	}
+}
+
+// TestLongKeyframeInterval: a camera whose keyframes come every 8 s (a
+// "smart codec"), joined a second after one, so that the first decodable
+// frame is 7 s away, connects on its first attempt although read_timeout is 3 s:
+// opening waits for the first frame under open_timeout (default 20 s), and
+// only the gaps between later frames are held to read_timeout.
+func TestLongKeyframeInterval(t *testing.T) {
+	testenv.Integration(t)
+	const gop = 8 * time.Second
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240, KeyframeInterval: gop})
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger(t)})
-	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger(t)})
-	start(t, rtsp, l)
-	start(t, file, l)
+	// The server's pipeline runs while a client watches: this first camera
+	// keeps it running, so the one under test joins it mid-GOP, as a
+	// camera's second viewer does.
+	start(t, mustNew(t, Options{Name: "viewer", URL: srv.URL(), FPS: 1}), l)
+	testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("viewer")) > 0 }, "the first viewer's frames")
 
-	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "frames from both cameras")
-	from := time.Now()
-	testenv.WaitFor(t, 5*time.Second, func() bool { return time.Since(from) > 2*time.Second }, "2 s of both cameras running")
+	var logs logBuffer
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: 3 * time.Second, Logger: logs.logger(t)})
+	srv.Keyframe()
+	// A keyframe that has just left the encoder can still reach a client
+	// that joins at once; a second later the next is 7 s away.
+	keyframe := time.Now()
+	testenv.WaitFor(t, 2*time.Second, func() bool { return time.Since(keyframe) > time.Second }, "a second past the keyframe")
+	began := time.Now()
+	start(t, src, l)
+	testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("door")) > 0 }, "frames from the camera (state %s, last error %q)",
+		src.Status().State, src.Status().LastError)
+	first := c.of("door")[0].at
+	t.Logf("first frame %.2f s after joining a second past a keyframe (keyframe interval %s)", first.Sub(began).Seconds(), gop)
+	if first.Sub(began) < gop-2*time.Second {
+		t.Errorf("first frame %.2f s after joining, want ≈ %s: did the server send a keyframe on join?", first.Sub(began).Seconds(), gop)
+	}
+	// Frames keep coming between keyframes: read_timeout applies to them.
+	n := len(c.of("door"))
+	testenv.WaitFor(t, 5*time.Second, func() bool { return len(c.of("door")) >= n+10 }, "10 more frames")
+	if st := src.Status(); st.Reconnects != 0 || st.Stalls != 0 || st.State != StateConnected {
+		t.Errorf("status %s with %d reconnects and %d stalls, want connected on the first attempt", st.State, st.Reconnects, st.Stalls)
+	}
+	if errs := logs.lines(t, "ERROR"); len(errs) != 0 {
+		t.Errorf("logged errors while connecting: %+v", errs)
+	}
+}
 
-	srv.Stop()
-	stopped := time.Now()
-	testenv.WaitFor(t, 5*time.Second, func() bool { return rtsp.Status().State == StateReconnecting },
-		"the RTSP camera to notice the server is gone (state %s)", rtsp.Status().State)
-	// The outage itself: the server stays down for 5 s.
-	time.Sleep(5*time.Second - time.Since(stopped))
-	srv.Start()
-	back := time.Now()
-	testenv.WaitFor(t, 10*time.Second, func() bool { _, ok := c.firstAfter("door", back); return ok },
-		"frames from the RTSP camera after the server came back")
-	resumed, _ := c.firstAfter("door", back)
-	t.Logf("frames resumed %.2f s after the server came back", resumed.Sub(back).Seconds())
-	to := time.Now()
+// TestNoOverlappingSessions: after a stall the camera is reopened only once
+// the reader the watchdog abandoned has released its connection, so the
+// camera never sees two sessions from us (cameras that allow one would
+// refuse the reopen). A first backoff step far shorter than the time the
+// abandoned reader needs to let go forces the overlap this guards against.
+func TestNoOverlappingSessions(t *testing.T) {
+	testenv.Integration(t)
+	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
+	l := NewLatest()
+	defer l.Close()
+	c := collect(t, l, false)
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: 2 * time.Second, OpenTimeout: 2 * time.Second,
+		Backoff: []time.Duration{50 * time.Millisecond}})
+	start(t, src, l)
+	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+	conns := testenv.WatchConnections(t, srv.Port())
 
-	rate := c.rate("demo", from, to)
-	t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
-	if math.Abs(rate-2)/2 > 0.10 {
-		t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
+	srv.Stall()
+	// The stalled read and two stalled reopens, each abandoned by the watchdog.
+	testenv.WaitFor(t, 20*time.Second, func() bool { return src.Status().Stalls >= 3 }, "three stalls (%d so far)", src.Status().Stalls)
+	srv.Resume()
+	resumed := time.Now()
+	testenv.WaitFor(t, 15*time.Second, func() bool { _, ok := c.firstAfter("door", resumed); return ok }, "frames after the stream resumed")
+	testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().AbandonedReaders == 0 }, "the abandoned readers to free themselves")
+	conns.Stop()
+	most, err := conns.Most()
+	if err != nil {
+		t.Fatal(err)
 	}
-	st := rtsp.Status()
-	if st.State != StateConnected || st.Reconnects == 0 {
-		t.Errorf("status after the outage: %s with %d reconnects, want connected after ≥ 1", st.State, st.Reconnects)
-	}
-	// One error line for the outage, however many attempts failed.
-	var errs []string
-	for _, line := range logs.lines(t, "ERROR") {
-		if line.Camera == "door" {
-			errs = append(errs, line.Msg+": "+line.Err)
-		}
-	}
-	if len(errs) != 1 {
-		t.Errorf("logged %d error lines for the outage (%d reconnect attempts), want 1:\n%s", len(errs), st.Reconnects, strings.Join(errs, "\n"))
-	}
-	if fs := file.Status(); fs.Reconnects != 0 || fs.State != StateConnected {
-		t.Errorf("file camera status: %s with %d reconnects, want connected, 0", fs.State, fs.Reconnects)
+	t.Logf("at most %d connections to the camera at once, across %d stalls", most, src.Status().Stalls)
+	if most != 1 {
+		t.Errorf("up to %d connections to the camera at once, want 1: a reopen overlapped an abandoned reader's session", most)
 	}
 }
 
@@ -149,7 +240,7 @@ func TestStallWatchdog(t *testing.T) {
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, Logger: logs.logger(t)})
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, OpenTimeout: readTimeout, Logger: logs.logger(t)})
 	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
 	start(t, src, l)
 	start(t, file, l)
@@ -165,7 +256,9 @@ func TestStallWatchdog(t *testing.T) {
 	}
 	// The reopen hangs too (the server takes the connection, sends no
 	// frame): a second stall, with the abandoned open holding OpenCV's lock.
-	testenv.WaitFor(t, 2*readTimeout+3*time.Second, func() bool { return src.Status().Stalls >= 2 }, "the reopen to stall too")
+	// It starts once the abandoned read has let go (≈ 1 s) and the 1 s
+	// backoff has passed, and stalls after open_timeout.
+	testenv.WaitFor(t, 2*readTimeout+4*time.Second, func() bool { return src.Status().Stalls >= 2 }, "the reopen to stall too")
 	if st := src.Status(); st.State != StateStalled || !strings.Contains(st.LastError, "open: no frame") {
 		t.Errorf("status during the stalled reopen: %s %q, want stalled in open", st.State, st.LastError)
 	}

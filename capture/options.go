@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/siglipd/siglipd/configs"
 )
@@ -32,6 +33,30 @@ type target struct {
 	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP ("" for
 	// other sources, which use no option from it).
 	ffmpegOptions string
+}
+
+// rtspProbeSize is FFmpeg's probesize for RTSP: how many bytes an open may
+// read while it waits for the first keyframe. FFmpeg's default (5 MB) is
+// 10 s of a 4 Mbit/s stream; this allows a 20 Mbit/s 4K stream the same.
+// It is only read as far as the first keyframe and a few frames past it.
+const rtspProbeSize = 25_000_000
+
+// rtspOptions are the FFmpeg options of an RTSP open (key;value|key;value).
+//
+// analyzeduration is what lets a camera with a long keyframe interval
+// connect. FFmpeg's open (avformat_find_stream_info) reads until it has
+// decoded frames, which needs a keyframe, but gives up after
+// analyzeduration (5 s by default); the first read then waits for the
+// keyframe under the read timeout, which is meant for the gaps between
+// frames, and fails. With analyzeduration = openTimeout the open waits for
+// the keyframe itself and keeps what it read for the first frames.
+//
+// allowed_media_types=video sets up only the video stream: audio is never
+// used, costs bandwidth, and an announced audio stream that sends nothing
+// would hold the open until analyzeduration.
+func rtspOptions(transport string, openTimeout time.Duration) string {
+	return fmt.Sprintf("rtsp_transport;%s|allowed_media_types;video|analyzeduration;%d|probesize;%d",
+		transport, openTimeout.Microseconds(), rtspProbeSize)
 }
 
 // defaultPorts are the schemes' well-known ports, for dialling a URL without one.
@@ -59,6 +84,18 @@ func withDefaults(opts Options) (Options, target, error) {
 		opts.ReadTimeout = DefaultReadTimeout
 	case opts.ReadTimeout < 0:
 		return bad("read timeout must not be negative, got %s", opts.ReadTimeout)
+	}
+	switch {
+	case opts.OpenTimeout == 0:
+		opts.OpenTimeout = configs.OpenTimeoutFor(opts.ReadTimeout)
+	case opts.OpenTimeout < opts.ReadTimeout:
+		return bad("open timeout (%s) must not be less than the read timeout (%s)", opts.OpenTimeout, opts.ReadTimeout)
+	}
+	switch {
+	case opts.ProbeInterval == 0:
+		opts.ProbeInterval = DefaultProbeInterval
+	case opts.ProbeInterval < 0:
+		return bad("probe interval must not be negative, got %s", opts.ProbeInterval)
 	}
 	switch opts.RTSPTransport {
 	case "":
@@ -125,9 +162,9 @@ func withDefaults(opts Options) (Options, target, error) {
 		t.open = raw
 		t.dial = net.JoinHostPort(u.Hostname(), port)
 		if scheme == "rtsp" || scheme == "rtsps" {
-			// Timeouts are OpenCV's (videocapture.go); only the transport
-			// has to go through the variable.
-			t.ffmpegOptions = "rtsp_transport;" + opts.RTSPTransport
+			// Timeouts are OpenCV's (videocapture.go); the rest has to go
+			// through the variable.
+			t.ffmpegOptions = rtspOptions(opts.RTSPTransport, opts.OpenTimeout)
 		}
 	}
 	return opts, t, nil

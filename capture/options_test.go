@@ -26,6 +26,9 @@ func TestNewInvalid(t *testing.T) {
 		{"zero fps", func(o *Options) { o.FPS = 0 }, `camera "door": fps must be more than 0, got 0`},
 		{"NaN fps", func(o *Options) { o.FPS = math.NaN() }, `camera "door": fps must be more than 0, got NaN`},
 		{"negative read timeout", func(o *Options) { o.ReadTimeout = -time.Second }, `camera "door": read timeout must not be negative, got -1s`},
+		{"open timeout under read timeout", func(o *Options) { o.ReadTimeout, o.OpenTimeout = 10*time.Second, 5*time.Second },
+			`camera "door": open timeout (5s) must not be less than the read timeout (10s)`},
+		{"negative probe interval", func(o *Options) { o.ProbeInterval = -time.Second }, `camera "door": probe interval must not be negative, got -1s`},
 		{"bad transport", func(o *Options) { o.RTSPTransport = "http" }, `camera "door": rtsp transport must be tcp or udp, got "http"`},
 		{"zero backoff step", func(o *Options) { o.Backoff = []time.Duration{time.Second, 0} }, `camera "door": backoff steps must be more than 0, got 0s`},
 		{"crop too wide", func(o *Options) { o.Crop = &Crop{X: 0.5, Width: 0.6, Height: 1} },
@@ -59,9 +62,9 @@ func TestNewTargets(t *testing.T) {
 		want           target
 	}{
 		{"rtsp://u:p@cam.lan/live", "", target{kind: configs.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
-			ffmpegOptions: "rtsp_transport;tcp"}},
+			ffmpegOptions: "rtsp_transport;tcp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
 		{"rtsps://cam.lan:7441/x", "udp", target{kind: configs.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
-			ffmpegOptions: "rtsp_transport;udp"}},
+			ffmpegOptions: "rtsp_transport;udp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
 		{"http://[::1]/mjpg", "", target{kind: configs.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80"}},
 		{"https://cam/live.m3u8", "", target{kind: configs.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443"}},
 		{"file:///videos/door%20a.mp4", "", target{kind: configs.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},

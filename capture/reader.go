@@ -24,8 +24,16 @@ type reader struct {
 	done chan error // the reader's result, sent last; buffered so an abandoned reader never blocks
 
 	phase       atomic.Int32 // what it is doing: the watchdog only watches calls into OpenCV
-	progress    atomic.Int64 // unix ns of the last sign of life: an OpenCV call began, a frame was read
+	progress    atomic.Int64 // unix ns of the last sign of life: an OpenCV open began, a frame was read
 	connectedAt atomic.Int64 // unix ns of the first frame; 0 before
+	// giveUpAt is unix ns when OpenCV's own timeout ends the call in
+	// progress (0: no timeout, V4L2): by then an abandoned reader has let
+	// go of the camera.
+	giveUpAt atomic.Int64
+	// reached: the camera answered (its host accepted the connection, its
+	// file or device exists). A failure before that is one the backoff's
+	// probe can see the end of.
+	reached atomic.Bool
 
 	// Guarded by src.mu.
 	abandoned bool // the supervisor gave up on it: hand on nothing, just clean up
@@ -34,12 +42,15 @@ type reader struct {
 
 // The reader's phases. The watchdog ignores dialling (it has its own
 // timeout) and waiting for openSlot (another camera's open is slow, not
-// this stream); it declares a stall after ReadTimeout in the other two.
+// this stream). It declares a stall after OpenTimeout from the start of
+// OpenCV's open to the first frame (which needs a keyframe), and after
+// ReadTimeout between frames.
 const (
-	phaseDialing int32 = iota
-	phaseWaiting       // for openSlot
-	phaseOpening       // inside OpenCV's open
-	phaseReading       // inside the read loop
+	phaseDialing    int32 = iota
+	phaseWaiting          // for openSlot
+	phaseOpening          // inside OpenCV's open
+	phaseFirstFrame       // opened; reading up to the first frame (the open's clock still runs)
+	phaseReading          // reading, after the first frame
 )
 
 func newReader(s *source) *reader {
@@ -54,15 +65,16 @@ func (r *reader) enter(phase int32) {
 	r.phase.Store(phase)
 }
 
-// watched reports whether the watchdog applies now, and to what.
-func (r *reader) watched() (what string, ok bool) {
+// watched reports whether the watchdog applies now, to what, and how long
+// it allows without progress.
+func (r *reader) watched() (what string, limit time.Duration, ok bool) {
 	switch r.phase.Load() {
-	case phaseOpening:
-		return "open", true
+	case phaseOpening, phaseFirstFrame:
+		return "open", r.src.opts.OpenTimeout, true
 	case phaseReading:
-		return "read", true
+		return "read", r.src.opts.ReadTimeout, true
 	}
-	return "", false
+	return "", 0, false
 }
 
 func (r *reader) touch(t time.Time)       { r.progress.Store(t.UnixNano()) }
@@ -74,6 +86,17 @@ func (r *reader) connectedFor() time.Duration {
 		return 0
 	}
 	return time.Since(time.Unix(0, at))
+}
+
+// releaseBy is when an abandoned r will have let go of the camera: when
+// OpenCV gives up on the call in progress, or, for calls without an OpenCV
+// timeout, opencvTimeoutMargin after abandonedAt (the wait is never
+// unbounded).
+func (r *reader) releaseBy(abandonedAt time.Time) time.Time {
+	if ns := r.giveUpAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return abandonedAt.Add(opencvTimeoutMargin)
 }
 
 func (r *reader) isAbandoned() bool {
@@ -101,12 +124,13 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		return err
 	}
 	defer func() { vc.close() }() // vc is replaced when a looping file is reopened
-	r.enter(phaseReading)
+	r.phase.Store(phaseFirstFrame)
 
 	mat := gocv.NewMat()           // BGR buffer; handed on as a frame's Mat when sampled
 	defer func() { mat.Close() }() // mat is replaced after each hand-on
 
 	file := s.target.kind == configs.SourceFile
+	ffmpeg := s.target.kind != configs.SourceDevice // V4L2 reads have no timeout
 	var pace *pacer
 	if file {
 		// A file decodes as fast as the CPU allows; pacing it at its own
@@ -132,6 +156,9 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		}
 		// Every frame is decoded (a stream cannot skip ahead without
 		// breaking its references); only sampled ones are converted.
+		if ffmpeg {
+			r.giveUpAt.Store(time.Now().Add(s.opts.ReadTimeout + opencvTimeoutMargin).UnixNano())
+		}
 		ok := vc.grab()
 		now := time.Now()
 		if r.isAbandoned() {
@@ -156,7 +183,7 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 				if vc, err = s.open(ctx, r); err != nil {
 					return err
 				}
-				r.enter(phaseReading)
+				r.phase.Store(phaseFirstFrame)
 				rewound = false
 			default:
 				return cameraError(name, "read", fmt.Errorf("%s has no frame FFmpeg can decode", s.target.path))
@@ -166,6 +193,9 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		}
 		framesThisPass++
 		r.touch(now)
+		if r.phase.Load() == phaseFirstFrame {
+			r.phase.Store(phaseReading) // after touch: the watchdog never sees the read phase with the open's clock
+		}
 		s.frameRead(r, now)
 		// The first frame is always due, so size and crop are known
 		// before anything is handed on.
@@ -212,12 +242,14 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	}
 }
 
-// opencvTimeoutMargin is added to ReadTimeout to get OpenCV's own open and
-// read timeouts. The watchdog fires first (it checks every 250 ms) and
-// declares the stall; OpenCV's timeout then ends the call it abandoned soon
-// after, so the abandoned reader frees its connection, and an abandoned open
-// gives back the process-wide open lock before the next attempt (backoff
-// ≥ 1 s) needs it.
+// opencvTimeoutMargin is added to OpenTimeout and ReadTimeout to get
+// OpenCV's own open and read timeouts. The watchdog fires first (it checks
+// every 250 ms) and declares the stall; OpenCV's timeout then ends the call
+// it abandoned about this much later, so the abandoned reader closes its
+// connection and an abandoned open gives back the process-wide open lock.
+// The next attempt waits for that (source.awaitRelease), at most this margin
+// and a little slack: a camera that allows one session would refuse a
+// reopen beside the abandoned one.
 const opencvTimeoutMargin = time.Second
 
 // open opens the camera for r, or explains why it cannot. Its errors name
@@ -236,13 +268,11 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	}
 	if t.dial != "" {
 		r.enter(phaseDialing)
-		d := net.Dialer{Timeout: s.opts.ReadTimeout}
-		c, err := d.DialContext(ctx, "tcp", t.dial)
-		if err != nil {
+		if err := t.dialCheck(ctx, s.opts.OpenTimeout); err != nil {
 			return nil, cameraError(name, "open", err) // net errors name host:port only
 		}
-		c.Close()
 	}
+	r.reached.Store(true)
 
 	var vc *videoCapture
 	if t.kind == configs.SourceDevice {
@@ -256,8 +286,8 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 		}
 		setFFmpegOptions(t.ffmpegOptions)
 		r.enter(phaseOpening)
-		timeout := s.opts.ReadTimeout + opencvTimeoutMargin
-		vc = openFFmpeg(t.open, timeout, timeout)
+		r.giveUpAt.Store(time.Now().Add(s.opts.OpenTimeout + opencvTimeoutMargin).UnixNano())
+		vc = openFFmpeg(t.open, s.opts.OpenTimeout+opencvTimeoutMargin, s.opts.ReadTimeout+opencvTimeoutMargin)
 		releaseOpen()
 	}
 	if vc != nil {
@@ -274,6 +304,34 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 			"(wrong path or credentials, or no video it can decode; FFmpeg's own message is on stderr)")
 	}
 	return nil, cameraError(name, "open", why)
+}
+
+// dialCheck opens a TCP connection to the stream's host and closes it at
+// once. It is both the start of every open (a refused or unreachable server
+// is then a clear Go error, where FFmpeg would fail silently) and the
+// backoff's probe.
+func (t target) dialCheck(ctx context.Context, timeout time.Duration) error {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp", t.dial)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// reachable is the backoff's probe: could an open get past its first step
+// now? For streams a TCP connection (dialCheck), for files and devices a
+// stat of the path; for a device by index, always. It costs a fraction of
+// an open and says nothing about whether the stream will play.
+func (t target) reachable(ctx context.Context, timeout time.Duration) bool {
+	switch {
+	case t.dial != "":
+		return t.dialCheck(ctx, timeout) == nil
+	case t.path != "":
+		_, err := os.Stat(t.path)
+		return err == nil
+	}
+	return true
 }
 
 // sampler picks frames at a fixed rate from a faster stream: the first frame

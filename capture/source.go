@@ -27,6 +27,16 @@ const watchdogTick = 250 * time.Millisecond
 // rateWindow is how many one-second samples FPSIn and FPSOut average over.
 const rateWindow = 5
 
+// probeTimeout bounds one probe of an unreachable camera. A camera on the
+// LAN answers a connection in milliseconds; one that does not answer in
+// this long is probed again, at the next ProbeInterval.
+const probeTimeout = 3 * time.Second
+
+// releaseSlack is how much longer than OpenCV's timeout the next attempt
+// waits for an abandoned reader to let go of its connection: scheduling and
+// the closing itself.
+const releaseSlack = 500 * time.Millisecond
+
 var (
 	// errStalled is the watchdog's verdict: open or no frame for ReadTimeout.
 	errStalled = errors.New("no frame")
@@ -50,20 +60,21 @@ type source struct {
 	// framesRead is updated by the reader on every frame; the rest under mu.
 	framesRead atomic.Uint64
 
-	mu         sync.Mutex // also serialises handing frames on, so Seq is ordered
-	state      State
-	lastErr    string
-	lastFrame  time.Time
-	framesOut  uint64
-	reconnects uint64
-	stalls     uint64
-	seq        uint64
-	width      int
-	height     int
-	region     image.Rectangle
-	abandoned  int
-	downSince  time.Time // when the camera stopped delivering (for the recovery log line)
-	logged     struct {  // the last state change logged, so a retry failing the same way logs nothing
+	mu          sync.Mutex // also serialises handing frames on, so Seq is ordered
+	state       State
+	lastErr     string
+	lastFrame   time.Time
+	framesOut   uint64
+	reconnects  uint64
+	stalls      uint64
+	seq         uint64
+	width       int
+	height      int
+	region      image.Rectangle
+	abandoned   int
+	downSince   time.Time // when the camera stopped delivering (for the recovery log line)
+	stuckWarned bool      // this outage already logged a reader that outlived OpenCV's timeout
+	logged      struct {  // the last state change logged, so a retry failing the same way logs nothing
 		state State
 		err   string
 	}
@@ -156,7 +167,8 @@ func (s *source) Run(ctx context.Context, out Handoff) error {
 	tick := time.NewTicker(watchdogTick)
 	defer tick.Stop()
 
-	failures := 0 // failed connections since the last healthy one: the backoff step
+	failures := 0        // failed connections since the last healthy one: the backoff step
+	unreachable := false // the last attempt could not reach the camera at all
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return nil
@@ -175,9 +187,16 @@ func (s *source) Run(ctx context.Context, out Handoff) error {
 			<-ctx.Done()
 			return nil
 		}
-		if res.connectedFor >= s.opts.HealthyAfter {
+		switch {
+		case res.connectedFor >= s.opts.HealthyAfter:
+			failures = 0
+		case unreachable && res.reached:
+			// It answers again after being unreachable (it is booting,
+			// say): retry the rest of its start-up in seconds, not after
+			// the step the outage had climbed to.
 			failures = 0
 		}
+		unreachable = !res.reached
 		wait := s.opts.Backoff[min(failures, len(s.opts.Backoff)-1)]
 		failures++
 		if res.stalled {
@@ -188,21 +207,95 @@ func (s *source) Run(ctx context.Context, out Handoff) error {
 		} else {
 			s.setState(StateReconnecting, res.err, "retry_in", wait)
 		}
-		if !s.sleep(ctx, wait, tick.C) {
+		if !s.backoff(ctx, wait, unreachable, tick.C) {
+			return nil
+		}
+		if res.abandoned != nil && !s.awaitRelease(ctx, res.abandoned, res.abandonedAt, tick.C) {
 			return nil
 		}
 	}
 }
 
-// sleep waits d, sampling rates, and reports false if ctx ended first.
-func (s *source) sleep(ctx context.Context, d time.Duration, tick <-chan time.Time) bool {
+// backoff waits d before the next attempt, sampling rates. When the camera
+// was unreachable it also probes it every ProbeInterval and ends the wait as
+// soon as it answers: however long the outage and the step it reached,
+// frames flow again seconds after the camera is back, while a dead camera
+// costs one connection a second and an open only at each step. It reports
+// false if ctx ended first.
+func (s *source) backoff(ctx context.Context, d time.Duration, probe bool, tick <-chan time.Time) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
+	var answered <-chan struct{}
+	if probe {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel() // ends the probe goroutine
+		answered = s.probe(pctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-timer.C:
+			return true
+		case <-answered:
+			s.log.Debug("camera answers again; retrying now", "instead_of", d)
+			return true
+		case now := <-tick:
+			s.sampleRates(now)
+		}
+	}
+}
+
+// probe starts a goroutine, owned by ctx, that checks every ProbeInterval
+// whether the camera can be reached, and closes the returned channel when
+// it can.
+func (s *source) probe(ctx context.Context) <-chan struct{} {
+	answered := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(s.opts.ProbeInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if s.target.reachable(ctx, probeTimeout) {
+				close(answered)
+				return
+			}
+		}
+	}()
+	return answered
+}
+
+// awaitRelease waits until r, which the watchdog abandoned at abandonedAt,
+// has returned from OpenCV and closed its connection, so that the next
+// attempt is never a second session beside it: a camera that allows one
+// session would refuse the reopen, and one that allows several would serve
+// both. OpenCV's own timeout ends r's call about opencvTimeoutMargin after
+// the watchdog gave up on it, so the wait is bounded by that
+// (reader.releaseBy, plus releaseSlack); a reader that outlives it (OpenCV
+// ignoring its timeout) is logged, once an outage, and reopened beside. It
+// reports false if ctx ended first.
+func (s *source) awaitRelease(ctx context.Context, r *reader, abandonedAt time.Time, tick <-chan time.Time) bool {
+	deadline := time.NewTimer(time.Until(r.releaseBy(abandonedAt).Add(releaseSlack)))
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-r.done: // sent after its capture is closed; nobody else receives it
+			return true
+		case <-deadline.C:
+			s.mu.Lock()
+			warned := s.stuckWarned
+			s.stuckWarned = true
+			s.mu.Unlock()
+			if !warned {
+				s.log.Warn("a reader the watchdog abandoned is still inside OpenCV past its timeout; reopening beside it",
+					"waited", time.Since(abandonedAt).Round(100*time.Millisecond))
+			}
 			return true
 		case now := <-tick:
 			s.sampleRates(now)
@@ -215,6 +308,11 @@ type result struct {
 	err          error         // why it ended; nil when ctx was cancelled
 	stalled      bool          // the watchdog ended it
 	connectedFor time.Duration // how long it delivered frames
+	reached      bool          // the camera answered (reader.reached)
+	// abandoned is the reader the watchdog gave up on at abandonedAt; nil
+	// when the reader finished.
+	abandoned   *reader
+	abandonedAt time.Time
 }
 
 // connect runs one reader until it ends, stalls or ctx is cancelled.
@@ -227,7 +325,7 @@ func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time
 	for {
 		select {
 		case err := <-r.done:
-			return result{err: err, connectedFor: r.connectedFor()}
+			return result{err: err, connectedFor: r.connectedFor(), reached: r.reached.Load()}
 		case <-ctx.Done():
 			cancel()
 			timer := time.NewTimer(stopGrace)
@@ -243,21 +341,25 @@ func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time
 			return result{}
 		case now := <-tick:
 			s.sampleRates(now)
-			what, watched := r.watched()
-			if !watched || now.Sub(r.lastProgress()) < s.opts.ReadTimeout {
+			what, limit, watched := r.watched()
+			if !watched || now.Sub(r.lastProgress()) < limit {
 				continue
 			}
 			cancel()
 			// The text must not vary from one stall to the next (no measured
 			// durations): a repeat of the same error is not logged again.
-			// what is "open" when the server took the connection but the
-			// stream never started.
-			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within read_timeout (%s)", errStalled, s.opts.ReadTimeout))
+			// what is "open" when the server took the connection but no
+			// frame came (the stream never started, or no keyframe came).
+			key := "read_timeout"
+			if what == "open" {
+				key = "open_timeout"
+			}
+			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within %s (%s)", errStalled, key, limit))
 			if !s.abandon(r) {
 				// It finished just now, on its own: report how.
-				return result{err: <-r.done, connectedFor: r.connectedFor()}
+				return result{err: <-r.done, connectedFor: r.connectedFor(), reached: r.reached.Load()}
 			}
-			return result{err: err, stalled: true, connectedFor: r.connectedFor()}
+			return result{err: err, stalled: true, connectedFor: r.connectedFor(), reached: true, abandoned: r, abandonedAt: now}
 		}
 	}
 }
@@ -345,6 +447,7 @@ func (s *source) connected(r *reader, w, h int) {
 	}
 	s.state, s.lastErr = StateConnected, ""
 	s.downSince = time.Time{}
+	s.stuckWarned = false
 	s.logged.state, s.logged.err = StateConnected, ""
 	reconnects := s.reconnects
 	s.mu.Unlock()
