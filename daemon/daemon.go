@@ -307,12 +307,15 @@ func rulesFor(cfg *configs.Config) []rules.Rule {
 	return out
 }
 
-// quietTimeout ends the events of a camera that stopped delivering frames:
-// three read timeouts, so one stall-and-reconnect does not end them.
+// quietTimeout ends the events of a camera that stopped delivering frames,
+// but not those of one stall and reopen: the stall is noticed after
+// read_timeout, the reopen follows within about 2 s (the stalled read lets
+// go, the first backoff step) and may take open_timeout; 5 s cover the
+// gaps. A dead camera ends its events.
 func quietTimeout(cfg *configs.Config) time.Duration {
 	q := rules.DefaultQuietTimeout
 	for _, c := range cfg.Cameras {
-		q = max(q, 3*c.ReadTimeout.D())
+		q = max(q, 3*c.ReadTimeout.D(), c.ReadTimeout.D()+c.OpenTimeout.D()+5*time.Second)
 	}
 	return q
 }
@@ -352,7 +355,7 @@ func newSink(cfg *configs.Config, opts Options, log *slog.Logger) (publish.Sink,
 // startCamera starts one camera's source. Call with d.mu held.
 func (d *daemon) startCamera(c configs.Camera) error {
 	opts := capture.Options{
-		Name: c.Name, URL: c.URL.Reveal(), FPS: c.FPS, ReadTimeout: c.ReadTimeout.D(),
+		Name: c.Name, URL: c.URL.Reveal(), FPS: c.FPS, ReadTimeout: c.ReadTimeout.D(), OpenTimeout: c.OpenTimeout.D(),
 		RTSPTransport: c.RTSPTransport, Loop: c.Loop, Logger: d.log,
 	}
 	if c.Crop != nil {

@@ -197,7 +197,7 @@ func captureEqual(a, b configs.Camera) bool {
 		}
 		return fmt.Sprintf("%+v", *r)
 	}
-	return a.URL == b.URL && a.FPS == b.FPS && a.ReadTimeout == b.ReadTimeout && a.RTSPTransport == b.RTSPTransport &&
+	return a.URL == b.URL && a.FPS == b.FPS && a.ReadTimeout == b.ReadTimeout && a.OpenTimeout == b.OpenTimeout && a.RTSPTransport == b.RTSPTransport &&
 		a.Loop == b.Loop && crop(a.Crop) == crop(b.Crop)
 }
 
