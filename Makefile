@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build test vet demo bench clean
+.PHONY: all setup build test ci vet demo bench clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 
 test: setup
 	scripts/test.sh
+
+# CI as on a freshly set-up machine: a clean clone of HEAD, in a throwaway
+# overlay of / with everything installed since the machine was new removed.
+ci:
+	scripts/fresh-ci.sh
 
 vet:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
