@@ -74,7 +74,7 @@ rm -rf /root/go/pkg/mod /root/.cache/go-build /root/.npm/_cacache /root/.cache/p
 rm -f /usr/sbin/policy-rc.d
 
 rm -rf "$clone"
-git clone -q "$repo" "$clone"
+git clone -q --no-local "$repo" "$clone" # hard links across the overlay fail
 cd "$clone"
 git checkout -q "$commit"
 echo "fresh-ci: CI=true .ci/run in $clone at $(git log --oneline -1)"
