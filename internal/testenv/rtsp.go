@@ -29,15 +29,15 @@ const rtspCommandTimeout = 5 * time.Second
 // RTSPOptions describes the stream a test RTSP server sends. Zero values take
 // the defaults in brackets.
 type RTSPOptions struct {
-	Width, Height int // picture size [640×360]
-	FPS           int // frames per second [25]
+	Width, Height int    // picture size [640×360]
+	FPS           int    // frames per second [25]
+	Color         string // solid colour RRGGBB ["808080"]
+	Pattern       string // a videotestsrc pattern (smpte, ball, …) instead of Color
+	Path          string // mount path ["/cam"]
+	Port          int    // TCP port on 127.0.0.1 [a free one]
 	// KeyframeInterval is the time between keyframes (the GOP) [1s]. Clients
 	// that join the running stream wait for the next keyframe to decode.
 	KeyframeInterval time.Duration
-	Color            string // solid colour RRGGBB ["808080"]
-	Pattern          string // a videotestsrc pattern (smpte, ball, …) instead of Color
-	Path             string // mount path ["/cam"]
-	Port             int    // TCP port on 127.0.0.1 [a free one]
 }
 
 // RTSPServer is a real RTSP camera on loopback: scripts/rtsp-server.py, a
