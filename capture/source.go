@@ -38,7 +38,7 @@ const probeTimeout = 3 * time.Second
 const releaseSlack = 500 * time.Millisecond
 
 var (
-	// errStalled is the watchdog's verdict: open or no frame for ReadTimeout.
+	// errStalled is the watchdog's verdict: no frame for OpenTimeout (opening) or ReadTimeout (reading).
 	errStalled = errors.New("no frame")
 	// errEnded: a file source without Loop reached its end.
 	errEnded = errors.New("end of file (loop is off)")

@@ -59,8 +59,8 @@ func TestPILParity(t *testing.T) {
 	testenv.Integration(t)
 	python := "/usr/bin/python3"
 	_, err := os.Stat(python)
-	testenv.Need(t, err == nil, python)
-	testenv.Need(t, exec.Command(python, "-c", "import PIL, numpy").Run() == nil, "python3-pil and python3-numpy")
+	testenv.Need(t, err == nil, python+" (Debian package python3)")
+	testenv.Need(t, exec.Command(python, "-c", "import PIL, numpy").Run() == nil, "Pillow and numpy for "+python+" (Debian packages python3-pil and python3-numpy)")
 	script := filepath.Join(testenv.RepoRoot(t), "scripts", "pil_reference.py")
 
 	sizes := []struct{ w, h int }{

@@ -44,11 +44,26 @@ func Integration(t testing.TB) {
 	}
 }
 
-// LookPath returns the path of an executable, or fails/skips t.
+// providers says where each program the tests run comes from, so that a
+// missing one names what to install. scripts/setup.sh installs the Debian
+// packages; the rest come with a machine of the CI kind.
+var providers = map[string]string{
+	"chromium": "Debian package chromium",
+	"ffmpeg":   "Debian package ffmpeg",
+	"node":     "Node.js 20 or later, on the CI machine from the start (Debian package nodejs elsewhere)",
+	"python3":  "Python 3, on the CI machine from the start (Debian package python3 elsewhere)",
+}
+
+// LookPath returns the path of an executable, or fails/skips t naming the
+// package that provides it.
 func LookPath(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
-	Need(t, err == nil, name)
+	what := name
+	if pkg, ok := providers[name]; ok {
+		what += " (" + pkg + ")"
+	}
+	Need(t, err == nil, what)
 	return p
 }
 
