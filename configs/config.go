@@ -60,7 +60,7 @@ type Inference struct {
 
 // MQTT configures the broker connection and the topics siglipd publishes.
 type MQTT struct {
-	Broker      string    `yaml:"broker"`
+	Broker      URL       `yaml:"broker"` // may carry user:password: redacted in all output
 	ClientID    string    `yaml:"client_id"`
 	Username    string    `yaml:"username"`
 	Password    Secret    `yaml:"password"`

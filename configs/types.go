@@ -110,10 +110,19 @@ func (u URL) MarshalYAML() (any, error) { return u.String(), nil }
 // net/url, so an unescaped "@" in a password is still hidden.
 var userinfoRe = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@\s:]*):([^/\s]*)@`)
 
-// RedactURL replaces the password of every "scheme://user:pass@" in s with
-// "***". Strings without credentials come back unchanged.
+// secretParamRe finds the value of a credential-like query parameter
+// (pwd=, password=, api_key=, access_token=, auth=, sig=, …: any name that
+// contains pass, pwd, token, auth, key, secret, sig or cred, in any case), as
+// cheap HTTP cameras take credentials in the query string. It needs the
+// "?", "&" or ";" before the name, so words in prose are left alone.
+var secretParamRe = regexp.MustCompile(`(?i)([?&;][^=&;?#\s"'<>]*(?:pass|pwd|token|auth|key|secret|sig|cred)[^=&;?#\s"'<>]*=)([^&;#\s"'<>]+)`)
+
+// RedactURL replaces the password of every "scheme://user:pass@" in s, and
+// the value of every credential-like query parameter, with "***". Strings
+// without credentials come back unchanged.
 func RedactURL(s string) string {
-	return userinfoRe.ReplaceAllString(s, "${1}${2}:***@")
+	s = userinfoRe.ReplaceAllString(s, "${1}${2}:***@")
+	return secretParamRe.ReplaceAllString(s, "${1}***")
 }
 
 // SourceKind is what kind of source a camera URL names.

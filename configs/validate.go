@@ -111,12 +111,12 @@ func (in *Inference) validate(v *validator) {
 }
 
 func (m *MQTT) validate(v *validator) {
-	u, err := url.Parse(m.Broker)
+	u, err := url.Parse(m.Broker.Reveal())
 	switch {
 	case m.Broker == "":
 		v.add("mqtt.broker", "is required when sink is mqtt (e.g. tcp://127.0.0.1:1883)")
 	case err != nil:
-		v.add("mqtt.broker", "invalid URL: %v", err)
+		v.add("mqtt.broker", "invalid URL: %s", RedactURL(err.Error())) // url.Parse quotes the URL
 	case !oneOf(u.Scheme, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"):
 		v.add("mqtt.broker", "scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss, got %q", u.Scheme)
 	case u.Hostname() == "":

@@ -341,7 +341,7 @@ func newSink(cfg *configs.Config, opts Options, log *slog.Logger) (publish.Sink,
 	}
 	m := cfg.MQTT
 	return publish.NewMQTT(publish.MQTTOptions{
-		Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal(),
+		Broker: m.Broker.Reveal(), ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal(),
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
 		TopicPrefix: m.TopicPrefix, QoS: byte(m.QoS), Retain: m.Retain,
 		OutboxDir: filepath.Join(cfg.StateDir, "mqtt"), OutboxMax: m.Outbox.MaxMessages,
