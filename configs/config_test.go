@@ -2,7 +2,9 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -469,4 +471,66 @@ cameras:
 			t.Errorf("%s = %q, want %q", k, got[k], w)
 		}
 	}
+}
+
+// TestHostileFiles: what a wrong path or a hostile file costs is bounded,
+// and each gets one clear error.
+func TestHostileFiles(t *testing.T) {
+	t.Run("/dev/zero", func(t *testing.T) {
+		start := time.Now()
+		_, err := Load("/dev/zero")
+		if err == nil || !strings.Contains(err.Error(), "config /dev/zero: larger than 1MiB, the most siglipd reads") {
+			t.Errorf("Load(/dev/zero) = %v, want the size error", err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Load(/dev/zero) took %s", took)
+		}
+	})
+	t.Run("a file over the limit", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "big.yaml")
+		if err := os.WriteFile(p, []byte(base+strings.Repeat("# padding\n", MaxFileSize/10+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than 1MiB") {
+			t.Errorf("Load = %v, want the size error", err)
+		}
+	})
+	t.Run("many problems", func(t *testing.T) {
+		src := base
+		for i := range 80 {
+			src += fmt.Sprintf("nonsense_%d: 1\n", i)
+		}
+		_, err := Parse("cams.yaml", []byte(src), env(nil))
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != 80 {
+			t.Fatalf("Parse = %v, want 80 problems", err)
+		}
+		lines := strings.Split(err.Error(), "\n")
+		if len(lines) != MaxReported+1 || lines[MaxReported] != "… and 30 more" {
+			t.Errorf("%d lines, last %q; want %d lines ending with … and 30 more", len(lines), lines[len(lines)-1], MaxReported+1)
+		}
+	})
+	t.Run("alias bomb", func(t *testing.T) {
+		// Each level merges the one before nine times: 9^9 pairs if expanded.
+		src := "a0: &a0 {fps: 1}\n"
+		for i := 1; i <= 9; i++ {
+			src += fmt.Sprintf("a%d: &a%d {<<: [", i, i) + strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 9), ", ") + "]}\n"
+		}
+		src += "cameras:\n  - <<: *a9\n    name: door\n    url: /v.mp4\n    labels: [{name: x}]\nmodel: {path: /m}\n"
+		start := time.Now()
+		_, err := Parse("bomb.yaml", []byte(src), env(nil))
+		if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 1000000 values") {
+			t.Errorf("Parse = %v, want the alias error", err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("Parse took %s", took)
+		}
+	})
+	t.Run("second document", func(t *testing.T) {
+		_, err := Parse("cams.yaml", []byte(base+"---\nsink: stdout\n"), env(nil))
+		want := "cams.yaml:9: a second YAML document (---): siglipd reads one; put everything in the first"
+		if err == nil || err.Error() != want {
+			t.Errorf("Parse = %v, want %q", err, want)
+		}
+	})
 }

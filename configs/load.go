@@ -1,8 +1,10 @@
 package configs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,21 +37,38 @@ func (e Error) Error() string {
 // Errors is every problem found in one file, in file order.
 type Errors []Error
 
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
+// MaxReported is how many problems Errors.Lines shows before "… and N
+// more": a file of nonsense would otherwise print a line per key.
+const MaxReported = 50
+
+// Lines returns the problems one per line: the first MaxReported, then a
+// line that counts the rest.
+func (es Errors) Lines() []string {
+	lines := make([]string, 0, min(len(es), MaxReported+1))
 	for i, e := range es {
-		lines[i] = e.Error()
+		if i == MaxReported {
+			lines = append(lines, fmt.Sprintf("… and %d more", len(es)-MaxReported))
+			break
+		}
+		lines = append(lines, e.Error())
 	}
-	return strings.Join(lines, "\n")
+	return lines
 }
+
+func (es Errors) Error() string { return strings.Join(es.Lines(), "\n") }
+
+// MaxFileSize is the largest configuration file siglipd reads. A real one
+// is a few KiB; the cap turns a wrong path (a log, a disk image, /dev/zero)
+// into a clear error at once instead of memory without bound.
+const MaxFileSize = 1 << 20
 
 // Load reads, substitutes and validates the configuration file at path.
 // On failure the error is an Errors listing every problem, or a plain error
 // when the file cannot be read at all.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
+		return nil, err
 	}
 	cfg, err := Parse(path, data, os.LookupEnv)
 	if err != nil {
@@ -57,6 +76,24 @@ func Load(path string) (*Config, error) {
 	}
 	cfg.resolvePaths(filepath.Dir(path))
 	return cfg, nil
+}
+
+// readFile reads at most MaxFileSize bytes of path (a FIFO or a device too,
+// as <(…) and /dev/stdin are fine), failing on more.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("config %s: larger than %s, the most siglipd reads (is it the right file?)", path, ByteSize(MaxFileSize))
+	}
+	return data, nil
 }
 
 // resolvePaths makes relative file paths relative to the config file's
@@ -86,8 +123,18 @@ func (c *Config) resolvePaths(dir string) {
 // Parse is Load on bytes: name labels the errors, lookupEnv resolves ${VAR}.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, Errors{syntaxError(name, err)}
+	}
+	// A second document ("---") would be ignored: say so instead.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, Errors{syntaxError(name, err)}
+	default:
+		return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (---): siglipd reads one; put everything in the first"}}
 	}
 	cfg := Default()
 	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults}
@@ -152,6 +199,24 @@ type decoder struct {
 	errs      Errors
 	lines     map[string]int
 	defaults  LabelDefaults // label_defaults as decoded so far, for new labels
+	// visits counts the nodes decoded, aliases and merges followed each
+	// time: a few aliases can stand for billions of nodes ("billion
+	// laughs"), so decoding stops at maxVisits.
+	visits int
+}
+
+// maxVisits bounds the nodes one file may decode to, aliases expanded. A
+// large real configuration (100 cameras × 20 labels) is about 10,000.
+const maxVisits = 1_000_000
+
+// budget counts one visit and reports false, once with an error, when the
+// file expands to more than maxVisits nodes.
+func (d *decoder) budget(n *yaml.Node) bool {
+	d.visits++
+	if d.visits == maxVisits+1 {
+		d.fail(n, "", "aliases expand to more than %d values (a YAML alias bomb?); write the file out instead", maxVisits)
+	}
+	return d.visits <= maxVisits
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
@@ -203,6 +268,9 @@ var (
 )
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if !d.budget(n) {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -267,6 +335,9 @@ func (d *decoder) mappingPairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	firstLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
+		if !d.budget(key) {
+			return nil
+		}
 		if l, dup := firstLine[key.Value]; dup && key.Tag != "!!merge" {
 			d.fail(key, joinPath(path, key.Value), "duplicate key (first at line %d)", l)
 			continue

@@ -69,13 +69,11 @@ func (d *daemon) reload(reason string) error {
 	if err != nil {
 		var errs configs.Errors
 		lines := []string{err.Error()}
+		problems := 1
 		if errors.As(err, &errs) {
-			lines = lines[:0]
-			for _, e := range errs {
-				lines = append(lines, e.Error())
-			}
+			lines, problems = errs.Lines(), len(errs)
 		}
-		d.log.Error("config reload rejected; the running config stays", "reason", reason, "file", path, "problems", len(lines), "errors", lines)
+		d.log.Error("config reload rejected; the running config stays", "reason", reason, "file", path, "problems", problems, "errors", lines)
 		d.metrics.reloads.WithLabelValues("rejected").Inc()
 		return err
 	}
