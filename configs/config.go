@@ -9,6 +9,7 @@
 package configs
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -24,6 +25,23 @@ type Config struct {
 	HTTP      HTTP          `yaml:"http"`
 	Defaults  LabelDefaults `yaml:"label_defaults"`
 	Cameras   []Camera      `yaml:"cameras"`
+
+	// source is where the values came from, for ErrorAt.
+	source struct {
+		file  string
+		lines map[string]int // key path → line
+	}
+}
+
+// ErrorAt makes an Error about the value at path (e.g. "model.path") that
+// names the file and line it came from: for problems found after loading,
+// such as a model folder that lacks a file.
+func (c *Config) ErrorAt(path, format string, args ...any) Error {
+	line := 0
+	for p := path; p != "" && line == 0; p = parentPath(p) {
+		line = c.source.lines[p]
+	}
+	return Error{File: c.source.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Model names a SigLIP model folder in the Hugging Face / Xenova ONNX layout.

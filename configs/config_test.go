@@ -311,8 +311,13 @@ cameras:
 		},
 		{
 			name: "tls cert without key",
-			src:  base + "mqtt:\n  tls:\n    cert_file: /etc/siglipd/client.pem\n",
-			want: []string{`cams.yaml:11: mqtt.tls: cert_file and key_file must be given together`},
+			src:  base + "mqtt:\n  broker: ssl://10.0.0.5:8883\n  tls:\n    cert_file: /etc/siglipd/client.pem\n",
+			want: []string{`cams.yaml:12: mqtt.tls: cert_file and key_file must be given together`},
+		},
+		{
+			name: "tls files with a plain broker",
+			src:  base + "mqtt:\n  broker: tcp://u:BrokerPw@10.0.0.5:1883\n  tls:\n    ca_file: /etc/siglipd/ca.pem\n",
+			want: []string{`cams.yaml:12: mqtt.tls.ca_file: is set but mqtt.broker (tcp://u:***@10.0.0.5:1883) is not TLS: use ssl://, mqtts:// or wss://`},
 		},
 		{
 			name: "bad http listen",
@@ -444,7 +449,7 @@ func TestLoadResolvesPaths(t *testing.T) {
 	dir := t.TempDir()
 	body := `state_dir: state
 model: {path: ../models/siglip}
-mqtt: {tls: {ca_file: certs/ca.pem}}
+mqtt: {broker: "mqtts://10.0.0.5:8883", tls: {ca_file: certs/ca.pem}}
 cameras:
   - {name: a, url: videos/door.mp4, labels: [{name: x}]}
   - {name: b, url: /abs/door.mp4, labels: [{name: x}]}

@@ -153,6 +153,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		return nil, errs
 	}
 	cfg.resolve()
+	cfg.source.file, cfg.source.lines = name, d.lines
 	return &cfg, nil
 }
 

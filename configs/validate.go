@@ -131,6 +131,16 @@ func (m *MQTT) validate(v *validator) {
 	if m.QoS < 0 || m.QoS > 2 {
 		v.add("mqtt.qos", "must be 0, 1 or 2, got %d", m.QoS)
 	}
+	if u != nil && err == nil && !oneOf(u.Scheme, "ssl", "tls", "mqtts", "wss") {
+		// paho ignores TLS settings on a plain scheme: a user who set a CA
+		// expects encryption, so refuse rather than send in clear.
+		for _, f := range []struct{ key, file string }{{"ca_file", m.TLS.CAFile}, {"cert_file", m.TLS.CertFile}, {"key_file", m.TLS.KeyFile}} {
+			if f.file != "" {
+				v.add("mqtt.tls."+f.key, "is set but mqtt.broker (%s) is not TLS: use ssl://, mqtts:// or wss://", m.Broker)
+				break
+			}
+		}
+	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		v.add("mqtt.tls", "cert_file and key_file must be given together")
 	}

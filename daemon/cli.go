@@ -105,6 +105,9 @@ Flags:
 	case *configPath == "":
 		fmt.Fprintln(stderr, "siglipd: --config FILE is required (see siglipd --help)")
 		return ExitUsage
+	case *watch < 0:
+		fmt.Fprintf(stderr, "siglipd: --watch-config must be 0 (reload on SIGHUP only) or more, got %s\n", *watch)
+		return ExitUsage
 	}
 	logger, err := NewLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -122,7 +125,12 @@ Flags:
 		}
 		return ExitUsage
 	}
+	lib := infer.LibraryChoice{Flag: *ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB"), Config: cfg.Inference.ORTLib}
 	if *check {
+		if errs := checkOffline(cfg, lib); len(errs) > 0 {
+			fmt.Fprintf(stderr, "siglipd: %s: %d problem(s):\n%v\n", *configPath, len(errs), errs)
+			return ExitUsage
+		}
 		fmt.Fprintf(stdout, "# %s is valid; resolved configuration (secrets redacted):\n", *configPath)
 		enc := yaml.NewEncoder(stdout)
 		enc.SetIndent(2)
@@ -156,7 +164,7 @@ Flags:
 	err = Run(ctx, cfg, Options{
 		ConfigPath:    *configPath,
 		Logger:        logger,
-		ORTLib:        infer.LibraryChoice{Flag: *ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB"), Config: cfg.Inference.ORTLib},
+		ORTLib:        lib,
 		Reload:        reload,
 		WatchInterval: *watch,
 	})

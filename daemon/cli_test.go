@@ -144,8 +144,21 @@ func writeConfig(t *testing.T, body string) string {
 // exits 0; a broken file exits 2 listing every problem.
 func TestCheck(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	stdout, stderr, code := run(t, []string{"DRIVEWAY_PASSWORD=hunter2", "MQTT_PASSWORD=s3cret"},
-		"--config", filepath.Join(root, "configs", "cams.yaml"), "--check")
+	// configs/cams.yaml as shipped, with its model folder and state folder
+	// made real: --check looks at both.
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	if err := testmodel.Generate(testmodel.Options{Preset: "tiny", OutDir: model}); err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile(filepath.Join(root, "configs", "cams.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cams := writeConfig(t, strings.Replace(string(example), "/var/lib/siglipd/models/siglip-base-patch16-224", model, 1))
+	env := []string{"DRIVEWAY_PASSWORD=hunter2", "MQTT_PASSWORD=s3cret", "STATE_DIRECTORY=" + filepath.Join(dir, "state"),
+		"SIGLIPD_ORT_LIB=" + testenv.ORTLib(t)}
+	stdout, stderr, code := run(t, env, "--config", cams, "--check")
 	if code != 0 {
 		t.Fatalf("configs/cams.yaml --check: exit %d\n%s", code, stderr)
 	}
@@ -161,14 +174,14 @@ func TestCheck(t *testing.T) {
 	}
 
 	// Passwords in a broker URL and in a camera URL's query string too.
-	withURLs := writeConfig(t, `model: {path: /m}
+	withURLs := writeConfig(t, `model: {path: `+model+`}
 mqtt: {broker: "tcp://siglipd:BrokerPw1@10.0.0.5:1883"}
 cameras:
   - name: door
     url: http://10.0.0.7/video.mjpg?user=admin&pwd=CamPw2
     labels: [{name: person}]
 `)
-	stdout, stderr, code = run(t, nil, "--config", withURLs, "--check")
+	stdout, stderr, code = run(t, env, "--config", withURLs, "--check")
 	if code != 0 {
 		t.Fatalf("--check: exit %d\n%s", code, stderr)
 	}
@@ -199,6 +212,71 @@ cameras:
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
+	}
+}
+
+// TestCheckOffline: --check reports, with file:line and exit 2, what the
+// daemon would refuse at start and what can be known without the network:
+// the model folder, the ONNX Runtime library, the broker's TLS files and
+// the state folder.
+func TestCheckOffline(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	if err := testmodel.Generate(testmodel.Options{Preset: "tiny", OutDir: model}); err != nil {
+		t.Fatal(err)
+	}
+	noTokenizer := filepath.Join(dir, "no-tokenizer")
+	if err := testmodel.Generate(testmodel.Options{Preset: "tiny", OutDir: noTokenizer}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(noTokenizer, "tokenizer.json")); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(dir, "a-file")
+	garbage := filepath.Join(dir, "garbage.pem")
+	for _, f := range []string{aFile, garbage} {
+		if err := os.WriteFile(f, []byte("not a certificate\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cameras := "cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]\n"
+	tests := []struct {
+		name, config string
+		env          []string
+		want         string // in stderr; "" for a valid file
+	}{
+		{"valid", "model: {path: " + model + "}\nstate_dir: " + filepath.Join(dir, "new", "state") + "\n" + cameras, nil, ""},
+		{"model folder missing", "model: {path: /nonexistent/siglip}\n" + cameras, nil,
+			"cams.yaml:1: model.path: model folder /nonexistent/siglip: does not exist"},
+		{"model folder without its tokenizer", "model:\n  path: " + noTokenizer + "\n" + cameras, nil,
+			"cams.yaml:2: model.path: tokenizer " + filepath.Join(noTokenizer, "tokenizer.json") + ": missing from the model folder"},
+		{"ort_lib missing", "model: {path: " + model + "}\ninference:\n  ort_lib: /nonexistent/libonnxruntime.so.1\n" + cameras, []string{"SIGLIPD_ORT_LIB="},
+			"cams.yaml:3: inference.ort_lib: ONNX Runtime library from inference.ort_lib /nonexistent/libonnxruntime.so.1"},
+		{"TLS with a plain broker", "model: {path: " + model + "}\nmqtt:\n  tls: {ca_file: " + garbage + "}\n" + cameras, nil,
+			"cams.yaml:3: mqtt.tls.ca_file: is set but mqtt.broker (tcp://127.0.0.1:1883) is not TLS"},
+		{"CA file that holds no certificate", "model: {path: " + model + "}\nmqtt:\n  broker: mqtts://10.0.0.5:8883\n  tls: {ca_file: " + garbage + "}\n" + cameras, nil,
+			"cams.yaml:4: mqtt.tls: TLS: CA file " + garbage + ": no PEM certificate in it"},
+		{"state_dir is a file", "model: {path: " + model + "}\nstate_dir: " + aFile + "\n" + cameras, nil,
+			"cams.yaml:2: state_dir: " + aFile + " is a file, not a folder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"SIGLIPD_ORT_LIB=" + lib, "STATE_DIRECTORY=" + filepath.Join(dir, "state")}, tt.env...)
+			_, stderr, code := run(t, env, "--config", writeConfig(t, tt.config), "--check")
+			if tt.want == "" {
+				if code != 0 {
+					t.Errorf("exit %d, want 0:\n%s", code, stderr)
+				}
+				return
+			}
+			if code != ExitUsage || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d with %q", code, stderr, ExitUsage, tt.want)
+			}
+			if strings.Contains(stderr, "mqtt: mqtt:") || strings.Contains(stderr, "model: model") {
+				t.Errorf("a doubled prefix:\n%s", stderr)
+			}
+		})
 	}
 }
 

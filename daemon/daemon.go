@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	} else {
 		m, err := openModel(cfg, opts, log)
 		if err != nil {
-			return fmt.Errorf("model: %w", err)
+			return err // infer's errors name the file or library
 		}
 		defer m.Close()
 		d.model = m
@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	// Back to front: publish, rules, infer, HTTP, then capture.
 	sink, err := newSink(cfg, opts, log)
 	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
+		return err // publish's errors start with "mqtt: "
 	}
 	d.sink = sink
 	d.metrics = newMetrics(d)
@@ -219,7 +219,11 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 }
 
 func openModel(cfg *configs.Config, opts Options, log *slog.Logger) (*infer.Model, error) {
-	return infer.Open(infer.Options{
+	return infer.Open(modelOptions(cfg, opts.ORTLib, log))
+}
+
+func modelOptions(cfg *configs.Config, lib infer.LibraryChoice, log *slog.Logger) infer.Options {
+	return infer.Options{
 		Dir:               cfg.Model.Path,
 		Suffix:            configs.Variants[cfg.Model.Variant],
 		Device:            cfg.Inference.Device,
@@ -229,9 +233,9 @@ func openModel(cfg *configs.Config, opts Options, log *slog.Logger) (*infer.Mode
 		LogitScale:        cfg.Model.LogitScale,
 		LogitBias:         cfg.Model.LogitBias,
 		Resize:            cfg.Model.Resize,
-		Library:           opts.ORTLib,
+		Library:           lib,
 		Logger:            log,
-	})
+	}
 }
 
 // selfCheck refuses to start when two clearly different images get the same

@@ -81,33 +81,11 @@ type Info struct {
 
 // Open loads a model folder. Errors name the file at fault.
 func Open(opts Options) (*Model, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Template == "" {
-		opts.Template = DefaultTemplate
-	}
-	if opts.Device == "" {
-		opts.Device = "cpu"
-	}
-	files, err := FindModelFiles(opts.Dir, opts.Suffix)
+	m, cfg, err := prepare(opts)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{files: files, opts: opts, log: opts.Logger, textCache: newEmbeddingCache()}
-	cfg, err := readModelConfig(files.Config)
-	if err != nil {
-		return nil, err
-	}
-	if m.tok, err = tokenizer.LoadPretrained(files.Tokenizer, files.TokenizerConfig); err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	if m.pre, err = readPreprocessor(files.Preprocessor, opts.Resize); err != nil {
-		return nil, err
-	}
-	if m.logitScale, m.logitBias, err = logitParams(files, opts); err != nil {
-		return nil, err
-	}
+	opts, files := m.opts, m.files
 	if _, err := LoadRuntime(opts.Library); err != nil {
 		return nil, err
 	}
@@ -137,6 +115,48 @@ func (m *Model) Close() error {
 	return errors.Join(m.vision.close(), m.text.close())
 }
 
+// Check does what Open does before it loads ONNX Runtime: it finds the
+// model's files and reads its config, tokenizer, preprocessor and logit
+// parameters. It is --check's view of the model folder.
+func Check(opts Options) error {
+	_, _, err := prepare(opts)
+	return err
+}
+
+// prepare applies the defaults and reads everything of the model folder
+// but the towers.
+func prepare(opts Options) (*Model, modelConfig, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Template == "" {
+		opts.Template = DefaultTemplate
+	}
+	if opts.Device == "" {
+		opts.Device = "cpu"
+	}
+	files, err := FindModelFiles(opts.Dir, opts.Suffix)
+	if err != nil {
+		return nil, modelConfig{}, err
+	}
+	m := &Model{files: files, opts: opts, log: opts.Logger, textCache: newEmbeddingCache()}
+	cfg, err := readModelConfig(files.Config)
+	if err != nil {
+		return nil, cfg, err
+	}
+	if m.tok, err = tokenizer.LoadPretrained(files.Tokenizer, files.TokenizerConfig); err != nil {
+		return nil, cfg, fmt.Errorf("tokenizer: %w", err)
+	}
+	if m.pre, err = readPreprocessor(files.Preprocessor, opts.Resize); err != nil {
+		return nil, cfg, err
+	}
+	if m.logitScale, m.logitBias, err = logitParams(files, opts); err != nil {
+		return nil, cfg, err
+	}
+	return m, cfg, nil
+}
+
+// modelConfig is what siglipd reads of config.json.
 type modelConfig struct {
 	ModelType  string `json:"model_type"`
 	TextConfig struct {

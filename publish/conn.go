@@ -432,6 +432,15 @@ func (m *MQTT) onMessage(_ mqtt.Client, msg mqtt.Message) {
 	m.signal()
 }
 
+// CheckTLS reads the broker's TLS files as a connection would: the CA file
+// must hold a PEM certificate, and the client certificate and key must
+// load as a pair. For --check; a running sink reads them at each attempt.
+func CheckTLS(caFile, certFile, keyFile string) error {
+	o := MQTTOptions{CAFile: caFile, CertFile: certFile, KeyFile: keyFile}
+	_, err := o.tlsConfig()
+	return err
+}
+
 // tlsConfig builds the TLS settings from the files, at each attempt. nil
 // for a plain connection.
 func (o *MQTTOptions) tlsConfig() (*tls.Config, error) {
