@@ -2,7 +2,12 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"image"
+	_ "image/gif" // header formats for the pixel cap (readImage)
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"os"
 	"sort"
@@ -11,6 +16,9 @@ import (
 
 	"github.com/spf13/pflag"
 	"gocv.io/x/gocv"
+	_ "golang.org/x/image/bmp"
+	_ "golang.org/x/image/tiff"
+	_ "golang.org/x/image/webp"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
@@ -36,18 +44,61 @@ func (f *modelFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
 }
 
-func (f *modelFlags) open(template string) (*infer.Model, error) {
+// usage reports a flag that can never work: a usage error (exit 2).
+func (f *modelFlags) usage() error {
 	if f.dir == "" {
-		return nil, fmt.Errorf("--model DIR is required")
+		return errors.New("--model DIR is required")
 	}
-	suffix, ok := configs.Variants[f.variant]
-	if !ok {
-		return nil, fmt.Errorf("--variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4", f.variant)
+	if _, ok := configs.Variants[f.variant]; !ok {
+		return fmt.Errorf("--variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4", f.variant)
 	}
+	return nil
+}
+
+func (f *modelFlags) open(template string) (*infer.Model, error) {
 	return infer.Open(infer.Options{
-		Dir: f.dir, Suffix: suffix, Device: f.device, Threads: f.threads, Template: template, Resize: f.resize,
+		Dir: f.dir, Suffix: configs.Variants[f.variant], Device: f.device, Threads: f.threads, Template: template, Resize: f.resize,
 		Library: infer.LibraryChoice{Flag: f.ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB")},
 	})
+}
+
+// DefaultMaxPixels is classify's default --max-pixels: 64 megapixels (an
+// 8K frame is 33), about 200 MB once decoded.
+const DefaultMaxPixels = 64_000_000
+
+// readImage decodes the image at path, BGR. It reads the header first and
+// refuses an image of more than maxPixels (0: no cap) before decoding it:
+// a 389 KB PNG can declare 20000×20000 pixels, 1.2 GB decoded. The header
+// is read for PNG, JPEG, GIF, BMP, TIFF and WebP; other formats OpenCV
+// reads are decoded under OpenCV's own cap (1 gigapixel).
+func readImage(path string, maxPixels int) (gocv.Mat, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return gocv.Mat{}, errors.Unwrap(err) // "no such file or directory", "permission denied"
+	}
+	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = errors.New("is a directory")
+	}
+	var cfg image.Config
+	var format string
+	if err == nil {
+		cfg, format, _ = image.DecodeConfig(f) // an unknown format is OpenCV's to judge
+	}
+	f.Close()
+	if err != nil {
+		return gocv.Mat{}, err
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); maxPixels > 0 && px > int64(maxPixels) {
+		return gocv.Mat{}, fmt.Errorf("%s of %dx%d is %.1f megapixels, more than --max-pixels allows (%.1f); raise it to classify this image",
+			strings.ToUpper(format), cfg.Width, cfg.Height, float64(px)/1e6, float64(maxPixels)/1e6)
+	}
+	mat := gocv.IMRead(path, gocv.IMReadColor)
+	if mat.Empty() {
+		mat.Close()
+		return gocv.Mat{}, errors.New("not an image OpenCV can decode")
+	}
+	return mat, nil
 }
 
 // classifyResult is one output line: the seed's pipeline output per image.
@@ -72,6 +123,7 @@ func classifyMain(args []string, stdout, stderr io.Writer) int {
 	labels := fs.StringArray("label", nil, "a candidate label (repeat for more)")
 	template := fs.String("template", infer.DefaultTemplate, "hypothesis template; {} is replaced by the label")
 	batch := fs.Int("batch", 8, "images per vision-tower run")
+	maxPixels := fs.Int("max-pixels", DefaultMaxPixels, "refuse images with more pixels than this, before decoding (0: no cap)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "siglipd classify: %v (see siglipd classify --help)\n", err)
@@ -93,6 +145,13 @@ func classifyMain(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	case strings.Count(*template, "{}") != 1:
 		fmt.Fprintf(stderr, "siglipd classify: --template must contain {} once, got %q\n", *template)
+		return ExitUsage
+	case *maxPixels < 0:
+		fmt.Fprintln(stderr, "siglipd classify: --max-pixels must be 0 (no cap) or more")
+		return ExitUsage
+	}
+	if err := mf.usage(); err != nil {
+		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
 		return ExitUsage
 	}
 	m, err := mf.open(*template)
@@ -119,10 +178,9 @@ func classifyMain(args []string, stdout, stderr io.Writer) int {
 		var names []string
 		var mats []gocv.Mat
 		for _, p := range chunk {
-			mat := gocv.IMRead(p, gocv.IMReadColor)
-			if mat.Empty() {
-				mat.Close()
-				fmt.Fprintf(stderr, "siglipd classify: %s: cannot read it as an image\n", p)
+			mat, err := readImage(p, *maxPixels)
+			if err != nil {
+				fmt.Fprintf(stderr, "siglipd classify: %s: %v\n", p, err)
 				code = ExitFailure
 				continue
 			}
@@ -200,6 +258,10 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	var w, h int
 	if _, err := fmt.Sscanf(*frame, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 {
 		fmt.Fprintf(stderr, "siglipd bench: --frame %q: want WxH, e.g. 1920x1080\n", *frame)
+		return ExitUsage
+	}
+	if err := mf.usage(); err != nil {
+		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
 		return ExitUsage
 	}
 	m, err := mf.open("")

@@ -3,7 +3,9 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"image/color"
 	"os"
 	"os/exec"
@@ -109,6 +111,63 @@ func TestClassifyColour(t *testing.T) {
 	}
 }
 
+// TestClassifyImages: each image that cannot be used gets one line saying
+// why (a missing file says so), an image whose header declares more pixels
+// than --max-pixels is refused before it is decoded, and the others are
+// still classified (exit 1 for the lot).
+func TestClassifyImages(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny")
+	if err := testmodel.Generate(testmodel.Options{Preset: "tiny", OutDir: model}); err != nil {
+		t.Fatal(err)
+	}
+	red := writeSolidPNG(t, dir, "red.png", color.RGBA{255, 0, 0, 255})
+	// A PNG that declares 20000×20000 pixels: its header alone (a 1.2 GB
+	// image once decoded).
+	huge := filepath.Join(dir, "huge.png")
+	if err := os.WriteFile(huge, pngHeader(20000, 20000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.png")
+	tests := []struct {
+		name  string
+		extra []string
+		image string
+		want  string
+	}{
+		{"missing file", nil, missing, missing + ": no such file or directory"},
+		{"a folder", nil, dir, dir + ": is a directory"},
+		{"over the pixel cap", nil, huge, huge + ": PNG of 20000x20000 is 400.0 megapixels, more than --max-pixels allows (64.0)"},
+		{"cap lifted: OpenCV judges", []string{"--max-pixels", "0"}, huge, huge + ": not an image OpenCV can decode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"classify", "--model", model, "--ort-lib", lib, "--label", "red"}, tt.extra...)
+			stdout, stderr, code := run(t, nil, append(args, tt.image, red)...)
+			if code != ExitFailure || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d with %q", code, stderr, ExitFailure, tt.want)
+			}
+			if n := strings.Count(stdout, `"image":`); n != 1 || !strings.Contains(stdout, red) {
+				t.Errorf("stdout %q: want the one good image classified", stdout)
+			}
+		})
+	}
+}
+
+// pngHeader is a PNG signature and IHDR chunk declaring w×h 8-bit RGB: all
+// a header reader sees, and not a whole image.
+func pngHeader(w, h uint32) []byte {
+	ihdr := binary.BigEndian.AppendUint32(nil, w)
+	ihdr = binary.BigEndian.AppendUint32(ihdr, h)
+	ihdr = append(ihdr, 8, 2, 0, 0, 0) // bit depth, colour type RGB, compression, filter, interlace
+	chunk := append([]byte("IHDR"), ihdr...)
+	out := []byte("\x89PNG\r\n\x1a\n")
+	out = binary.BigEndian.AppendUint32(out, uint32(len(ihdr)))
+	out = append(out, chunk...)
+	return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
+}
+
 func TestClassifyErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -120,6 +179,10 @@ func TestClassifyErrors(t *testing.T) {
 		{"no images", []string{"classify", "--model", "/m", "--label", "a"}, ExitUsage, "no images"},
 		{"missing model", []string{"classify", "--model", "/nonexistent/model", "--label", "a", "x.png"}, ExitFailure, "model folder /nonexistent/model: does not exist"},
 		{"bad template", []string{"classify", "--model", "/m", "--label", "a", "--template", "a photo", "x.png"}, ExitUsage, "--template must contain {}"},
+		{"no --model", []string{"classify", "--label", "a", "x.png"}, ExitUsage, "--model DIR is required"},
+		{"bad variant", []string{"classify", "--model", "/m", "--variant", "fp64", "--label", "a", "x.png"}, ExitUsage, `--variant "fp64"`},
+		{"negative --max-pixels", []string{"classify", "--model", "/m", "--label", "a", "--max-pixels", "-1", "x.png"}, ExitUsage, "--max-pixels must be 0"},
+		{"bench without --model", []string{"bench"}, ExitUsage, "--model DIR is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
