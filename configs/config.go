@@ -127,6 +127,10 @@ type Snapshots struct {
 type HTTP struct {
 	Listen string `yaml:"listen"` // "" disables the server
 	Token  Secret `yaml:"token"`  // optional bearer token for every endpoint but /healthz
+	// AllowedHosts are the host names the server answers to besides IP
+	// addresses, localhost, this machine's name and the listen host (DNS
+	// rebinding protection). ".example.com" also allows its subdomains.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // LabelDefaults are the trigger settings a label inherits unless it sets its own.

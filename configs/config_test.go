@@ -416,8 +416,17 @@ func TestSlug(t *testing.T) {
 
 // TestExample keeps configs/cams.yaml and configs/demo.yaml valid.
 func TestExample(t *testing.T) {
-	if _, err := Parse("cams.yaml", Example, env(nil)); err != nil {
+	secrets := env(map[string]string{"MQTT_PASSWORD": "s3cret", "DRIVEWAY_PASSWORD": "hunter2"})
+	if _, err := Parse("cams.yaml", Example, secrets); err != nil {
 		t.Fatalf("configs/cams.yaml is invalid:\n%v", err)
+	}
+	// Its secrets are required: a forgotten variable is an error, not an
+	// empty password.
+	_, err := Parse("cams.yaml", Example, env(nil))
+	for _, v := range []string{"MQTT_PASSWORD", "DRIVEWAY_PASSWORD"} {
+		if err == nil || !strings.Contains(err.Error(), "environment variable "+v+" is not set") {
+			t.Errorf("configs/cams.yaml without $%s: %v, want an error naming it", v, err)
+		}
 	}
 	if _, err := Parse("demo.yaml", Demo, env(nil)); err != nil {
 		t.Fatalf("configs/demo.yaml is invalid:\n%v", err)

@@ -17,6 +17,17 @@ type FieldError struct {
 	Msg  string
 }
 
+// Warnings are values that are valid but probably not what was meant; the
+// daemon logs them at start and --check prints them.
+func (c *Config) Warnings() []Error {
+	var out []Error
+	if c.Sink == "mqtt" && c.MQTT.Username != "" && c.MQTT.Password == "" {
+		out = append(out, c.ErrorAt("mqtt.password", "is empty while mqtt.username is set: the broker will refuse the login "+
+			"unless it allows empty passwords (was a ${VARIABLE:-} empty?)"))
+	}
+	return out
+}
+
 // Validate checks every value and returns all problems, not only the first.
 func (c *Config) Validate() []FieldError {
 	v := &validator{}
@@ -174,6 +185,11 @@ func topicLevelsValid(p string) string {
 }
 
 func (h *HTTP) validate(v *validator) {
+	for i, name := range h.AllowedHosts {
+		if name == "" || strings.ContainsAny(name, ":/ @*") {
+			v.add(fmt.Sprintf("http.allowed_hosts[%d]", i), "must be a host name, or .domain for its subdomains (no scheme, port or *), got %q", name)
+		}
+	}
 	if h.Listen == "" {
 		return
 	}

@@ -125,6 +125,13 @@ Flags:
 		}
 		return ExitUsage
 	}
+	for _, w := range cfg.Warnings() {
+		if *check {
+			fmt.Fprintf(stderr, "siglipd: warning: %v\n", w)
+		} else {
+			logger.Warn("config: "+w.Msg, "at", fmt.Sprintf("%s:%d", w.File, w.Line), "key", w.Path)
+		}
+	}
 	lib := infer.LibraryChoice{Flag: *ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB"), Config: cfg.Inference.ORTLib}
 	if *check {
 		if errs := checkOffline(cfg, lib); len(errs) > 0 {

@@ -323,6 +323,15 @@ func TestCheckOffline(t *testing.T) {
 		{"state_dir is a file", "model: {path: " + model + "}\nstate_dir: " + aFile + "\n" + cameras, nil,
 			"cams.yaml:2: state_dir: " + aFile + " is a file, not a folder"},
 	}
+	// A warning, not an error: a user name with an empty password.
+	t.Run("empty password", func(t *testing.T) {
+		cfg := writeConfig(t, "model: {path: "+model+"}\nmqtt:\n  username: siglipd\n  password: ${MQTT_PASSWORD:-}\n"+cameras)
+		_, stderr, code := run(t, []string{"SIGLIPD_ORT_LIB=" + lib, "STATE_DIRECTORY=" + filepath.Join(dir, "state")}, "--config", cfg, "--check")
+		want := "siglipd: warning: " + cfg + ":4: mqtt.password: is empty while mqtt.username is set"
+		if code != 0 || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stderr:\n%s\nwant exit 0 with %q", code, stderr, want)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := append([]string{"SIGLIPD_ORT_LIB=" + lib, "STATE_DIRECTORY=" + filepath.Join(dir, "state")}, tt.env...)

@@ -44,7 +44,7 @@ func (d *daemon) startHTTP(cfg *configs.Config) (*http.Server, error) {
 		w.Write(indexHTML)
 	})
 	srv := &http.Server{
-		Handler:           d.authenticate(cfg.HTTP.Token.Reveal(), mux),
+		Handler:           newHostGuard(cfg.HTTP.Listen, cfg.HTTP.AllowedHosts, d.authenticate(cfg.HTTP.Token.Reveal(), mux)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() {
