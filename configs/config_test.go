@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -332,7 +334,53 @@ cameras:
 		{
 			name: "invalid YAML",
 			src:  "model:\n  path: /m\n   variant: fp16\n",
-			want: []string{`cams.yaml:3: invalid YAML: mapping values are not allowed in this context`},
+			want: []string{`cams.yaml:3: invalid YAML: mapping values are not allowed in this context`,
+				`     2 |   path: /m`,
+				`>    3 |    variant: fp16`},
+		},
+		// Syntax errors name the line where the problem is (yaml.v3 alone
+		// said 4, 2 and 5 for these), with the column where it is known.
+		{
+			name: "a tab in the indentation",
+			src:  "model: {path: /m}\ncameras:\n  - name: a\n    url: /v.mp4\n\tlabels: []\n",
+			want: []string{`cams.yaml:5:1: invalid YAML: a tab character: YAML indents with spaces only`,
+				`     4 |     url: /v.mp4`,
+				`>    5 | →labels: []`,
+				`       | ^`},
+		},
+		{
+			name: "an unclosed [",
+			src:  "model: {path: /m}\ncameras:\n  - {name: a, url: /v.mp4, labels: [{name: x}\nsink: mqtt\n",
+			want: []string{`cams.yaml:4:1: invalid YAML: ',' or ']' must be specified`,
+				`     3 |   - {name: a, url: /v.mp4, labels: [{name: x}`,
+				`>    4 | sink: mqtt`,
+				`       | ^`},
+		},
+		{
+			name: "a bad indent",
+			src:  "model: {path: /m}\ncameras:\n  - name: a\n    url: /v.mp4\n    labels:\n      - name: x\n        threshold: 0.5\n       min_frames: 2\n",
+			want: []string{`cams.yaml:8:8: invalid YAML: value is not allowed in this context`,
+				`     7 |         threshold: 0.5`,
+				`>    8 |        min_frames: 2`,
+				`       |        ^`},
+		},
+		{
+			name: "a misspelt key, not also the key it misses",
+			src:  "model: {path: /m}\ncameras:\n  - name: a\n    url: /v.mp4\n    lables: [{name: x}]\n",
+			want: []string{`cams.yaml:5: cameras[0].lables: unknown key (did you mean "labels"?)`},
+		},
+		{
+			name: "a merged value is reported where it is merged",
+			src: "model: {path: /m}\ncameras:\n  - name: a\n    url: /v.mp4\n    labels:\n      - &l {name: x, threshold: 0.5, min_frames: 0}\n" +
+				"      - <<: *l\n        name: y\n",
+			want: []string{`cams.yaml:6: cameras[0].labels[0].min_frames: must be at least 1, got 0`,
+				`cams.yaml:7: cameras[0].labels[1].min_frames: must be at least 1, got 0 (merged from line 6)`},
+		},
+		{
+			name: "a merged value that cannot be decoded",
+			src:  "model: {path: /m}\ncameras:\n  - &c {name: a, url: /v.mp4, fps: fast, labels: [{name: x}]}\n  - <<: *c\n    name: b\n",
+			want: []string{`cams.yaml:3: cameras[0].fps: expected a number, got "fast"`,
+				`cams.yaml:4: cameras[1].fps: expected a number, got "fast" (merged from line 3)`},
 		},
 		{
 			name: "duplicate key",
@@ -547,4 +595,40 @@ func TestHostileFiles(t *testing.T) {
 			t.Errorf("Parse = %v, want %q", err, want)
 		}
 	})
+}
+
+// TestQuotedNumbers: one rule for every numeric and boolean key: quoted or
+// not, the text is what counts ("0.5" is 0.5), so a value from ${VAR}
+// works anywhere; text that is not a number is an error either way.
+func TestQuotedNumbers(t *testing.T) {
+	plain := `model: {path: /m, logit_scale: 4.7, logit_bias: -12.5}
+inference: {batch_size: 4, threads: 2}
+mqtt: {qos: 2, retain: true, outbox: {max_messages: 500}, scores: {enabled: true, interval: 2s}, snapshots: {enabled: true, max_bytes: 1024}}
+label_defaults: {threshold: 0.4, min_frames: 3, off_frames: 4}
+cameras:
+  - {name: a, url: /v.mp4, fps: 1.5, loop: true, crop: {x: 0.1, y: 0.2, width: 0.5, height: 0.5},
+     labels: [{name: x, threshold: 0.3, off_threshold: 0.2, min_frames: 2, off_frames: 2}]}
+`
+	quoted := regexp.MustCompile(`: (-?[0-9][0-9.]*|true)([,}\n])`).ReplaceAllString(plain, `: "$1"$2`)
+	if strings.Count(quoted, `"`) < 2*20 {
+		t.Fatalf("the quoted file quotes too few values:\n%s", quoted)
+	}
+	a, err := Parse("plain.yaml", []byte(plain), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse("quoted.yaml", []byte(quoted), env(nil))
+	if err != nil {
+		t.Fatalf("quoted numbers refused:\n%v\n%s", err, quoted)
+	}
+	b.source = a.source // only the file name differs
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("quoted and plain numbers differ:\n%+v\n%+v", a, b)
+	}
+	for _, bad := range []string{`fps: "fast"`, `fps: fast`} {
+		_, err := Parse("bad.yaml", []byte(strings.Replace(plain, "fps: 1.5", bad, 1)), env(nil))
+		if err == nil || !strings.Contains(err.Error(), `cameras[0].fps: expected a number, got "fast"`) {
+			t.Errorf("%s: %v, want the number error", bad, err)
+		}
+	}
 }

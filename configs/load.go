@@ -12,26 +12,39 @@ import (
 	"strconv"
 	"strings"
 
+	goccy "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
 )
 
 // Error is one problem in a configuration file, located by line and key path.
 type Error struct {
-	File string
-	Line int    // 0 when the problem has no line (a required key that is absent)
-	Path string // e.g. cameras[1].labels[0].threshold
-	Msg  string
+	File   string
+	Line   int    // 0 when the problem has no line (a required key that is absent)
+	Column int    // 0 when only the line is known
+	Path   string // e.g. cameras[1].labels[0].threshold
+	Msg    string
+	// Source shows the line in question with a caret under the column
+	// (syntax errors), printed under the message; "" when not shown.
+	Source string
 }
 
 func (e Error) Error() string {
 	loc := e.File
 	if e.Line > 0 {
 		loc += ":" + strconv.Itoa(e.Line)
+		if e.Column > 0 {
+			loc += ":" + strconv.Itoa(e.Column)
+		}
 	}
-	if e.Path == "" {
-		return loc + ": " + e.Msg
+	msg := loc + ": " + e.Msg
+	if e.Path != "" {
+		msg = loc + ": " + e.Path + ": " + e.Msg
 	}
-	return loc + ": " + e.Path + ": " + e.Msg
+	if e.Source != "" {
+		msg += "\n" + e.Source
+	}
+	return msg
 }
 
 // Errors is every problem found in one file, in file order.
@@ -125,26 +138,30 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	// A second document ("---") would be ignored: say so instead.
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == io.EOF:
 	case err != nil:
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	default:
 		return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (---): siglipd reads one; put everything in the first"}}
 	}
 	cfg := Default()
-	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults}
+	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults,
+		misspelt: map[string]bool{}, mergedFrom: map[string]int{}}
 	if len(doc.Content) > 0 {
 		d.decode(doc.Content[0], reflect.ValueOf(&cfg).Elem(), "")
 	}
 	errs := d.errs
 	for _, fe := range cfg.Validate() {
-		if d.failedAt(fe.Path) {
-			continue // already reported: the value could not be decoded
+		if d.failedAt(fe.Path) || d.misspelt[fe.Path] {
+			continue // already reported: the value could not be decoded, or its key is misspelt
+		}
+		if from, ok := d.mergedFrom[fe.Path]; ok {
+			fe.Msg += fmt.Sprintf(" (merged from line %d)", from)
 		}
 		errs = append(errs, Error{File: name, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
 	}
@@ -177,8 +194,55 @@ func (c *Config) resolve() {
 	}
 }
 
-// syntaxError turns yaml.v3's "yaml: line 3: ..." into our file:line form.
-func syntaxError(name string, err error) Error {
+// syntaxError locates a YAML syntax error. yaml.v3 often reports the line
+// where the construct around the problem began, and for parser errors one
+// line early: a tab on line 5 came out as line 4, a bad indent on line 8 as
+// line 5, an unclosed [ on line 3 as line 2. So the text is parsed again
+// with goccy/go-yaml, which reports the token where it stopped, with its
+// column. A parser notices a problem at or after where it is, never before,
+// so the later of the two lines is where to look; its message goes with it.
+func syntaxError(name string, data []byte, err error) Error {
+	e := v3SyntaxError(name, err)
+	var syn *goccy.SyntaxError
+	if _, gerr := goccyparser.ParseBytes(data, 0); errors.As(gerr, &syn) && syn.Token != nil && syn.Token.Position != nil {
+		if pos := syn.Token.Position; pos.Line >= e.Line {
+			msg := syn.Message
+			if strings.Contains(msg, "\t") {
+				msg = "a tab character: YAML indents with spaces only"
+			}
+			e = Error{File: name, Line: pos.Line, Column: pos.Column, Msg: "invalid YAML: " + msg}
+		}
+	}
+	if e.Line > 0 {
+		e.Source = caretAt(data, e.Line, e.Column)
+	}
+	return e
+}
+
+// caretAt shows line (1-based) of data, and the one before it, with a caret
+// under column (1-based, in characters; 0: no caret). Tabs show as "→":
+// they are often the problem, and they would shift the caret.
+func caretAt(data []byte, line, column int) string {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	show := func(n int) string {
+		return strings.ReplaceAll(strings.TrimRight(lines[n-1], "\r"), "\t", "→")
+	}
+	var b strings.Builder
+	if line > 1 {
+		fmt.Fprintf(&b, "  %4d | %s\n", line-1, show(line-1))
+	}
+	fmt.Fprintf(&b, "> %4d | %s", line, show(line))
+	if column > 0 {
+		fmt.Fprintf(&b, "\n       | %s^", strings.Repeat(" ", column-1))
+	}
+	return b.String()
+}
+
+// v3SyntaxError turns yaml.v3's "yaml: line 3: ..." into our file:line form.
+func v3SyntaxError(name string, err error) Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, tail, ok := strings.Cut(rest, ": "); ok {
@@ -204,6 +268,16 @@ type decoder struct {
 	// time: a few aliases can stand for billions of nodes ("billion
 	// laughs"), so decoding stops at maxVisits.
 	visits int
+	// mergedAt is the line of the "<<" key whose merged values are being
+	// decoded (0: none). Their problems are reported there, where the
+	// value takes effect, naming the anchor's line too.
+	mergedAt int
+	// misspelt are the key paths an unknown key was probably meant as
+	// ("lables" → cameras[0].labels): Validate's "is required" for them
+	// would only repeat the typo's error.
+	misspelt map[string]bool
+	// mergedFrom is the line each merged value was written on, by key path.
+	mergedFrom map[string]int
 }
 
 // maxVisits bounds the nodes one file may decode to, aliases expanded. A
@@ -221,7 +295,11 @@ func (d *decoder) budget(n *yaml.Node) bool {
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
-	d.errs = append(d.errs, Error{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	line, msg := n.Line, fmt.Sprintf(format, args...)
+	if d.mergedAt != 0 && d.mergedAt != n.Line {
+		line, msg = d.mergedAt, fmt.Sprintf("%s (merged from line %d)", msg, n.Line)
+	}
+	d.errs = append(d.errs, Error{File: d.file, Line: line, Path: path, Msg: msg})
 }
 
 // lineOf finds the line of path, or of its closest parent present in the file.
@@ -277,6 +355,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if path != "" {
 		d.lines[path] = n.Line
+		if d.mergedAt != 0 && d.mergedAt != n.Line {
+			d.lines[path], d.mergedFrom[path] = d.mergedAt, n.Line
+		}
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // "key:" with no value keeps the default
@@ -309,30 +390,43 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		// Labels start from label_defaults, so decode it before cameras
 		// wherever it appears in the file.
 		sort.SliceStable(pairs, func(i, j int) bool {
-			return pairs[i][0].Value == "label_defaults" && pairs[j][0].Value != "label_defaults"
+			return pairs[i].key.Value == "label_defaults" && pairs[j].key.Value != "label_defaults"
 		})
 	}
 	fields := yamlFields(v.Type())
 	for _, kv := range pairs {
-		key, val := kv[0], kv[1]
+		key, val := kv.key, kv.val
 		p := joinPath(path, key.Value)
+		outer := d.mergedAt
+		if kv.mergedAt != 0 && outer == 0 {
+			d.mergedAt = kv.mergedAt
+		}
 		idx, ok := fields[key.Value]
 		if !ok {
 			msg := "unknown key"
 			if s := closest(key.Value, v.Type()); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
+				d.misspelt[joinPath(path, s)] = true
 			}
 			d.fail(key, p, "%s", msg)
-			continue
+		} else {
+			d.decode(val, v.Field(idx), p)
 		}
-		d.decode(val, v.Field(idx), p)
+		d.mergedAt = outer
 	}
+}
+
+// pair is a key and its value in a mapping; mergedAt is the line of the
+// "<<" that brought it in (0 for the mapping's own keys).
+type pair struct {
+	key, val *yaml.Node
+	mergedAt int
 }
 
 // mappingPairs returns the key/value pairs of a mapping with YAML merge keys
 // ("<<: *anchor") expanded, the mapping's own keys winning over merged ones.
-func (d *decoder) mappingPairs(n *yaml.Node, path string) [][2]*yaml.Node {
-	var merged, own [][2]*yaml.Node
+func (d *decoder) mappingPairs(n *yaml.Node, path string) []pair {
+	var merged, own []pair
 	firstLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
@@ -357,24 +451,27 @@ func (d *decoder) mappingPairs(n *yaml.Node, path string) [][2]*yaml.Node {
 					d.fail(s, path, "merge key << needs a mapping, got %s", describe(s))
 					continue
 				}
-				merged = append(merged, d.mappingPairs(s, path)...)
+				for _, kv := range d.mappingPairs(s, path) {
+					kv.mergedAt = key.Line // the outermost "<<" is where it takes effect
+					merged = append(merged, kv)
+				}
 			}
 			continue
 		}
-		own = append(own, [2]*yaml.Node{key, val})
+		own = append(own, pair{key: key, val: val})
 	}
 	if len(merged) == 0 {
 		return own
 	}
 	seen := map[string]bool{}
 	for _, kv := range own {
-		seen[kv[0].Value] = true
+		seen[kv.key.Value] = true
 	}
 	out := own
 	for _, kv := range merged {
-		if !seen[kv[0].Value] {
+		if !seen[kv.key.Value] {
 			out = append(out, kv)
-			seen[kv[0].Value] = true
+			seen[kv.key.Value] = true
 		}
 	}
 	return out
