@@ -121,8 +121,12 @@ var secretParamRe = regexp.MustCompile(`(?i)([?&;][^=&;?#\s"'<>]*(?:pass|pwd|tok
 // the value of every credential-like query parameter, with "***". Strings
 // without credentials come back unchanged.
 func RedactURL(s string) string {
-	s = userinfoRe.ReplaceAllString(s, "${1}${2}:***@")
-	return secretParamRe.ReplaceAllString(s, "${1}***")
+	// Query parameters first: the password pattern runs to the last "@"
+	// before a "/" (an unescaped "@" in a password stays hidden), and in
+	// "http://u:p@h?a=1&@key=v" that takes "?a=1&" with it, leaving "key=v"
+	// with no "&" before it (found by FuzzRedactURL).
+	s = secretParamRe.ReplaceAllString(s, "${1}***")
+	return userinfoRe.ReplaceAllString(s, "${1}${2}:***@")
 }
 
 // SourceKind is what kind of source a camera URL names.

@@ -66,11 +66,7 @@ func (f *modelFlags) open(template string) (*infer.Model, error) {
 // 8K frame is 33), about 200 MB once decoded.
 const DefaultMaxPixels = 64_000_000
 
-// readImage decodes the image at path, BGR. It reads the header first and
-// refuses an image of more than maxPixels (0: no cap) before decoding it:
-// a 389 KB PNG can declare 20000×20000 pixels, 1.2 GB decoded. The header
-// is read for PNG, JPEG, GIF, BMP, TIFF and WebP; other formats OpenCV
-// reads are decoded under OpenCV's own cap (1 gigapixel).
+// readImage decodes the image at path, BGR, after checkImageHeader.
 func readImage(path string, maxPixels int) (gocv.Mat, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -80,18 +76,12 @@ func readImage(path string, maxPixels int) (gocv.Mat, error) {
 	if err == nil && st.IsDir() {
 		err = errors.New("is a directory")
 	}
-	var cfg image.Config
-	var format string
 	if err == nil {
-		cfg, format, _ = image.DecodeConfig(f) // an unknown format is OpenCV's to judge
+		err = checkImageHeader(f, maxPixels)
 	}
 	f.Close()
 	if err != nil {
 		return gocv.Mat{}, err
-	}
-	if px := int64(cfg.Width) * int64(cfg.Height); maxPixels > 0 && px > int64(maxPixels) {
-		return gocv.Mat{}, fmt.Errorf("%s of %dx%d is %.1f megapixels, more than --max-pixels allows (%.1f); raise it to classify this image",
-			strings.ToUpper(format), cfg.Width, cfg.Height, float64(px)/1e6, float64(maxPixels)/1e6)
 	}
 	mat := gocv.IMRead(path, gocv.IMReadColor)
 	if mat.Empty() {
@@ -99,6 +89,23 @@ func readImage(path string, maxPixels int) (gocv.Mat, error) {
 		return gocv.Mat{}, errors.New("not an image OpenCV can decode")
 	}
 	return mat, nil
+}
+
+// checkImageHeader reads an image's header and refuses one of more than
+// maxPixels (0: no cap) before anything decodes it: a 389 KB PNG can
+// declare 20000×20000 pixels, 1.2 GB decoded. Headers are read for PNG,
+// JPEG, GIF, BMP, TIFF and WebP; any other format passes, for OpenCV to
+// judge under its own cap (1 gigapixel).
+func checkImageHeader(r io.Reader, maxPixels int) error {
+	cfg, format, err := image.DecodeConfig(r)
+	if err != nil {
+		return nil // not a format Go reads: OpenCV's to judge
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); maxPixels > 0 && px > int64(maxPixels) {
+		return fmt.Errorf("%s of %dx%d is %.1f megapixels, more than --max-pixels allows (%.1f); raise it to classify this image",
+			strings.ToUpper(format), cfg.Width, cfg.Height, float64(px)/1e6, float64(maxPixels)/1e6)
+	}
+	return nil
 }
 
 // classifyResult is one output line: the seed's pipeline output per image.

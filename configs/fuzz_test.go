@@ -1,0 +1,101 @@
+package configs
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// FuzzParse: any file gives a config that validates or a list of errors,
+// each naming the file, never a panic; the cost is bounded (1 MiB, a
+// million nodes with aliases expanded). Seeds: the shipped examples, the
+// test's minimal file, and hostile shapes (aliases, merges, a second
+// document, tabs, an unclosed bracket, ${VAR} forms).
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		string(Example), string(Demo), base,
+		base + "---\nsink: stdout\n",
+		"a: &a [x, x]\nb: &b [*a, *a]\ncameras: *b\n",
+		"model: {path: /m}\ncameras:\n  - &c {name: a, url: /v.mp4, labels: [{name: x}]}\n  - <<: *c\n    name: b\n",
+		"model:\n\tpath: /m\n",
+		"cameras: [{name: a, labels: [{name: x}\n",
+		"mqtt: {password: ${MQTT_PASSWORD}, username: ${U:-u}, broker: \"tcp://u:$${x}@h:1\"}\n",
+		"cameras: [{name: a, url: \"http://h/v?pwd=${P}\", fps: \"2\", read_timeout: 1s, open_timeout: 500ms}]\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	lookup := env(map[string]string{"MQTT_PASSWORD": "s3cret", "P": "pw", "DRIVEWAY_PASSWORD": "hunter2"})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("f.yaml", data, lookup)
+		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v is not a list of problems", err)
+			}
+			for _, e := range errs {
+				if e.File != "f.yaml" || e.Msg == "" {
+					t.Fatalf("problem %+v does not name the file or say what is wrong", e)
+				}
+			}
+			return
+		}
+		if problems := cfg.Validate(); len(problems) > 0 {
+			t.Fatalf("Parse accepted a config that does not validate: %v", problems)
+		}
+	})
+}
+
+// FuzzRedactURL: whatever surrounds it, a password in scheme://user:pw@host
+// and the value of a credential-like query parameter never survive
+// RedactURL, and redacting twice changes nothing more.
+func FuzzRedactURL(f *testing.F) {
+	f.Add("rtsp", "admin", "hunter2", "10.0.0.2:554/live", "pwd", "S3cret", "err: ")
+	f.Add("http", "", "p@ss", "cam/video.mjpg", "api_key", "abc", "")
+	f.Add("rtsps", "u", ":", "h", "X-Amz-Signature", "ff00", `"`)
+	f.Fuzz(func(t *testing.T, scheme, user, password, rest, param, value, prefix string) {
+		if !isScheme(scheme) || !plain(user, ":@/?#&;=") || !plain(password, "/@?#&;=") || password == "" ||
+			!plain(rest, "@?#&;=") || !plain(param, "=&;?#") || !plain(value, "&;#") || value == "" ||
+			!secretName(param) {
+			return
+		}
+		if strings.Trim(password, "*") == "" || strings.Trim(value, "*") == "" {
+			return // indistinguishable from the redaction
+		}
+		s := prefix + scheme + "://" + user + ":" + password + "@" + rest + "?a=1&" + param + "=" + value
+		got := RedactURL(s)
+		if strings.Contains(got, ":"+password+"@") || !strings.Contains(got, ":***@") {
+			t.Fatalf("RedactURL(%q) = %q keeps the password", s, got)
+		}
+		if !strings.HasSuffix(got, "="+"***") {
+			t.Fatalf("RedactURL(%q) = %q keeps %s's value", s, got, param)
+		}
+		if again := RedactURL(got); again != got {
+			t.Fatalf("RedactURL is not idempotent: %q then %q", got, again)
+		}
+	})
+}
+
+func isScheme(s string) bool {
+	if s == "" || !unicode.IsLetter(rune(s[0])) || s[0] > unicode.MaxASCII {
+		return false
+	}
+	u, err := url.Parse(s + "://h")
+	return err == nil && strings.EqualFold(u.Scheme, s)
+}
+
+// plain: no whitespace, no quote or angle bracket, none of the delimiters.
+func plain(s, delims string) bool {
+	return !strings.ContainsAny(s, delims+" \t\r\n\v\f\"'<>\u0085\u00a0")
+}
+
+func secretName(p string) bool {
+	p = strings.ToLower(p)
+	for _, w := range []string{"pass", "pwd", "token", "auth", "key", "secret", "sig", "cred"} {
+		if strings.Contains(p, w) {
+			return true
+		}
+	}
+	return false
+}
