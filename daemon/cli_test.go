@@ -362,6 +362,8 @@ func TestUsageErrors(t *testing.T) {
 		{"missing config file", []string{"--config", "/nonexistent/cams.yaml"}, "siglipd: config /nonexistent/cams.yaml: no such file or directory"},
 		{"no config", nil, "--config FILE is required"},
 		{"bad log level", []string{"--config", "x.yaml", "--log-level", "loud"}, "--log-level"},
+		{"negative --watch-config", []string{"--config", "x.yaml", "--watch-config", "-5s"}, "--watch-config must be 0 (reload on SIGHUP only) or more, got -5s"},
+		{"/dev/zero as the config", []string{"--config", "/dev/zero", "--check"}, "siglipd: config /dev/zero: larger than 1MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
