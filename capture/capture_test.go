@@ -2,11 +2,9 @@ package capture
 
 import (
 	"bytes"
-	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
-	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -516,8 +514,8 @@ func TestHTTPSources(t *testing.T) {
 	}
 }
 
-// serveMJPEG streams a 160×120 MJPEG at 10 fps as multipart/x-mixed-replace,
-// the way IP cameras serve /mjpg, after checking HTTP basic auth.
+// serveMJPEG streams a 160×120 MJPEG at 10 fps, a changing picture, after
+// checking HTTP basic auth as IP cameras do.
 func serveMJPEG(t *testing.T, user, password string) http.HandlerFunc {
 	img := image.NewRGBA(image.Rect(0, 0, 160, 120))
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -526,29 +524,16 @@ func serveMJPEG(t *testing.T, user, password string) http.HandlerFunc {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=frame")
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
+		testenv.WriteMJPEG(w, r, 100*time.Millisecond, func(i int) ([]byte, error) {
 			for p := range img.Pix {
-				img.Pix[p] = byte(i * 8) // a changing picture
+				img.Pix[p] = byte(i * 8)
 			}
 			var buf bytes.Buffer
-			if err := jpeg.Encode(&buf, img, nil); err != nil {
+			err := jpeg.Encode(&buf, img, nil)
+			if err != nil {
 				t.Error(err)
-				return
 			}
-			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", buf.Len())
-			w.Write(buf.Bytes())
-			if _, err := io.WriteString(w, "\r\n"); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
-		}
+			return buf.Bytes(), err
+		})
 	}
 }

@@ -150,22 +150,7 @@ func mjpegWithQueryAuth(t *testing.T, user, password string) http.Handler {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		w.Header().Set("Content-Type", "multipart/x-mixed-replace;boundary=frame")
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", frame.Len())
-			w.Write(frame.Bytes())
-			if _, err := io.WriteString(w, "\r\n"); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
-		}
+		testenv.WriteMJPEG(w, r, 100*time.Millisecond, func(int) ([]byte, error) { return frame.Bytes(), nil })
 	})
 }
 
