@@ -66,6 +66,7 @@ type daemon struct {
 	opts    Options
 	model   infer.Classifier
 	sink    publish.Sink
+	journal *journal // nil when the state folder is unusable
 	latest  *capture.Latest
 	metrics *metrics
 	live    *liveState
@@ -144,6 +145,23 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 		return fmt.Errorf("publish: %w", err)
 	}
 	sink.Announce(publishCameras(cfg))
+
+	// Events the last run left open (it died) end now, through the same
+	// path as every other event, whatever the sink.
+	j, leftOpen, err := openJournal(cfg.StateDir, log)
+	if err != nil {
+		log.Warn("event journal unavailable; events open at a crash would not be ended", "err", err)
+	}
+	d.journal = j
+	if len(leftOpen) > 0 {
+		log.Warn("the last run stopped with events open; ending them now", "events", len(leftOpen))
+		now := time.Now()
+		ends := make([]rules.Event, len(leftOpen))
+		for i, ev := range leftOpen {
+			ends[i] = rules.Ended(ev, now)
+		}
+		d.emit(ends, nil)
+	}
 
 	machine := rules.New(rulesFor(cfg))
 	machine.QuietTimeout = quietTimeout(cfg)

@@ -146,7 +146,8 @@ func frameImage(f *capture.Frame) (infer.Image, error) {
 // rulesLoop owns the rules Machine: it feeds it every scored frame, ticks it
 // every second (so events of a quiet camera still end) and swaps its rules
 // on reload. Events go to the sink, which never blocks; scores and the
-// frame go to the live state for the HTTP page. It returns when in closes.
+// frame go to the live state for the HTTP page. When in closes (shutdown,
+// the last frames scored) it ends the events still open and returns.
 func (d *daemon) rulesLoop(m *rules.Machine, in <-chan scoredFrame) {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
@@ -154,6 +155,10 @@ func (d *daemon) rulesLoop(m *rules.Machine, in <-chan scoredFrame) {
 		select {
 		case s, ok := <-in:
 			if !ok {
+				if ends := m.Close(time.Now()); len(ends) > 0 {
+					d.log.Info("shutting down: ending the events still open", "events", len(ends))
+					d.emit(ends, nil)
+				}
 				return
 			}
 			d.handleScored(m, s)
@@ -181,10 +186,14 @@ func (d *daemon) handleScored(m *rules.Machine, s scoredFrame) {
 	d.live.setScores(f, probs, m.States()) // takes ownership of f
 }
 
-// emit publishes events; a start carries a JPEG of its frame when snapshots
-// are on.
+// emit is the one path of every event (observed, ticked, reloaded, ended at
+// shutdown, recovered after a crash): it is journaled, published, counted and
+// logged once. A start carries a JPEG of its frame when snapshots are on.
 func (d *daemon) emit(events []rules.Event, f *capture.Frame) {
 	for _, ev := range events {
+		if d.journal != nil {
+			d.journal.record(ev)
+		}
 		var jpeg []byte
 		if ev.Type == rules.TypeStart && f != nil && d.snapshotsEnabled() {
 			if buf, err := gocv.IMEncode(gocv.JPEGFileExt, f.Mat); err == nil {

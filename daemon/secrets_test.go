@@ -187,6 +187,13 @@ func (s *allSubscriber) count() int {
 	return len(s.msgs)
 }
 
+// since returns the messages from the n-th on, "topic payload" each.
+func (s *allSubscriber) since(n int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.msgs[min(n, len(s.msgs)):]...)
+}
+
 func (s *allSubscriber) all() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -51,11 +51,9 @@ type MQTTOptions struct {
 	Logger  *slog.Logger
 }
 
-// Files in OutboxDir besides the outbox's own.
-const (
-	retainedFile = "retained.json"    // retained topics we published: what Announce may have to clear
-	openFile     = "open-events.json" // events started and not ended: ended by the next run after a crash
-)
+// retainedFile, in OutboxDir beside the outbox's own files, lists the
+// retained topics we published: what Announce may have to clear.
+const retainedFile = "retained.json"
 
 // Timing of the connection. None came from a measurement; they are the
 // usual values for a LAN broker.
@@ -86,9 +84,8 @@ type MQTT struct {
 	cams         []Camera
 	announced    bool // Announce was called: until then there is nothing to announce, or to remove
 	needAnnounce bool
-	owned        map[string]bool        // retained topics we published (persisted in retainedFile)
-	open         map[string]rules.Event // id → last event of events not ended (persisted in openFile)
-	lastScores   map[string]time.Time   // camera → time of the scores last published
+	owned        map[string]bool      // retained topics we published (persisted in retainedFile)
+	lastScores   map[string]time.Time // camera → time of the scores last published
 	st           Status
 	// State-change logging: each problem is logged when it starts and when it ends.
 	outboxFull       bool
@@ -105,9 +102,8 @@ type MQTT struct {
 }
 
 // NewMQTT checks opts and opens the outbox. Events given before Start are
-// kept and sent once connected. If a previous run was killed with events
-// still open (started, not ended), their end events are queued now, with
-// the current time as end_time, so subscribers see every event end.
+// kept and sent once connected; so are those a previous run could not
+// deliver.
 func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
@@ -120,7 +116,7 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 		opts: opts, log: opts.Logger, t: newTopics(opts.TopicPrefix, opts.DiscoveryPrefix),
 		broker: configs.RedactURL(opts.Broker), box: box,
 		latest: map[string]message{}, states: map[string]string{},
-		owned: map[string]bool{}, open: map[string]rules.Event{}, lastScores: map[string]time.Time{},
+		owned: map[string]bool{}, lastScores: map[string]time.Time{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	m.st = Status{Sink: "mqtt", Broker: m.broker, OutboxMax: opts.OutboxMax}
@@ -141,19 +137,6 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	}
 	for _, t := range owned {
 		m.owned[t] = true
-	}
-	var open []rules.Event
-	if err := m.loadJSON(openFile, &open); err != nil {
-		m.log.Warn("mqtt: cannot read the open events of the previous run; their end events are not sent", "error", err)
-	}
-	if len(open) > 0 {
-		for _, ev := range open {
-			m.open[ev.ID] = ev
-		}
-		m.log.Warn("mqtt: the previous run stopped with events open; ending them now", "events", len(open))
-		m.mu.Lock()
-		m.endOpenLocked(time.Now())
-		m.mu.Unlock()
 	}
 	return m, nil
 }
@@ -287,17 +270,6 @@ func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
 		m.setLatestLocked(message{Topic: st, Payload: []byte(state), QoS: m.opts.QoS, Retain: true})
 	}
 
-	if ev.Type == rules.TypeEnd {
-		delete(m.open, ev.ID)
-	} else {
-		m.open[ev.ID] = ev
-	}
-	// Not fsync'ed: a SIGKILL keeps it (page cache) and a power cut only
-	// costs the synthetic end events; an fsync would double Event's cost.
-	if err := m.saveJSON(openFile, m.openListLocked(), false); err != nil {
-		m.log.Warn("mqtt: cannot save the open events (only matters after a crash)", "error", err)
-	}
-
 	dropped, err := m.box.add(message{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain})
 	switch {
 	case err != nil:
@@ -333,25 +305,6 @@ func normalizeEvent(ev rules.Event) rules.Event {
 	return ev
 }
 
-// endOpenLocked queues an end event, at now, for every open event.
-func (m *MQTT) endOpenLocked(now time.Time) {
-	for _, ev := range m.openListLocked() {
-		ev.Type, ev.EndTime = rules.TypeEnd, &now
-		m.queueEventLocked(ev, nil)
-	}
-}
-
-func (m *MQTT) openListLocked() []rules.Event {
-	evs := make([]rules.Event, 0, len(m.open))
-	for _, ev := range m.open {
-		evs = append(evs, ev)
-	}
-	slices.SortFunc(evs, func(a, b rules.Event) int {
-		return cmp.Or(a.StartTime.Compare(b.StartTime), strings.Compare(a.ID, b.ID))
-	})
-	return evs
-}
-
 // Scores offers the latest probabilities of a camera's labels; at most one
 // set per camera per ScoresInterval (by frame time) is published, QoS 0, not
 // retained: a stale probability is worse than none.
@@ -380,8 +333,8 @@ func (m *MQTT) Scores(camera string, at time.Time, probs map[string]float64) {
 	m.signal()
 }
 
-// Close ends open events, then (when started) flushes what it can within ctx,
-// publishes "offline" and disconnects. Events the broker has not taken stay
+// Close (when started) flushes what it can within ctx, publishes "offline"
+// and disconnects. Events the broker has not taken stay
 // in the outbox for the next run. It returns ctx's error when the flush was
 // cut short; saying "offline" may then take up to ≈ 0.5 s more. With the
 // broker unusable it does not wait: one more connection attempt, then stop.
@@ -392,7 +345,6 @@ func (m *MQTT) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
-	m.endOpenLocked(time.Now())
 	started := m.started
 	m.mu.Unlock()
 

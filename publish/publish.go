@@ -57,7 +57,8 @@ type Sink interface {
 	// published at most once per interval, when enabled.
 	Scores(camera string, at time.Time, probs map[string]float64)
 	// Close publishes "offline", flushes what it can within ctx and
-	// disconnects. Events still open are ended first (see MQTT.Close).
+	// disconnects. It does not end events: ending them is the rules' job
+	// (their ends reach the sink before Close), so every sink gets every end.
 	Close(ctx context.Context) error
 	// Status reports connection state and counters for /metrics and the
 	// status page.

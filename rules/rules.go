@@ -40,6 +40,12 @@
 // would be a lie to the automation that acts on it; the default is long
 // enough that one camera reconnect does not end events.
 //
+// Every event has an end. Events still ON when the daemon stops end with
+// Close; events a run left ON when it died (SIGKILL, power cut) are ended by
+// the next run with Ended, from a journal the daemon keeps for this package
+// (it holds the last start or update of each event not ended). So ending
+// events is not a sink's business: every sink gets every end.
+//
 // Samples must come in increasing frame time per camera; a sample that is not
 // after the previous one of its pair is ignored (the pipeline reorders
 // nothing, so this only guards against clock steps). NaN probabilities and
@@ -145,6 +151,8 @@ type Engine interface {
 	// unchanged or re-tuned keep their state; removed pairs that were ON end
 	// with an end event at now.
 	SetRules(rules []Rule, now time.Time) []Event
+	// Close ends every event that is ON, at now, in rule order (shutdown).
+	Close(now time.Time) []Event
 	// States reports every pair's current state, in rule order.
 	States() []LabelState
 }
@@ -283,6 +291,27 @@ func (m *Machine) Tick(now time.Time) []Event {
 		evs = append(evs, p.expire(now, m.QuietTimeout)...)
 	}
 	return evs
+}
+
+// Close ends every ON pair at now, in rule order: the daemon calls it when
+// it stops, so no event is left without an end. The pairs stay, OFF (with
+// their cooldown), so the Machine remains usable.
+func (m *Machine) Close(now time.Time) []Event {
+	var evs []Event
+	for _, p := range m.order {
+		if p.on {
+			evs = append(evs, p.end(now))
+		}
+	}
+	return evs
+}
+
+// Ended is ev, the last start or update of an event, turned into the end of
+// that event at the given time: for events a run left open when it died,
+// ended by the next run from its journal.
+func Ended(ev Event, at time.Time) Event {
+	ev.Type, ev.EndTime = TypeEnd, &at
+	return ev
 }
 
 // States reports every pair in rule order.

@@ -415,3 +415,39 @@ func checkInvariants(t *testing.T, trial int, r Rule, evs []Event) {
 		}
 	}
 }
+
+// TestClose: Close ends every ON event at the given time, in rule order, and
+// nothing else; the Machine stays usable. Ended turns a journal's last
+// start or update into that event's end.
+func TestClose(t *testing.T) {
+	car, person, dog := base(), with(func(r *Rule) { r.Label = "person" }), with(func(r *Rule) { r.Label = "dog" })
+	m := New([]Rule{car, person, dog})
+	m.Observe("driveway", at(0), map[string]float64{"car": 0.6, "person": 0.6, "dog": 0.1})
+	m.Observe("driveway", at(1), map[string]float64{"car": 0.6, "person": 0.6, "dog": 0.1})
+	evs := m.Close(at(3))
+	var got []string
+	for _, ev := range evs {
+		got = append(got, ev.Label+" "+brief(ev))
+	}
+	if strings.Join(got, ", ") != "car end@3, person end@3" {
+		t.Fatalf("Close = %v, want the ends of car and person at 3", got)
+	}
+	if evs := m.Close(at(4)); len(evs) != 0 {
+		t.Errorf("a second Close ended %v", evs)
+	}
+	for _, st := range m.States() {
+		if st.On {
+			t.Errorf("%s still ON after Close", st.Label)
+		}
+	}
+
+	start := evs[0]
+	start.Type, start.EndTime = TypeStart, nil
+	end := Ended(start, at(9))
+	if end.Type != TypeEnd || !end.EndTime.Equal(at(9)) || end.ID != start.ID || !end.StartTime.Equal(start.StartTime) {
+		t.Errorf("Ended = %+v, want the end of %s at 9", end, start.ID)
+	}
+	if start.Type != TypeStart || start.EndTime != nil {
+		t.Errorf("Ended changed its argument: %+v", start)
+	}
+}

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/siglipd/siglipd/rules"
+)
+
+// journal keeps, in the state folder, the last start or update of every
+// event that has not ended, so that events a run leaves open when it dies
+// (SIGKILL, power cut, OOM) are ended by the next run: without it a
+// subscriber would hold an ON state, and an automation its "arrived", for
+// ever. It is the rules' memory across runs, kept by the daemon because
+// rules does no I/O; it does not depend on the sink.
+//
+// It is used by one goroutine at a time (start-up, then the rules loop).
+// The file is rewritten, through a temporary file and a rename, on every
+// start, update and end; it is not fsync'ed: a SIGKILL keeps it (page
+// cache), and a power cut costs at most the ends of the events of its last
+// second.
+type journal struct {
+	path    string
+	log     *slog.Logger
+	open    map[string]rules.Event // id → last start or update
+	failing bool                   // the last save failed (logged once until it works again)
+}
+
+// journalFile is the journal's name in the state folder. legacyJournal is
+// where the MQTT sink kept the same list before the journal existed; a run
+// that finds it takes its events over.
+const (
+	journalFile   = "open-events.json"
+	legacyJournal = "mqtt/open-events.json"
+)
+
+// openJournal reads the journal in stateDir (creating the folder) and
+// returns it with the events the last run left open, oldest first. A
+// journal that cannot be read is set aside, not fatal: it only matters
+// after a crash.
+func openJournal(stateDir string, log *slog.Logger) (*journal, []rules.Event, error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("state_dir %s: %w", stateDir, errors.Unwrap(err))
+	}
+	j := &journal{path: filepath.Join(stateDir, journalFile), log: log, open: map[string]rules.Event{}}
+	legacy := filepath.Join(stateDir, legacyJournal)
+	for _, p := range []string{j.path, legacy} {
+		raw, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var evs []rules.Event
+		if err == nil {
+			err = json.Unmarshal(raw, &evs)
+		}
+		if err != nil {
+			log.Warn("event journal unreadable; set aside (events the last run left open are not ended)", "file", p, "err", err)
+			os.Rename(p, p+".unreadable")
+			continue
+		}
+		for _, ev := range evs {
+			if ev.ID != "" && ev.Type != rules.TypeEnd {
+				j.open[ev.ID] = ev
+			}
+		}
+	}
+	left := j.list()
+	if err := j.save(); err == nil {
+		os.Remove(legacy) // taken over
+	}
+	return j, left, nil
+}
+
+// record notes an event: a start or update is open until its end.
+func (j *journal) record(ev rules.Event) {
+	if ev.Type == rules.TypeEnd {
+		if _, ok := j.open[ev.ID]; !ok {
+			return // nothing changes
+		}
+		delete(j.open, ev.ID)
+	} else {
+		j.open[ev.ID] = ev
+	}
+	j.save()
+}
+
+// save writes the open events, logging a failure once until it works again.
+func (j *journal) save() error {
+	b, err := json.Marshal(j.list())
+	if err == nil {
+		tmp := j.path + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o644); err == nil {
+			err = os.Rename(tmp, j.path)
+		}
+	}
+	switch {
+	case err != nil && !j.failing:
+		j.failing = true
+		j.log.Warn("event journal cannot be written; after a crash the events open now would not be ended", "file", j.path, "err", err)
+	case err == nil && j.failing:
+		j.failing = false
+		j.log.Info("event journal written again", "file", j.path)
+	}
+	return err
+}
+
+// list returns the open events, oldest first (then by id).
+func (j *journal) list() []rules.Event {
+	evs := make([]rules.Event, 0, len(j.open))
+	for _, ev := range j.open {
+		evs = append(evs, ev)
+	}
+	slices.SortFunc(evs, func(a, b rules.Event) int {
+		return cmp.Or(a.StartTime.Compare(b.StartTime), strings.Compare(a.ID, b.ID))
+	})
+	return evs
+}
