@@ -151,6 +151,7 @@ func frameImage(f *capture.Frame) (infer.Image, error) {
 func (d *daemon) rulesLoop(m *rules.Machine, in <-chan scoredFrame) {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
+	up := map[string]bool{} // camera → last availability told to the sink
 	for {
 		select {
 		case s, ok := <-in:
@@ -165,10 +166,25 @@ func (d *daemon) rulesLoop(m *rules.Machine, in <-chan scoredFrame) {
 		case now := <-ticker.C:
 			d.emit(m.Tick(now), nil)
 			d.live.setStates(m.States())
+			d.reportAvailability(up)
 		case u := <-d.ruleUpdates:
 			d.emit(m.SetRules(u.rules, time.Now()), nil)
 			d.live.setStates(m.States())
 			close(u.done)
+		}
+	}
+}
+
+// reportAvailability tells the sink which cameras deliver frames (state
+// connected), when that changed since the last call; last is the caller's
+// memory of what it told. Called every second, so a camera that goes down
+// is unavailable in Home Assistant within a second of capture noticing.
+func (d *daemon) reportAvailability(last map[string]bool) {
+	for _, st := range d.cameraStatuses() {
+		up := st.State == capture.StateConnected
+		if was, ok := last[st.Name]; !ok || was != up {
+			last[st.Name] = up
+			d.sink.CameraAvailable(st.Name, up)
 		}
 	}
 }

@@ -330,6 +330,9 @@ func (m *MQTT) announcePlanLocked() []message {
 	keep := map[string]bool{}
 	for _, c := range m.cams {
 		keep[m.t.snapshot(c.Name)] = true // published with events, not here; but not stale
+		up := m.t.cameraAvailable(c.Name)
+		plan = append(plan, message{Topic: up, Payload: []byte(m.cameraUp[up]), QoS: 1, Retain: true})
+		keep[up] = true
 		for _, l := range c.Labels {
 			if m.opts.Discovery {
 				t := m.t.discoveryConfig(c.Name, l.Name)

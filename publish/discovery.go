@@ -14,10 +14,13 @@ type haConfig struct {
 	PayloadOn    string           `json:"payload_on"`
 	PayloadOff   string           `json:"payload_off"`
 	Availability []haAvailability `json:"availability"`
-	DeviceClass  string           `json:"device_class,omitempty"`
-	Icon         string           `json:"icon,omitempty"`
-	Device       haDevice         `json:"device"`
-	Origin       haOrigin         `json:"origin"`
+	// AvailabilityMode "all": available only while both siglipd and the
+	// camera are online.
+	AvailabilityMode string   `json:"availability_mode"`
+	DeviceClass      string   `json:"device_class,omitempty"`
+	Icon             string   `json:"icon,omitempty"`
+	Device           haDevice `json:"device"`
+	Origin           haOrigin `json:"origin"`
 }
 
 type haAvailability struct {
@@ -49,10 +52,12 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 		StateTopic: t.state(cam.Name, l.Name),
 		PayloadOn:  StateOn,
 		PayloadOff: StateOff,
-		Availability: []haAvailability{{
-			Topic: t.available(), PayloadAvailable: Online, PayloadNotAvailable: Offline,
-		}},
-		DeviceClass: l.DeviceClass,
+		Availability: []haAvailability{
+			{Topic: t.available(), PayloadAvailable: Online, PayloadNotAvailable: Offline},
+			{Topic: t.cameraAvailable(cam.Name), PayloadAvailable: Online, PayloadNotAvailable: Offline},
+		},
+		AvailabilityMode: "all",
+		DeviceClass:      l.DeviceClass,
 		Device: haDevice{
 			Identifiers:  []string{t.node + "_" + cameraLevel(cam.Name)},
 			Name:         cam.Name,

@@ -81,6 +81,7 @@ type MQTT struct {
 	latest       map[string]message // latest value per topic (states, snapshots, scores) waiting to go out
 	latestOrder  []string           // topics of latest, in the order they first changed
 	states       map[string]string  // state topic → ON/OFF: what the broker should hold
+	cameraUp     map[string]string  // camera availability topic → online/offline: likewise
 	cams         []Camera
 	announced    bool // Announce was called: until then there is nothing to announce, or to remove
 	needAnnounce bool
@@ -116,7 +117,7 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 		opts: opts, log: opts.Logger, t: newTopics(opts.TopicPrefix, opts.DiscoveryPrefix),
 		broker: configs.RedactURL(opts.Broker), box: box,
 		latest: map[string]message{}, states: map[string]string{},
-		owned: map[string]bool{}, lastScores: map[string]time.Time{},
+		owned: map[string]bool{}, lastScores: map[string]time.Time{}, cameraUp: map[string]string{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	m.st = Status{Sink: "mqtt", Broker: m.broker, OutboxMax: opts.OutboxMax}
@@ -211,6 +212,11 @@ func (m *MQTT) Announce(cams []Camera) {
 	for _, c := range cams {
 		c.Labels = slices.Clone(c.Labels)
 		m.cams = append(m.cams, c)
+		up := m.t.cameraAvailable(c.Name)
+		present[up] = true
+		if _, ok := m.cameraUp[up]; !ok {
+			m.cameraUp[up] = Offline
+		}
 		for _, l := range c.Labels {
 			st := m.t.state(c.Name, l.Name)
 			present[st] = true
@@ -223,6 +229,12 @@ func (m *MQTT) Announce(cams []Camera) {
 		if !present[st] {
 			delete(m.states, st)
 			m.dropLatestLocked(st)
+		}
+	}
+	for up := range m.cameraUp {
+		if !present[up] {
+			delete(m.cameraUp, up)
+			m.dropLatestLocked(up)
 		}
 	}
 	m.announced, m.needAnnounce = true, true
@@ -303,6 +315,27 @@ func normalizeEvent(ev rules.Event) rules.Event {
 		ev.Prompts = []string{}
 	}
 	return ev
+}
+
+// CameraAvailable records whether camera delivers frames (see Sink); a
+// change is published, retained, QoS 1 like the daemon's own availability.
+func (m *MQTT) CameraAvailable(camera string, up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	payload := Offline
+	if up {
+		payload = Online
+	}
+	topic := m.t.cameraAvailable(camera)
+	if m.cameraUp[topic] == payload {
+		return
+	}
+	m.cameraUp[topic] = payload
+	m.setLatestLocked(message{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: true})
+	m.signal()
 }
 
 // Scores offers the latest probabilities of a camera's labels; at most one

@@ -56,6 +56,12 @@ type Sink interface {
 	// Scores offers the latest probabilities of one camera's labels; they are
 	// published at most once per interval, when enabled.
 	Scores(camera string, at time.Time, probs map[string]float64)
+	// CameraAvailable says whether a camera delivers frames. MQTT keeps it
+	// retained on <prefix>/<camera>/available (online/offline), which Home
+	// Assistant reads with the daemon's own availability: a dead camera's
+	// entities show unavailable, not "off". Until it is called for a camera
+	// that camera counts as offline.
+	CameraAvailable(camera string, up bool)
 	// Close publishes "offline", flushes what it can within ctx and
 	// disconnects. It does not end events: ending them is the rules' job
 	// (their ends reach the sink before Close), so every sink gets every end.
@@ -141,7 +147,13 @@ func cameraLevel(name string) string {
 }
 
 func (t topics) available() string { return t.prefix + "/available" }
-func (t topics) events() string    { return t.prefix + "/events" }
+
+// cameraAvailable is a camera's own availability. It cannot be a label's
+// topic: those have a third level, ".../<label>/state".
+func (t topics) cameraAvailable(camera string) string {
+	return t.prefix + "/" + cameraLevel(camera) + "/available"
+}
+func (t topics) events() string { return t.prefix + "/events" }
 
 func (t topics) state(camera, label string) string {
 	return t.prefix + "/" + cameraLevel(camera) + "/" + configs.Slug(label) + "/state"

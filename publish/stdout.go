@@ -45,6 +45,9 @@ func (s *Stdout) Event(ev rules.Event, _ []byte) {
 	s.st.EventsPublished++
 }
 
+// CameraAvailable does nothing: stdout carries events only.
+func (s *Stdout) CameraAvailable(string, bool) {}
+
 // Scores does nothing: a line per frame would drown the events.
 func (s *Stdout) Scores(string, time.Time, map[string]float64) {}
 

@@ -54,7 +54,7 @@ func TestTopics(t *testing.T) {
 // ("uniqe_id") would be silently ignored by Home Assistant, so the
 // validator rejects anything else.
 var haKnownKeys = []string{"name", "unique_id", "state_topic", "payload_on", "payload_off",
-	"availability", "device_class", "icon", "device", "origin"}
+	"availability", "availability_mode", "device_class", "icon", "device", "origin"}
 
 // haDeviceClasses are Home Assistant's binary_sensor device classes.
 var haDeviceClasses = []string{"battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
@@ -101,7 +101,8 @@ func validateHAConfig(topic string, payload []byte, tp topics) error {
 			PayloadAvailable    string `json:"payload_available"`
 			PayloadNotAvailable string `json:"payload_not_available"`
 		} `json:"availability"`
-		Device struct {
+		AvailabilityMode string `json:"availability_mode"`
+		Device           struct {
 			Identifiers []string `json:"identifiers"`
 			Name        string   `json:"name"`
 		} `json:"device"`
@@ -121,6 +122,11 @@ func validateHAConfig(topic string, payload []byte, tp topics) error {
 	case c.Availability[0].Topic != tp.available() || c.Availability[0].PayloadAvailable != Online ||
 		c.Availability[0].PayloadNotAvailable != Offline:
 		return fmt.Errorf("%s: availability %+v is not our LWT topic and payloads", topic, c.Availability)
+	case len(c.Availability) != 2 || c.Availability[1].Topic != tp.cameraAvailable(strings.Split(levels[3], "__")[0]) ||
+		c.Availability[1].PayloadAvailable != Online || c.Availability[1].PayloadNotAvailable != Offline:
+		return fmt.Errorf("%s: availability %+v does not list the camera's own availability", topic, c.Availability)
+	case c.AvailabilityMode != "all":
+		return fmt.Errorf("%s: availability_mode %q: want all (siglipd and the camera both online)", topic, c.AvailabilityMode)
 	case len(c.Device.Identifiers) == 0 || c.Device.Identifiers[0] == "" || c.Device.Name == "":
 		return fmt.Errorf("%s: device needs identifiers and a name", topic)
 	case c.Name == nil || *c.Name == "":
@@ -146,8 +152,11 @@ func TestDiscoveryPayload(t *testing.T) {
 		{"no unique_id", `"unique_id":"siglipd_driveway__car",`, ``},
 		{"typo", `"unique_id"`, `"uniqe_id"`},
 		{"wildcard state topic", `"state_topic":"siglipd/driveway/car/state"`, `"state_topic":"siglipd/+/car/state"`},
-		{"no availability", `"availability":[{"topic":"siglipd/available","payload_available":"online","payload_not_available":"offline"}],`, ``},
+		{"no availability", `"availability":[{"topic":"siglipd/available","payload_available":"online","payload_not_available":"offline"},` +
+			`{"topic":"siglipd/driveway/available","payload_available":"online","payload_not_available":"offline"}],`, ``},
 		{"wrong availability topic", `"topic":"siglipd/available"`, `"topic":"siglipd/status"`},
+		{"no camera availability", `,{"topic":"siglipd/driveway/available","payload_available":"online","payload_not_available":"offline"}`, ``},
+		{"availability of either", `"availability_mode":"all"`, `"availability_mode":"any"`},
 		{"no device", `"identifiers":["siglipd_driveway"],`, ``},
 		{"bad class", `"occupancy"`, `"car"`},
 	} {
