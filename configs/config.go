@@ -37,11 +37,7 @@ type Config struct {
 // names the file and line it came from: for problems found after loading,
 // such as a model folder that lacks a file.
 func (c *Config) ErrorAt(path, format string, args ...any) Error {
-	line := 0
-	for p := path; p != "" && line == 0; p = parentPath(p) {
-		line = c.source.lines[p]
-	}
-	return Error{File: c.source.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)}
+	return Error{File: c.source.file, Line: lineOf(c.source.lines, path), Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Model names a SigLIP model folder in the Hugging Face / Xenova ONNX layout.

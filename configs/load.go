@@ -163,7 +163,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		if from, ok := d.mergedFrom[fe.Path]; ok {
 			fe.Msg += fmt.Sprintf(" (merged from line %d)", from)
 		}
-		errs = append(errs, Error{File: name, Line: d.lineOf(fe.Path), Path: fe.Path, Msg: fe.Msg})
+		errs = append(errs, Error{File: name, Line: lineOf(d.lines, fe.Path), Path: fe.Path, Msg: fe.Msg})
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
@@ -302,10 +302,11 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, Error{File: d.file, Line: line, Path: path, Msg: msg})
 }
 
-// lineOf finds the line of path, or of its closest parent present in the file.
-func (d *decoder) lineOf(path string) int {
+// lineOf finds the line of path in lines, or of its closest parent present
+// in the file; 0 when none is.
+func lineOf(lines map[string]int, path string) int {
 	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := d.lines[p]; ok {
+		if l, ok := lines[p]; ok {
 			return l
 		}
 	}

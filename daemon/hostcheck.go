@@ -53,8 +53,11 @@ func (g *hostGuard) allowed(hostport string) bool {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
-	if host == "" || net.ParseIP(host) != nil || g.names[host] || strings.HasSuffix(host, ".localhost") {
-		return host != ""
+	if host == "" {
+		return false
+	}
+	if net.ParseIP(host) != nil || g.names[host] || strings.HasSuffix(host, ".localhost") {
+		return true
 	}
 	for _, s := range g.suffixes {
 		if strings.HasSuffix(host, s) || host == s[1:] {

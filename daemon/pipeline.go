@@ -178,13 +178,22 @@ func (d *daemon) rulesLoop(m *rules.Machine, in <-chan scoredFrame) {
 // reportAvailability tells the sink which cameras deliver frames (state
 // connected), when that changed since the last call; last is the caller's
 // memory of what it told. Called every second, so a camera that goes down
-// is unavailable in Home Assistant within a second of capture noticing.
+// is unavailable in Home Assistant within a second of capture noticing. A
+// camera a reload removed is forgotten: the sink forgets it too, so if it
+// comes back it must be told again.
 func (d *daemon) reportAvailability(last map[string]bool) {
+	present := map[string]bool{}
 	for _, st := range d.cameraStatuses() {
+		present[st.Name] = true
 		up := st.State == capture.StateConnected
 		if was, ok := last[st.Name]; !ok || was != up {
 			last[st.Name] = up
 			d.sink.CameraAvailable(st.Name, up)
+		}
+	}
+	for name := range last {
+		if !present[name] {
+			delete(last, name)
 		}
 	}
 }

@@ -233,10 +233,10 @@ func (s *RTSPServer) SetPattern(name string) {
 	s.command("pattern "+name, func() { s.pattern = name })
 }
 
-// Keyframe returns just after the encoder produced its next keyframe, so
-// that a client started now joins the stream a whole keyframe interval
-// before it can decode anything. A client must be connected (the shared
-// pipeline runs only then).
+// Keyframe returns just after the encoder produced its next keyframe. That
+// keyframe may still reach a client that joins at once; one that joins a
+// second later waits most of a keyframe interval. A client must be
+// connected (the shared pipeline runs only then).
 func (s *RTSPServer) Keyframe() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
