@@ -97,13 +97,13 @@ type Status struct {
 	State     State
 	LastError string    // the error behind the current state, redacted; "" when connected
 	LastFrame time.Time // when the last frame was read from the stream (zero: never)
-	// FramesRead counts frames decoded; FramesOut those handed on (a sample
-	// of them at FPS). Reconnects counts connection attempts after the first;
+	// FramesDecoded counts frames decoded; FramesSampled those handed on (sampled
+	// at FPS). Reconnects counts connection attempts after the first;
 	// Stalls how often the watchdog fired.
-	FramesRead, FramesOut, Reconnects, Stalls uint64
-	// FPSIn and FPSOut are the decode and hand-on rates over the last ≈5 s.
-	FPSIn, FPSOut float64
-	Width, Height int // of the last frame read; 0 before the first
+	FramesDecoded, FramesSampled, Reconnects, Stalls uint64
+	// FPSDecoded and FPSSampled are those two rates over the last rateWindow seconds.
+	FPSDecoded, FPSSampled float64
+	Width, Height          int // of the last frame read; 0 before the first
 	// AbandonedReaders is how many readers are stuck in OpenCV right now,
 	// left behind by the watchdog or by shutdown. Each releases its capture
 	// and Mats when its call returns: for FFmpeg sources OpenCV's own

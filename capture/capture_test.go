@@ -51,8 +51,8 @@ func TestRTSPSampledRate(t *testing.T) {
 	if st.State != StateConnected || st.Width != 640 || st.Height != 360 {
 		t.Errorf("status = %s %dx%d, want connected 640x360", st.State, st.Width, st.Height)
 	}
-	if st.FPSIn < 20 || st.FPSIn > 30 || math.Abs(st.FPSOut-2) > 0.5 {
-		t.Errorf("status FPSIn %.1f FPSOut %.1f, want ≈25 and ≈2", st.FPSIn, st.FPSOut)
+	if st.FPSDecoded < 20 || st.FPSDecoded > 30 || math.Abs(st.FPSSampled-2) > 0.5 {
+		t.Errorf("status FPSDecoded %.1f FPSSampled %.1f, want ≈25 and ≈2", st.FPSDecoded, st.FPSSampled)
 	}
 	if time.Since(st.LastFrame) > time.Second {
 		t.Errorf("status LastFrame %s ago, want under 1 s", time.Since(st.LastFrame))
@@ -401,8 +401,8 @@ func TestFileLoopAndEnd(t *testing.T) {
 		src := mustNew(t, Options{Name: "demo", URL: "file://" + video, FPS: 25})
 		start(t, src, l)
 		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().State == StateEnded }, "state ended")
-		if st := src.Status(); st.FramesRead != 25 {
-			t.Errorf("read %d frames of a 25-frame file, want 25", st.FramesRead)
+		if st := src.Status(); st.FramesDecoded != 25 {
+			t.Errorf("read %d frames of a 25-frame file, want 25", st.FramesDecoded)
 		}
 		if n := len(c.of("demo")); n == 0 {
 			t.Error("no frames handed on")
@@ -413,7 +413,7 @@ func TestFileLoopAndEnd(t *testing.T) {
 		defer l.Close()
 		src := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
 		start(t, src, l)
-		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().FramesRead > 60 }, "more frames than the file has (read %d)", src.Status().FramesRead)
+		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().FramesDecoded > 60 }, "more frames than the file has (read %d)", src.Status().FramesDecoded)
 		if st := src.Status(); st.State != StateConnected || st.Reconnects != 0 {
 			t.Errorf("status %s with %d reconnects, want connected with 0 (a loop is not a reconnect)", st.State, st.Reconnects)
 		}
@@ -458,8 +458,8 @@ func TestCrop(t *testing.T) {
 		want := `camera "door": crop x=300 y=0 width=100 height=100 (pixels) is outside the 320x240 frame`
 		testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(src.Status().LastError, want) },
 			"the crop error (last error %q)", src.Status().LastError)
-		if st := src.Status(); st.FramesOut != 0 || st.State != StateReconnecting {
-			t.Errorf("status %s with %d frames out, want reconnecting with none", st.State, st.FramesOut)
+		if st := src.Status(); st.FramesSampled != 0 || st.State != StateReconnecting {
+			t.Errorf("status %s with %d frames out, want reconnecting with none", st.State, st.FramesSampled)
 		}
 		if errs := logs.lines(t, "ERROR"); len(errs) != 1 || !strings.Contains(errs[0].Err, want) {
 			t.Errorf("error lines %+v, want one with %q", errs, want)

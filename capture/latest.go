@@ -102,9 +102,9 @@ func (l *Latest) Take(max int) []*Frame {
 	return frames
 }
 
-// Drops is how many of the camera's frames were replaced before anyone took
+// Dropped is how many of the camera's sampled frames were replaced before anyone took
 // them (or offered after Close).
-func (l *Latest) Drops(camera string) uint64 {
+func (l *Latest) Dropped(camera string) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.drops[camera]

@@ -31,8 +31,8 @@ func TestLatestReplacesStaleFrame(t *testing.T) {
 	if !first.closed {
 		t.Error("the replaced frame was not closed")
 	}
-	if got := l.Drops("door"); got != 1 {
-		t.Errorf("Drops(door) = %d, want 1", got)
+	if got := l.Dropped("door"); got != 1 {
+		t.Errorf("Dropped(door) = %d, want 1", got)
 	}
 	if !ready(l) {
 		t.Fatal("Ready not signalled after Offer")
@@ -45,7 +45,7 @@ func TestLatestReplacesStaleFrame(t *testing.T) {
 	if l.Take(8) != nil {
 		t.Error("Take returned frames twice")
 	}
-	if l.Drops("garage") != 0 {
+	if l.Dropped("garage") != 0 {
 		t.Error("Drops of an unknown camera is not 0")
 	}
 }
@@ -113,7 +113,7 @@ func TestLatestClose(t *testing.T) {
 	if l.Take(8) != nil {
 		t.Error("Take after Close returned frames")
 	}
-	if got := l.Drops("door"); got != 1 {
+	if got := l.Dropped("door"); got != 1 {
 		t.Errorf("Drops = %d, want 1 (the frame offered after Close)", got)
 	}
 }
@@ -162,7 +162,7 @@ func TestLatestConcurrent(t *testing.T) {
 	}
 	var drops uint64
 	for c := range cameras {
-		drops += l.Drops(string(rune('a' + c)))
+		drops += l.Dropped(string(rune('a' + c)))
 	}
 	if taken+int(drops) != cameras*perCamera {
 		t.Errorf("taken %d + dropped %d = %d, want %d", taken, drops, taken+int(drops), cameras*perCamera)

@@ -16,7 +16,10 @@ static int siglipd_tune_malloc(int arenas, int mmap_threshold) {
 */
 import "C"
 
-import "os"
+import (
+	"os"
+	"sync/atomic"
+)
 
 // What TuneMalloc sets. Measured with capture/cmd/soak (4 cameras, one
 // stall and one server restart per cycle), RSS after minute 1 against its
@@ -49,5 +52,12 @@ func TuneMalloc() bool {
 			return false
 		}
 	}
-	return C.siglipd_tune_malloc(mallocArenas, mallocMmapThreshold) == 1
+	tuned := C.siglipd_tune_malloc(mallocArenas, mallocMmapThreshold) == 1
+	mallocTuned.Store(tuned)
+	return tuned
 }
+
+var mallocTuned atomic.Bool
+
+// MallocTuned reports whether TuneMalloc changed malloc (for the start-up log).
+func MallocTuned() bool { return mallocTuned.Load() }

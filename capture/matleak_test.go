@@ -62,8 +62,8 @@ func TestNoMatLeak(t *testing.T) {
 	}()
 	testenv.WaitFor(t, 30*time.Second, func() bool {
 		mats.sample()
-		return src.Status().FramesOut >= 1000
-	}, "1,000 frames handed on (%d so far)", src.Status().FramesOut)
+		return src.Status().FramesSampled >= 1000
+	}, "1,000 frames handed on (%d so far)", src.Status().FramesSampled)
 	run.stop(t)
 	close(stop)
 	<-done
@@ -71,11 +71,11 @@ func TestNoMatLeak(t *testing.T) {
 	l.Close()
 
 	st := src.Status()
-	drops := l.Drops("demo")
+	drops := l.Dropped("demo")
 	t.Logf("frames: read %d, handed on %d, taken %d, dropped %d, pending at close %d; live Mats: %d before, at most %d during, %d after",
-		st.FramesRead, st.FramesOut, taken, drops, pending, mats.base, mats.max, mats.base+mats.sample())
-	if uint64(taken)+drops+uint64(pending) != st.FramesOut {
-		t.Errorf("taken %d + dropped %d + pending %d != handed on %d: frames went missing", taken, drops, pending, st.FramesOut)
+		st.FramesDecoded, st.FramesSampled, taken, drops, pending, mats.base, mats.max, mats.base+mats.sample())
+	if uint64(taken)+drops+uint64(pending) != st.FramesSampled {
+		t.Errorf("taken %d + dropped %d + pending %d != handed on %d: frames went missing", taken, drops, pending, st.FramesSampled)
 	}
 	if drops == 0 {
 		t.Error("no frame was dropped: the test did not exercise Latest's replacing")

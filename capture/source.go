@@ -24,7 +24,7 @@ const stopGrace = 2 * time.Second
 // declared at most this long after ReadTimeout has passed.
 const watchdogTick = 250 * time.Millisecond
 
-// rateWindow is how many one-second samples FPSIn and FPSOut average over.
+// rateWindow is how many one-second samples FPSDecoded and FPSSampled average over.
 const rateWindow = 5
 
 // probeTimeout bounds one probe of an unreachable camera. A camera on the
@@ -60,21 +60,21 @@ type source struct {
 	// framesRead is updated by the reader on every frame; the rest under mu.
 	framesRead atomic.Uint64
 
-	mu          sync.Mutex // also serialises handing frames on, so Seq is ordered
-	state       State
-	lastErr     string
-	lastFrame   time.Time
-	framesOut   uint64
-	reconnects  uint64
-	stalls      uint64
-	seq         uint64
-	width       int
-	height      int
-	region      image.Rectangle
-	abandoned   int
-	downSince   time.Time // when the camera stopped delivering (for the recovery log line)
-	stuckWarned bool      // this outage already logged a reader that outlived OpenCV's timeout
-	logged      struct {  // the last state change logged, so a retry failing the same way logs nothing
+	mu            sync.Mutex // also serialises handing frames on, so Seq is ordered
+	state         State
+	lastErr       string
+	lastFrame     time.Time
+	framesSampled uint64
+	reconnects    uint64
+	stalls        uint64
+	seq           uint64
+	width         int
+	height        int
+	region        image.Rectangle
+	abandoned     int
+	downSince     time.Time // when the camera stopped delivering (for the recovery log line)
+	stuckWarned   bool      // this outage already logged a reader that outlived OpenCV's timeout
+	logged        struct {  // the last state change logged, so a retry failing the same way logs nothing
 		state State
 		err   string
 	}
@@ -116,8 +116,8 @@ func (s *source) Status() Status {
 		State:            s.state,
 		LastError:        s.lastErr,
 		LastFrame:        s.lastFrame,
-		FramesRead:       in,
-		FramesOut:        s.framesOut,
+		FramesDecoded:    in,
+		FramesSampled:    s.framesSampled,
 		Reconnects:       s.reconnects,
 		Stalls:           s.stalls,
 		Width:            s.width,
@@ -130,14 +130,14 @@ func (s *source) Status() Status {
 			oldest = s.rates[s.nrate%len(s.rates)]
 		}
 		if dt := now.Sub(oldest.at).Seconds(); dt > 0.5 {
-			st.FPSIn = float64(in-oldest.in) / dt
-			st.FPSOut = float64(s.framesOut-oldest.out) / dt
+			st.FPSDecoded = float64(in-oldest.in) / dt
+			st.FPSSampled = float64(s.framesSampled-oldest.out) / dt
 		}
 	}
 	return st
 }
 
-// sampleRates records the counters once a second for FPSIn/FPSOut.
+// sampleRates records the counters once a second for FPSDecoded/FPSSampled.
 func (s *source) sampleRates(now time.Time) {
 	in := s.framesRead.Load()
 	s.mu.Lock()
@@ -145,7 +145,7 @@ func (s *source) sampleRates(now time.Time) {
 	if s.nrate > 0 && now.Sub(s.rates[(s.nrate-1)%len(s.rates)].at) < time.Second {
 		return
 	}
-	s.rates[s.nrate%len(s.rates)] = rateSample{at: now, in: in, out: s.framesOut}
+	s.rates[s.nrate%len(s.rates)] = rateSample{at: now, in: in, out: s.framesSampled}
 	s.nrate++
 }
 
@@ -483,7 +483,7 @@ func (s *source) handOn(r *reader, f *Frame, out Handoff) {
 		return
 	}
 	s.seq++
-	s.framesOut++
+	s.framesSampled++
 	f.Seq = s.seq
 	f.Region = s.region
 	// Offer never blocks, so holding mu here costs nothing and keeps Seq in

@@ -19,7 +19,7 @@ func TestCameraAvailability(t *testing.T) {
 	const readTimeout = 3 * time.Second
 	broker := testenv.StartMosquitto(t)
 	cam := testenv.StartRTSP(t, testenv.RTSPOptions{Width: 320, Height: 240})
-	sub := subscribeAll(t, broker.URL(), "", "")
+	sub := testenv.SubscribeAll(t, broker.URL(), "", "")
 	r := startDaemon(t, fmt.Sprintf(`
 state_dir: %s
 model: {path: %s}
@@ -27,12 +27,12 @@ mqtt: {broker: %s, client_id: availability}
 http: {listen: "127.0.0.1:0"}
 cameras:
   - {name: porch, url: %q, fps: 2, read_timeout: %s, labels: [{name: red}]}
-`, t.TempDir(), testModel(t, "colour"), broker.URL(), cam.URL(), readTimeout), nil)
+`, t.TempDir(), testenv.Model(t, "colour"), broker.URL(), cam.URL(), readTimeout), nil)
 
 	// last is the porch's availability as the broker last published it.
 	last := func() string {
 		v := ""
-		for _, m := range sub.since(0) {
+		for _, m := range sub.Since(0) {
 			if p, ok := strings.CutPrefix(m, "siglipd/porch/available "); ok {
 				v = p
 			}
@@ -41,8 +41,8 @@ cameras:
 	}
 	testenv.WaitFor(t, 30*time.Second, func() bool { return last() == "online" }, "porch online; log:\n%s", r.logs)
 	cfg := "homeassistant/binary_sensor/siglipd/porch__red/config "
-	testenv.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(sub.all(), cfg) }, "the discovery config")
-	for _, m := range sub.since(0) {
+	testenv.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(sub.All(), cfg) }, "the discovery config")
+	for _, m := range sub.Since(0) {
 		if strings.HasPrefix(m, cfg) && (!strings.Contains(m, `"topic":"siglipd/porch/available"`) || !strings.Contains(m, `"availability_mode":"all"`)) {
 			t.Errorf("discovery config without the camera's availability: %s", m)
 		}

@@ -13,12 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkOffline finds, for --check, what the daemon would refuse at start
+// Check finds, for --check, what the daemon would refuse at start
 // that configs.Validate cannot see because it needs the disk: the model
 // folder, the ONNX Runtime library, the broker's TLS files and the state
 // folder. It opens no network connection. Each problem names the file and
 // line of the value behind it.
-func checkOffline(cfg *configs.Config, lib infer.LibraryChoice) configs.Errors {
+func Check(cfg *configs.Config, lib infer.LibraryChoice) configs.Errors {
 	var errs configs.Errors
 	if err := infer.Check(modelOptions(cfg, lib, nil)); err != nil {
 		errs = append(errs, cfg.ErrorAt("model.path", "%v", err))

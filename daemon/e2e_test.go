@@ -21,35 +21,11 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/infer"
-	"github.com/siglipd/siglipd/infer/testmodel"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/rules"
 )
-
-var (
-	modelOnce sync.Once
-	modelDirs = map[string]string{}
-)
-
-// testModel generates the colour and tiny presets once per test binary.
-func testModel(t *testing.T, preset string) string {
-	t.Helper()
-	modelOnce.Do(func() {
-		root, err := os.MkdirTemp("", "siglipd-daemon-models")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{"colour", "tiny"} {
-			dir := filepath.Join(root, p)
-			if err := testmodel.Generate(testmodel.Options{Preset: p, OutDir: dir}); err != nil {
-				t.Fatal(err)
-			}
-			modelDirs[p] = dir
-		}
-	})
-	return modelDirs[preset]
-}
 
 // running is a daemon run in-process by a test.
 type running struct {
@@ -66,7 +42,7 @@ type running struct {
 // startDaemon writes the YAML config, runs the daemon and waits until it
 // serves HTTP; the test's cleanup stops it and checks it stopped cleanly
 // within ShutdownTimeout.
-func startDaemon(t *testing.T, yaml string, mod func(*Options)) *running {
+func startDaemon(t *testing.T, yaml string, mod func(*hooks)) *running {
 	t.Helper()
 	lib := testenv.ORTLib(t)
 	r := &running{t: t, cfgPath: filepath.Join(t.TempDir(), "cams.yaml"), stdout: &testenv.SyncBuffer{},
@@ -81,14 +57,15 @@ func startDaemon(t *testing.T, yaml string, mod func(*Options)) *running {
 	ready, addr := make(chan struct{}), make(chan string, 1)
 	opts := Options{
 		ConfigPath: r.cfgPath, Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		ORTLib: infer.LibraryChoice{Env: lib}, Reload: r.reload, Ready: ready, HTTPAddr: addr, Stdout: r.stdout,
+		ORTLib: infer.LibraryChoice{Env: lib}, Reload: r.reload, Stdout: r.stdout,
 	}
+	h := hooks{ready: ready, httpAddr: addr}
 	if mod != nil {
-		mod(&opts)
+		mod(&h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.done <- Run(ctx, cfg, opts) }()
+	go func() { r.done <- run(ctx, cfg, opts, h) }()
 	select {
 	case a := <-addr:
 		r.base = "http://" + a
@@ -141,23 +118,23 @@ func (r *running) get(path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (r *running) status() apiStatus {
+func (r *running) status() httpapi.Status {
 	r.t.Helper()
 	code, b := r.get("/api/status")
-	var st apiStatus
+	var st httpapi.Status
 	if code != 200 || json.Unmarshal(b, &st) != nil {
 		r.t.Fatalf("/api/status: %d %s", code, b)
 	}
 	return st
 }
 
-func (r *running) camera(name string) apiCamera {
+func (r *running) camera(name string) httpapi.Camera {
 	for _, c := range r.status().Cameras {
 		if c.Name == name {
 			return c
 		}
 	}
-	return apiCamera{}
+	return httpapi.Camera{}
 }
 
 // metrics scrapes /metrics and parses it with Prometheus' text parser.
@@ -260,7 +237,7 @@ cameras:
     url: %s
     fps: 4
     labels: [{name: red}, {name: green}, {name: blue}]
-`, t.TempDir(), testModel(t, "colour"), broker.URL(), cam.URL()), nil)
+`, t.TempDir(), testenv.Model(t, "colour"), broker.URL(), cam.URL()), nil)
 
 	testenv.WaitFor(t, 30*time.Second, func() bool { evs, _ := sub.events(); return count(evs, "red", "start") > 0 },
 		"a start event for red; daemon log:\n%s", r.logs)
@@ -321,7 +298,7 @@ sink: stdout
 http: {listen: "127.0.0.1:0"}
 inference: {batch_size: %d, max_batch_wait: %s}
 cameras:
-%s`, testModel(t, "tiny"), batch, maxWait, cams.String())
+%s`, testenv.Model(t, "tiny"), batch, maxWait, cams.String())
 }
 
 func histogram(t *testing.T, fams map[string]*dto.MetricFamily, name string) *dto.Histogram {
@@ -348,11 +325,11 @@ func counterSum(fams map[string]*dto.MetricFamily, name string) float64 {
 	return sum
 }
 
-// TestBatcher: four cameras at 2 fps on the tiny model are scored in
+// TestBatchingEndToEnd: four cameras at 2 fps on the tiny model are scored in
 // batches of more than one frame; no frame waits longer than
 // max_batch_wait plus one inference; and when inference is slower than the
 // cameras, frames are dropped (counted) instead of queueing.
-func TestBatcher(t *testing.T) {
+func TestBatchingEndToEnd(t *testing.T) {
 	testenv.Integration(t)
 	const maxWait = 150 * time.Millisecond
 	t.Run("batches and frame age", func(t *testing.T) {
@@ -385,13 +362,13 @@ func TestBatcher(t *testing.T) {
 	t.Run("slow inference drops frames", func(t *testing.T) {
 		// Opened before the daemon starts, so its Close (a cleanup) runs
 		// after the daemon has stopped.
-		model, err := infer.Open(infer.Options{Dir: testModel(t, "tiny"), Library: infer.LibraryChoice{Env: testenv.ORTLib(t)}})
+		model, err := infer.Open(infer.Options{Dir: testenv.Model(t, "tiny"), Library: infer.LibraryChoice{Env: testenv.ORTLib(t)}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { model.Close() })
-		r := startDaemon(t, fourCameraConfig(t, 4, maxWait.String()), func(o *Options) {
-			o.Classifier = slowClassifier{Classifier: model, delay: 1500 * time.Millisecond}
+		r := startDaemon(t, fourCameraConfig(t, 4, maxWait.String()), func(h *hooks) {
+			h.classifier = slowClassifier{Classifier: model, delay: 1500 * time.Millisecond}
 		})
 		testenv.WaitFor(t, 30*time.Second, func() bool {
 			fams := r.metrics()
@@ -437,7 +414,7 @@ model: {path: %s}
 mqtt: {broker: %s, client_id: readyz}
 http: {listen: "127.0.0.1:0"}
 cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
-`, t.TempDir(), testModel(t, "colour"), broker.URL(), video), nil)
+`, t.TempDir(), testenv.Model(t, "colour"), broker.URL(), video), nil)
 	ready := func() bool { code, _ := r.get("/readyz"); return code == 200 }
 	testenv.WaitFor(t, 15*time.Second, ready, "/readyz 200 with the broker up")
 	testenv.WaitFor(t, 15*time.Second, func() bool {
@@ -478,7 +455,7 @@ http: {listen: "127.0.0.1:0"}
 label_defaults: {min_frames: 1, off_frames: 1, cooldown: 0s}
 cameras:
   - {name: door, url: %s, loop: true, fps: 4, labels: [{name: red, threshold: 0.5}, {name: green, threshold: %s}]}
-%s`, testModel(t, "colour"), red, greenThreshold, extra)
+%s`, testenv.Model(t, "colour"), red, greenThreshold, extra)
 	}
 	r := startDaemon(t, cfg("0.5", ""), nil)
 	testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(r.stdout.String(), `"label":"red"`) }, "the red start event")
@@ -499,9 +476,9 @@ cameras:
 	testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(r.stdout.String(), `"label":"green"`) },
 		"green to start under its new threshold")
 	after := r.camera("door")
-	if after.Reconnects != before.Reconnects || after.FramesRead < before.FramesRead {
+	if after.Reconnects != before.Reconnects || after.FramesDecoded < before.FramesDecoded {
 		t.Errorf("the camera restarted on a threshold change: reconnects %d→%d, frames read %d→%d",
-			before.Reconnects, after.Reconnects, before.FramesRead, after.FramesRead)
+			before.Reconnects, after.Reconnects, before.FramesDecoded, after.FramesDecoded)
 	}
 
 	write("cameras: [this is: not valid")
@@ -517,7 +494,7 @@ cameras:
 	write(cfg("0.000001", fmt.Sprintf("  - {name: yard, url: %s, loop: true, fps: 4, labels: [{name: blue, threshold: 0.5}]}", blue)))
 	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(r.stdout.String(), `"camera":"yard"`) },
 		"the added camera to start and report blue")
-	if c := r.camera("door"); c.Reconnects != before.Reconnects || c.FramesRead < after.FramesRead {
+	if c := r.camera("door"); c.Reconnects != before.Reconnects || c.FramesDecoded < after.FramesDecoded {
 		t.Errorf("adding a camera restarted the existing one: %+v", c)
 	}
 	for _, line := range strings.Split(r.logs.String(), "\n") {

@@ -50,7 +50,7 @@ http: {listen: "127.0.0.1:0"}
 cameras:
   - {name: driveway, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}, {name: green, threshold: 0.3}, {name: blue, threshold: 0.5}]}
   - {name: garden, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}, {name: blue, threshold: 0.4}]}
-`, testModel(t, "colour"), red, blue), nil)
+`, testenv.Model(t, "colour"), red, blue), nil)
 	testenv.WaitFor(t, 20*time.Second, func() bool {
 		for _, c := range r.status().Cameras {
 			if c.ScoredAt == nil {

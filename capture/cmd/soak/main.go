@@ -142,8 +142,8 @@ func run(duration, warmup, cycle time.Duration, script string) error {
 	for _, src := range sources {
 		st := src.Status()
 		fmt.Printf("soak: %-6s %-12s read %d, out %d (%.2f/s), reconnects %d, stalls %d, abandoned now %d, drops %d\n",
-			st.Name, st.State, st.FramesRead, st.FramesOut, float64(st.FramesOut)/time.Since(began).Seconds(),
-			st.Reconnects, st.Stalls, st.AbandonedReaders, l.Drops(st.Name))
+			st.Name, st.State, st.FramesDecoded, st.FramesSampled, float64(st.FramesSampled)/time.Since(began).Seconds(),
+			st.Reconnects, st.Stalls, st.AbandonedReaders, l.Dropped(st.Name))
 		if time.Since(st.LastFrame) > 30*time.Second {
 			problems = append(problems, fmt.Sprintf("%s delivered nothing in the last 30 s", st.Name))
 		}
@@ -207,7 +207,7 @@ func summary(sources []capture.Source) string {
 	var parts []string
 	for _, src := range sources {
 		st := src.Status()
-		parts = append(parts, fmt.Sprintf("%s:%s %d/%d/%d/%d", st.Name, st.State, st.FramesOut, st.Reconnects, st.Stalls, st.AbandonedReaders))
+		parts = append(parts, fmt.Sprintf("%s:%s %d/%d/%d/%d", st.Name, st.State, st.FramesSampled, st.Reconnects, st.Stalls, st.AbandonedReaders))
 	}
 	return strings.Join(parts, " ")
 }

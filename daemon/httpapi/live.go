@@ -1,4 +1,4 @@
-package daemon
+package httpapi
 
 import (
 	"sync"
@@ -10,10 +10,10 @@ import (
 	"github.com/siglipd/siglipd/rules"
 )
 
-// liveState is what the status API and the live page show: per camera the
-// last scored frame and its probabilities, and the rules' states. The rules
-// loop writes it; HTTP handlers read it.
-type liveState struct {
+// Live is what the status API and the live page show: per camera the last
+// scored frame and its probabilities, and the rules' states. The rules loop
+// writes it; HTTP handlers read it. It is safe for concurrent use.
+type Live struct {
 	mu     sync.Mutex
 	cams   map[string]*liveCamera
 	states map[[2]string]rules.LabelState
@@ -27,13 +27,14 @@ type liveCamera struct {
 	jpegSeq  uint64
 }
 
-func newLiveState() *liveState {
-	return &liveState{cams: map[string]*liveCamera{}, states: map[[2]string]rules.LabelState{}}
+// NewLive returns an empty Live.
+func NewLive() *Live {
+	return &Live{cams: map[string]*liveCamera{}, states: map[[2]string]rules.LabelState{}}
 }
 
-// setScores records a scored frame, taking ownership of it (the previous
+// SetScores records a scored frame, taking ownership of it (the previous
 // frame of the camera is closed).
-func (l *liveState) setScores(f *capture.Frame, probs map[string]float64, states []rules.LabelState) {
+func (l *Live) SetScores(f *capture.Frame, probs map[string]float64, states []rules.LabelState) {
 	l.mu.Lock()
 	c := l.cams[f.Camera]
 	if c == nil {
@@ -47,21 +48,22 @@ func (l *liveState) setScores(f *capture.Frame, probs map[string]float64, states
 	old.Close()
 }
 
-func (l *liveState) setStates(states []rules.LabelState) {
+// SetStates records the rules' states (when no frame came with them).
+func (l *Live) SetStates(states []rules.LabelState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.setStatesLocked(states)
 }
 
-func (l *liveState) setStatesLocked(states []rules.LabelState) {
+func (l *Live) setStatesLocked(states []rules.LabelState) {
 	clear(l.states)
 	for _, s := range states {
 		l.states[[2]string{s.Camera, s.Label}] = s
 	}
 }
 
-// forget drops a camera removed by a reload.
-func (l *liveState) forget(camera string) {
+// Forget drops a camera removed by a reload.
+func (l *Live) Forget(camera string) {
 	l.mu.Lock()
 	c := l.cams[camera]
 	delete(l.cams, camera)
@@ -73,7 +75,7 @@ func (l *liveState) forget(camera string) {
 
 // scores returns a camera's last probabilities, when they were computed,
 // and the state of each of its labels.
-func (l *liveState) scores(camera string) (map[string]float64, time.Time, map[string]rules.LabelState) {
+func (l *Live) scores(camera string) (map[string]float64, time.Time, map[string]rules.LabelState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	states := map[string]rules.LabelState{}
@@ -91,7 +93,7 @@ func (l *liveState) scores(camera string) (map[string]float64, time.Time, map[st
 
 // snapshot returns the camera's last scored frame as JPEG (encoded once per
 // frame, however many viewers ask), or nil before the first frame.
-func (l *liveState) snapshot(camera string) ([]byte, time.Time, error) {
+func (l *Live) snapshot(camera string) ([]byte, time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.cams[camera]
@@ -110,8 +112,8 @@ func (l *liveState) snapshot(camera string) ([]byte, time.Time, error) {
 	return c.jpeg, c.frame.Time, nil
 }
 
-// close releases the frames held.
-func (l *liveState) close() {
+// Close releases the frames held.
+func (l *Live) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range l.cams {

@@ -1,4 +1,4 @@
-package daemon
+package main
 
 import (
 	"bytes"
@@ -12,13 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
+	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/internal/testenv"
 )
 
@@ -52,7 +50,7 @@ cameras:
   - {name: door, url: "rtsp://admin:%s@%s/cam", fps: 2, labels: [{name: red, threshold: 0.01, min_frames: 1}]}
   - {name: web, url: "%s/video.mjpg?user=admin&pwd=%s", fps: 2, labels: [{name: person}]}
   - {name: gone, url: "http://admin:%s@127.0.0.1:%d/snap.mjpg?channel=1&token=%s", read_timeout: 1s, labels: [{name: x}]}
-`, testModel(t, "tiny"), filepath.Join(dir, "state"), httpPort, secrets[0], broker.Addr(), secrets[1], cam.Addr(), web.URL, secrets[2],
+`, testenv.Model(t, "tiny"), filepath.Join(dir, "state"), httpPort, secrets[0], broker.Addr(), secrets[1], cam.Addr(), web.URL, secrets[2],
 			secrets[3], closed, secrets[4]))
 	}
 
@@ -65,7 +63,7 @@ cameras:
 	}
 	add("--check", stdout+stderr)
 
-	sub := subscribeAll(t, broker.URL(), "siglipd", secrets[0])
+	sub := testenv.SubscribeAll(t, broker.URL(), "siglipd", secrets[0])
 	for _, format := range []string{"text", "json"} {
 		port := testenv.FreePort(t)
 		var logs testenv.SyncBuffer
@@ -78,7 +76,7 @@ cameras:
 		t.Cleanup(func() { cmd.Process.Kill() }) // if the test fails first; harmless after Wait
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
 		states := func() map[string]string {
-			var st apiStatus
+			var st httpapi.Status
 			json.Unmarshal([]byte(get(base+"/api/status")), &st)
 			m := map[string]string{}
 			for _, c := range st.Cameras {
@@ -92,8 +90,8 @@ cameras:
 		}) {
 			t.Fatalf("cameras %v, want door and web connected, gone reconnecting (%s log):\n%s", states(), format, logs.String())
 		}
-		if !testenv.Eventually(30*time.Second, func() bool { return strings.Contains(sub.all(), "/score ") }) {
-			t.Fatalf("no score messages over MQTT; got:\n%s\nlog:\n%s", sub.all(), logs.String())
+		if !testenv.Eventually(30*time.Second, func() bool { return strings.Contains(sub.All(), "/score ") }) {
+			t.Fatalf("no score messages over MQTT; got:\n%s\nlog:\n%s", sub.All(), logs.String())
 		}
 		for _, path := range []string{"/api/status", "/metrics", "/", "/api/cameras/door/snapshot.jpg", "/readyz"} {
 			add(format+" run: GET "+path, get(base+path))
@@ -104,7 +102,7 @@ cameras:
 		}
 		add(format+" log", logs.String())
 	}
-	add("MQTT", sub.all())
+	add("MQTT", sub.All())
 
 	for _, s := range seen {
 		for _, secret := range secrets {
@@ -152,50 +150,4 @@ func mjpegWithQueryAuth(t *testing.T, user, password string) http.Handler {
 		}
 		testenv.WriteMJPEG(w, r, 100*time.Millisecond, func(int) ([]byte, error) { return frame.Bytes(), nil })
 	})
-}
-
-// allSubscriber records every MQTT message, topic and payload.
-type allSubscriber struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func subscribeAll(t *testing.T, broker, user, password string) *allSubscriber {
-	t.Helper()
-	s := &allSubscriber{}
-	opts := mqtt.NewClientOptions().AddBroker(broker).SetUsername(user).SetPassword(password).
-		SetClientID(fmt.Sprintf("test-all-%d", time.Now().UnixNano())).SetAutoReconnect(true)
-	c := mqtt.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	tok := c.Subscribe("#", 0, func(_ mqtt.Client, m mqtt.Message) {
-		s.mu.Lock()
-		s.msgs = append(s.msgs, m.Topic()+" "+string(m.Payload()))
-		s.mu.Unlock()
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
-	return s
-}
-
-func (s *allSubscriber) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
-}
-
-// since returns the messages from the n-th on, "topic payload" each.
-func (s *allSubscriber) since(n int) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.msgs[min(n, len(s.msgs)):]...)
-}
-
-func (s *allSubscriber) all() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.msgs, "\n")
 }

@@ -1,4 +1,4 @@
-package daemon
+package main
 
 import (
 	"encoding/json"
@@ -12,7 +12,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 	"gocv.io/x/gocv"
@@ -23,11 +22,6 @@ import (
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 )
-
-func init() {
-	subcommands["classify"] = classifyMain
-	subcommands["bench"] = benchMain
-}
 
 // modelFlags are the flags classify and bench share to open a model.
 type modelFlags struct {
@@ -134,37 +128,37 @@ func classifyMain(args []string, stdout, stderr io.Writer) int {
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "siglipd classify: %v (see siglipd classify --help)\n", err)
-		return ExitUsage
+		return exitUsage
 	}
 	if *help {
 		fmt.Fprintf(stdout, "Usage: siglipd classify --model DIR --label L [--label L]... [--template T] [--batch N] IMAGE...\n\n%s", fs.FlagUsages())
-		return ExitOK
+		return exitOK
 	}
 	switch {
 	case len(*labels) == 0:
 		fmt.Fprintln(stderr, "siglipd classify: at least one --label is required")
-		return ExitUsage
+		return exitUsage
 	case fs.NArg() == 0:
 		fmt.Fprintln(stderr, "siglipd classify: no images given")
-		return ExitUsage
+		return exitUsage
 	case *batch < 1:
 		fmt.Fprintln(stderr, "siglipd classify: --batch must be at least 1")
-		return ExitUsage
+		return exitUsage
 	case strings.Count(*template, "{}") != 1:
 		fmt.Fprintf(stderr, "siglipd classify: --template must contain {} once, got %q\n", *template)
-		return ExitUsage
+		return exitUsage
 	case *maxPixels < 0:
 		fmt.Fprintln(stderr, "siglipd classify: --max-pixels must be 0 (no cap) or more")
-		return ExitUsage
+		return exitUsage
 	}
 	if err := mf.usage(); err != nil {
 		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
-		return ExitUsage
+		return exitUsage
 	}
 	m, err := mf.open(*template)
 	if err != nil {
 		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
-		return ExitFailure
+		return exitFailure
 	}
 	defer m.Close()
 	var ls []infer.Label
@@ -174,52 +168,65 @@ func classifyMain(args []string, stdout, stderr io.Writer) int {
 	set, err := m.EmbedLabels(ls)
 	if err != nil {
 		fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
-		return ExitFailure
+		return exitFailure
 	}
 	enc := json.NewEncoder(stdout)
-	code := ExitOK
+	code := exitOK
 	paths := fs.Args()
 	for start := 0; start < len(paths); start += *batch {
-		chunk := paths[start:min(start+*batch, len(paths))]
-		var imgs []infer.Image
-		var names []string
-		var mats []gocv.Mat
-		for _, p := range chunk {
-			mat, err := readImage(p, *maxPixels)
-			if err != nil {
-				fmt.Fprintf(stderr, "siglipd classify: %s: %v\n", p, err)
-				code = ExitFailure
-				continue
-			}
-			img, err := matImage(mat)
-			if err != nil {
-				mat.Close()
-				fmt.Fprintf(stderr, "siglipd classify: %s: %v\n", p, err)
-				code = ExitFailure
-				continue
-			}
-			mats, imgs, names = append(mats, mat), append(imgs, img), append(names, p)
-		}
-		probs, err := m.Classify(imgs, repeatSet(set, len(imgs)))
-		for _, mat := range mats {
-			mat.Close()
-		}
+		ok, err := classifyBatch(m, set, paths[start:min(start+*batch, len(paths))], *maxPixels, enc, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "siglipd classify: %v\n", err)
-			return ExitFailure
+			return exitFailure
 		}
-		for i, name := range names {
-			res := classifyResult{Image: name}
-			for j, l := range set.Names {
-				res.Results = append(res.Results, labelResult{Label: l, Score: probs[i][j]})
-			}
-			sort.SliceStable(res.Results, func(a, b int) bool { return res.Results[a].Score > res.Results[b].Score })
-			if err := enc.Encode(res); err != nil {
-				return ExitFailure
-			}
+		if !ok {
+			code = exitFailure
 		}
 	}
 	return code
+}
+
+// classifyBatch classifies the images at paths in one vision-tower run and
+// writes a line per image. An image that cannot be read is reported on
+// stderr and makes ok false; err is a failure of the model or of stdout.
+func classifyBatch(m *infer.Model, set *infer.LabelSet, paths []string, maxPixels int, enc *json.Encoder, stderr io.Writer) (ok bool, err error) {
+	ok = true
+	var imgs []infer.Image
+	var names []string
+	var mats []gocv.Mat
+	defer func() {
+		for _, mat := range mats {
+			mat.Close()
+		}
+	}()
+	for _, p := range paths {
+		mat, err := readImage(p, maxPixels)
+		if err == nil {
+			var img infer.Image
+			if img, err = matImage(mat); err == nil {
+				mats, imgs, names = append(mats, mat), append(imgs, img), append(names, p)
+				continue
+			}
+			mat.Close()
+		}
+		fmt.Fprintf(stderr, "siglipd classify: %s: %v\n", p, err)
+		ok = false
+	}
+	probs, err := m.Classify(imgs, repeatSet(set, len(imgs)))
+	if err != nil {
+		return false, err
+	}
+	for i, name := range names {
+		res := classifyResult{Image: name}
+		for j, l := range set.Names {
+			res.Results = append(res.Results, labelResult{Label: l, Score: probs[i][j]})
+		}
+		sort.SliceStable(res.Results, func(a, b int) bool { return res.Results[a].Score > res.Results[b].Score })
+		if err := enc.Encode(res); err != nil {
+			return false, err
+		}
+	}
+	return ok, nil
 }
 
 func repeatSet(s *infer.LabelSet, n int) []*infer.LabelSet {
@@ -241,70 +248,4 @@ func matImage(m gocv.Mat) (infer.Image, error) {
 		return infer.Image{}, err
 	}
 	return infer.Image{Pix: pix, Width: m.Cols(), Height: m.Rows(), Stride: m.Step()}, nil
-}
-
-// benchMain is `siglipd bench`: vision-tower throughput on this machine,
-// for choosing batch_size and camera fps.
-func benchMain(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("siglipd bench", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var mf modelFlags
-	mf.register(fs)
-	batches := fs.IntSlice("batch", []int{1, 4, 8}, "batch sizes to measure")
-	runs := fs.Int("runs", 10, "timed runs per batch size (after one warm-up)")
-	frame := fs.String("frame", "1920x1080", "synthetic frame size WxH (resized to the model's input, as camera frames are)")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "siglipd bench: %v (see siglipd bench --help)\n", err)
-		return ExitUsage
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--batch 1,4,8] [--runs N] [--frame WxH]\n\n%s", fs.FlagUsages())
-		return ExitOK
-	}
-	var w, h int
-	if _, err := fmt.Sscanf(*frame, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 {
-		fmt.Fprintf(stderr, "siglipd bench: --frame %q: want WxH, e.g. 1920x1080\n", *frame)
-		return ExitUsage
-	}
-	if err := mf.usage(); err != nil {
-		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-		return ExitUsage
-	}
-	m, err := mf.open("")
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-		return ExitFailure
-	}
-	defer m.Close()
-	info := m.Info()
-	img := infer.Image{Pix: make([]byte, 3*w*h), Width: w, Height: h, Stride: 3 * w}
-	for i := range img.Pix {
-		img.Pix[i] = byte(i * 7 % 251) // structured, not constant: no shortcut anywhere
-	}
-	fmt.Fprintf(stdout, "model %s, device %s, %dx%d frames → %dx%d\n", info.Dir, info.Device, w, h, info.ImageWidth, info.ImageHeight)
-	fmt.Fprintf(stdout, "%6s %12s %12s\n", "batch", "ms/batch", "images/s")
-	for _, n := range *batches {
-		if n < 1 {
-			continue
-		}
-		imgs := make([]infer.Image, n)
-		for i := range imgs {
-			imgs[i] = img
-		}
-		if _, err := m.EmbedImages(imgs); err != nil {
-			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-			return ExitFailure
-		}
-		start := time.Now()
-		for r := 0; r < *runs; r++ {
-			if _, err := m.EmbedImages(imgs); err != nil {
-				fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-				return ExitFailure
-			}
-		}
-		per := time.Since(start) / time.Duration(*runs)
-		fmt.Fprintf(stdout, "%6d %12.1f %12.2f\n", n, float64(per.Microseconds())/1000, float64(n)/per.Seconds())
-	}
-	return ExitOK
 }

@@ -1,4 +1,4 @@
-package daemon
+package main
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/siglipd/siglipd/daemon"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/rules"
 )
@@ -32,11 +33,11 @@ func TestEventsAlwaysEnd(t *testing.T) {
 		t.Run(sink, func(t *testing.T) {
 			cam := testenv.StartRTSP(t, testenv.RTSPOptions{Width: 320, Height: 240, Color: "ff0000"})
 			var broker *testenv.Mosquitto
-			var sub *allSubscriber
+			var sub *testenv.Subscriber
 			mqttSection := ""
 			if sink == "mqtt" {
 				broker = testenv.StartMosquitto(t)
-				sub = subscribeAll(t, broker.URL(), "", "")
+				sub = testenv.SubscribeAll(t, broker.URL(), "", "")
 				mqttSection = fmt.Sprintf("mqtt: {broker: %q}\n", broker.URL())
 			}
 			state := t.TempDir()
@@ -49,7 +50,7 @@ sink: %s
 %shttp: {listen: "127.0.0.1:%d"}
 cameras:
   - {name: porch, url: %q, fps: 4, labels: [{name: red, threshold: 0.5, min_frames: 1, off_frames: 2}]}
-`, testModel(t, "colour"), state, sink, mqttSection, port, cam.URL())), port
+`, testenv.Model(t, "colour"), state, sink, mqttSection, port, cam.URL())), port
 			}
 
 			// 1. A clean stop ends the open event.
@@ -93,12 +94,12 @@ type siglipdRun struct {
 	exited chan struct{}
 }
 
-func startSiglipd(t *testing.T, lib string, config func() (string, int), sub *allSubscriber) *siglipdRun {
+func startSiglipd(t *testing.T, lib string, config func() (string, int), sub *testenv.Subscriber) *siglipdRun {
 	t.Helper()
 	path, port := config()
 	r := &siglipdRun{exited: make(chan struct{}), base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	if sub != nil {
-		r.from = sub.count()
+		r.from = sub.Count()
 	}
 	r.cmd = exec.Command(siglipdBin, "--config", path)
 	r.cmd.Env = append(r.cmd.Environ(), "SIGLIPD_ORT_LIB="+lib)
@@ -129,10 +130,10 @@ func startSiglipd(t *testing.T, lib string, config func() (string, int), sub *al
 
 // events is what subscribers got from this run: its stdout, or the events
 // on the broker (sub) since it started, when the sink is MQTT.
-func (r *siglipdRun) events(sub *allSubscriber) []rules.Event {
+func (r *siglipdRun) events(sub *testenv.Subscriber) []rules.Event {
 	if sub != nil {
 		var evs []rules.Event
-		for _, m := range sub.since(r.from) {
+		for _, m := range sub.Since(r.from) {
 			if payload, ok := strings.CutPrefix(m, "siglipd/events "); ok {
 				var ev rules.Event
 				if json.Unmarshal([]byte(payload), &ev) == nil {
@@ -147,7 +148,7 @@ func (r *siglipdRun) events(sub *allSubscriber) []rules.Event {
 	return append([]rules.Event(nil), r.stdout...)
 }
 
-func (r *siglipdRun) event(sub *allSubscriber, typ, id string) (rules.Event, bool) {
+func (r *siglipdRun) event(sub *testenv.Subscriber, typ, id string) (rules.Event, bool) {
 	for _, ev := range r.events(sub) {
 		if ev.Type == typ && (id == "" || ev.ID == id) {
 			return ev, true
@@ -156,7 +157,7 @@ func (r *siglipdRun) event(sub *allSubscriber, typ, id string) (rules.Event, boo
 	return rules.Event{}, false
 }
 
-func (r *siglipdRun) count(sub *allSubscriber, typ, id string) int {
+func (r *siglipdRun) count(sub *testenv.Subscriber, typ, id string) int {
 	n := 0
 	for _, ev := range r.events(sub) {
 		if ev.Type == typ && ev.ID == id {
@@ -166,7 +167,7 @@ func (r *siglipdRun) count(sub *allSubscriber, typ, id string) int {
 	return n
 }
 
-func (r *siglipdRun) waitEvent(t *testing.T, sub *allSubscriber, typ, id string, within time.Duration) rules.Event {
+func (r *siglipdRun) waitEvent(t *testing.T, sub *testenv.Subscriber, typ, id string, within time.Duration) rules.Event {
 	t.Helper()
 	var ev rules.Event
 	if !testenv.Eventually(within, func() bool { var ok bool; ev, ok = r.event(sub, typ, id); return ok }) {
@@ -180,7 +181,7 @@ func (r *siglipdRun) stop(t *testing.T, sig syscall.Signal) {
 	r.cmd.Process.Signal(sig)
 	select {
 	case <-r.exited:
-	case <-time.After(ShutdownTimeout + 5*time.Second):
+	case <-time.After(daemon.ShutdownTimeout + 5*time.Second):
 		t.Fatalf("siglipd did not exit after %s; log:\n%s", sig, r.logs.String())
 	}
 }

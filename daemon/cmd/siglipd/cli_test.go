@@ -1,4 +1,4 @@
-package daemon
+package main
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siglipd/siglipd/daemon"
 	"github.com/siglipd/siglipd/infer/testmodel"
 	"github.com/siglipd/siglipd/internal/testenv"
 )
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	siglipdBin = filepath.Join(dir, "siglipd")
-	out, err := exec.Command("go", "build", "-o", siglipdBin, "./cmd/siglipd").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", siglipdBin, ".").CombinedOutput()
 	if err != nil {
 		os.Stderr.Write(out)
 		panic(err)
@@ -145,8 +146,8 @@ func TestClassifyImages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"classify", "--model", model, "--ort-lib", lib, "--label", "red"}, tt.extra...)
 			stdout, stderr, code := run(t, nil, append(args, tt.image, red)...)
-			if code != ExitFailure || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, stderr %q; want exit %d with %q", code, stderr, ExitFailure, tt.want)
+			if code != exitFailure || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d with %q", code, stderr, exitFailure, tt.want)
 			}
 			if n := strings.Count(stdout, `"image":`); n != 1 || !strings.Contains(stdout, red) {
 				t.Errorf("stdout %q: want the one good image classified", stdout)
@@ -175,14 +176,14 @@ func TestClassifyErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no labels", []string{"classify", "--model", "/m", "x.png"}, ExitUsage, "at least one --label"},
-		{"no images", []string{"classify", "--model", "/m", "--label", "a"}, ExitUsage, "no images"},
-		{"missing model", []string{"classify", "--model", "/nonexistent/model", "--label", "a", "x.png"}, ExitFailure, "model folder /nonexistent/model: does not exist"},
-		{"bad template", []string{"classify", "--model", "/m", "--label", "a", "--template", "a photo", "x.png"}, ExitUsage, "--template must contain {}"},
-		{"no --model", []string{"classify", "--label", "a", "x.png"}, ExitUsage, "--model DIR is required"},
-		{"bad variant", []string{"classify", "--model", "/m", "--variant", "fp64", "--label", "a", "x.png"}, ExitUsage, `--variant "fp64"`},
-		{"negative --max-pixels", []string{"classify", "--model", "/m", "--label", "a", "--max-pixels", "-1", "x.png"}, ExitUsage, "--max-pixels must be 0"},
-		{"bench without --model", []string{"bench"}, ExitUsage, "--model DIR is required"},
+		{"no labels", []string{"classify", "--model", "/m", "x.png"}, exitUsage, "at least one --label"},
+		{"no images", []string{"classify", "--model", "/m", "--label", "a"}, exitUsage, "no images"},
+		{"missing model", []string{"classify", "--model", "/nonexistent/model", "--label", "a", "x.png"}, exitFailure, "model folder /nonexistent/model: does not exist"},
+		{"bad template", []string{"classify", "--model", "/m", "--label", "a", "--template", "a photo", "x.png"}, exitUsage, "--template must contain {}"},
+		{"no --model", []string{"classify", "--label", "a", "x.png"}, exitUsage, "--model DIR is required"},
+		{"bad variant", []string{"classify", "--model", "/m", "--variant", "fp64", "--label", "a", "x.png"}, exitUsage, `--variant "fp64"`},
+		{"negative --max-pixels", []string{"classify", "--model", "/m", "--label", "a", "--max-pixels", "-1", "x.png"}, exitUsage, "--max-pixels must be 0"},
+		{"bench without --model", []string{"bench"}, exitUsage, "--model DIR is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,8 +268,8 @@ cameras:
     labels: [{name: person, threshold: 1.5}]
 `)
 	_, stderr, code = run(t, nil, "--config", broken, "--check")
-	if code != ExitUsage {
-		t.Errorf("broken file: exit %d, want %d", code, ExitUsage)
+	if code != exitUsage {
+		t.Errorf("broken file: exit %d, want %d", code, exitUsage)
 	}
 	for _, want := range []string{"3 problem(s)", "cams.yaml:4: cameras[0].url: unsupported scheme \"ftp\"",
 		"cams.yaml:5: cameras[0].fps: must be more than 0", "cams.yaml:6: cameras[0].labels[0].threshold: must be between 0 and 1, got 1.5"} {
@@ -342,8 +343,8 @@ func TestCheckOffline(t *testing.T) {
 				}
 				return
 			}
-			if code != ExitUsage || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, stderr:\n%s\nwant exit %d with %q", code, stderr, ExitUsage, tt.want)
+			if code != exitUsage || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d with %q", code, stderr, exitUsage, tt.want)
 			}
 			if strings.Contains(stderr, "mqtt: mqtt:") || strings.Contains(stderr, "model: model") {
 				t.Errorf("a doubled prefix:\n%s", stderr)
@@ -369,7 +370,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := run(t, nil, tt.args...)
 			lines := strings.Split(strings.TrimSpace(stderr), "\n")
-			if code != ExitUsage || len(lines) != 1 || !strings.Contains(stderr, tt.want) {
+			if code != exitUsage || len(lines) != 1 || !strings.Contains(stderr, tt.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and one line with %q", code, stderr, tt.want)
 			}
 		})
@@ -389,8 +390,8 @@ http: {listen: ""}
 cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 `)
 	_, stderr, code := run(t, nil, "--config", cfg)
-	if code != ExitFailure {
-		t.Errorf("exit %d, want %d", code, ExitFailure)
+	if code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
 	}
 	var errLines []string
 	for _, l := range strings.Split(stderr, "\n") {
@@ -407,7 +408,7 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 }
 
 // TestSignalStop: SIGTERM and SIGINT stop a running daemon cleanly (exit
-// 0) within ShutdownTimeout.
+// 0) within daemon.ShutdownTimeout.
 func TestSignalStop(t *testing.T) {
 	testenv.Integration(t)
 	lib := testenv.ORTLib(t)
@@ -441,9 +442,9 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 					t.Errorf("exit: %v\n%s", err, stderr.String())
 				}
 				t.Logf("stopped %s after the signal", time.Since(start).Round(time.Millisecond))
-			case <-time.After(ShutdownTimeout):
+			case <-time.After(daemon.ShutdownTimeout):
 				cmd.Process.Kill()
-				t.Fatalf("still running %s after %s", ShutdownTimeout, sig)
+				t.Fatalf("still running %s after %s", daemon.ShutdownTimeout, sig)
 			}
 		})
 	}

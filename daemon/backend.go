@@ -1,0 +1,36 @@
+package daemon
+
+import (
+	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/publish"
+)
+
+// The daemon is the httpapi.Backend, and what metrics read at scrape time.
+// Each method takes only short locks: they are called by request goroutines
+// while the pipeline runs.
+
+// Config is the running config.
+func (d *daemon) Config() *configs.Config { return d.config() }
+
+// Cameras is the status of every running camera, in config order.
+func (d *daemon) Cameras() []capture.Status { return d.cameras.statuses(d.config().Cameras) }
+
+// FramesDropped is how many of the camera's sampled frames were replaced by
+// a newer one before the batcher took them.
+func (d *daemon) FramesDropped(camera string) uint64 { return d.latest.Dropped(camera) }
+
+// FramesScored is how many of the camera's frames the model scored.
+func (d *daemon) FramesScored(camera string) uint64 {
+	if d.batch == nil {
+		return 0
+	}
+	return d.batch.framesScored(camera)
+}
+
+// Sink is the sink's status.
+func (d *daemon) Sink() publish.Status { return d.sink.Status() }
+
+// Model describes the model in use.
+func (d *daemon) Model() infer.Info { return d.model.Info() }

@@ -1,0 +1,208 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
+)
+
+// scoredFrame is a frame with its labels' probabilities, on its way from
+// the batcher to the rules loop, which then owns (and closes) the frame.
+type scoredFrame struct {
+	frame *capture.Frame
+	names []string
+	probs []float32
+}
+
+// batcher is the cross-camera batcher: it waits for a pending frame, gives
+// other cameras at most maxWait to fill the batch, runs the vision tower
+// once for all of them and hands each scored frame on. Frames that arrive
+// while inference runs wait in the latest-frame hand-off, where a newer
+// frame of the same camera replaces an older one (counted as dropped); so
+// no frame is older than maxWait plus one inference when it is scored.
+//
+// It owns out and closes it when it returns, after stop. Sends on out block:
+// the rules loop is quick, and a slow one must slow scoring, not lose
+// scores.
+type batcher struct {
+	in      *capture.Latest
+	model   infer.Classifier
+	sets    *labelSets // a frame of a camera without labels (removed by a reload) is dropped
+	size    int
+	maxWait time.Duration
+	out     chan<- scoredFrame
+	metrics *metrics
+	log     *slog.Logger
+	fails   *repeatLog
+
+	stopped chan struct{} // closed by stop
+	drainBy time.Time     // written by stop before it closes stopped
+	done    chan struct{} // closed when run returns
+
+	mu     sync.Mutex
+	scored map[string]uint64 // frames scored, per camera
+}
+
+// startBatcher starts the batcher on the daemon's hand-off; its output
+// goes to the rules loop.
+func (d *daemon) startBatcher(cfg *configs.Config) *batcher {
+	b := newBatcher(d.latest, d.model, d.sets, cfg.Inference.BatchSize, cfg.Inference.MaxBatchWait.D(), d.rules.in, d.metrics, d.log)
+	go b.run()
+	return b
+}
+
+func newBatcher(in *capture.Latest, model infer.Classifier, sets *labelSets, size int, maxWait time.Duration,
+	out chan<- scoredFrame, m *metrics, log *slog.Logger) *batcher {
+	return &batcher{
+		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
+		fails:   newRepeatLog(log, "inference failed; frames of this batch are dropped"),
+		stopped: make(chan struct{}), done: make(chan struct{}), scored: map[string]uint64{},
+	}
+}
+
+// stop tells the batcher that no more frames come: it scores what it holds
+// and what is pending once more if that can end by drainBy, closes out and
+// returns. stop waits for that.
+func (b *batcher) stop(drainBy time.Time) {
+	b.drainBy = drainBy
+	close(b.stopped)
+	<-b.done
+}
+
+func (b *batcher) run() {
+	defer close(b.done)
+	defer close(b.out)
+	defer b.fails.flush()
+	var lastBatch time.Duration // how long the last batch took
+	for {
+		select {
+		case <-b.stopped: // first, so that a stop is never missed for frames
+			b.drain(nil, lastBatch)
+			return
+		default:
+		}
+		select {
+		case <-b.in.Ready():
+		case <-b.stopped:
+			b.drain(nil, lastBatch)
+			return
+		}
+		frames := b.in.Take(b.size)
+		if len(frames) == 0 {
+			continue
+		}
+		// Give the other cameras up to maxWait to join this batch.
+		timer := time.NewTimer(b.maxWait)
+	collect:
+		for len(frames) < b.size {
+			select {
+			case <-b.in.Ready():
+				frames = append(frames, b.in.Take(b.size-len(frames))...)
+			case <-timer.C:
+				break collect
+			case <-b.stopped:
+				timer.Stop()
+				b.drain(frames, lastBatch)
+				return
+			}
+		}
+		timer.Stop()
+		start := time.Now()
+		b.score(frames)
+		lastBatch = time.Since(start)
+	}
+}
+
+// drain handles the frames in hand and those still pending at stop: one
+// last batch if it can end by drainBy (judged by the last batch's time),
+// else they are closed unscored.
+func (b *batcher) drain(frames []*capture.Frame, lastBatch time.Duration) {
+	frames = append(frames, b.in.Take(b.size-len(frames))...)
+	switch {
+	case len(frames) == 0:
+	case time.Now().Add(lastBatch).Before(b.drainBy):
+		b.score(frames)
+	default:
+		b.log.Info("shutting down: last frames not scored, no time left", "frames", len(frames))
+		for _, f := range frames {
+			f.Close()
+		}
+	}
+}
+
+// score runs one batch through the model and sends each frame on.
+func (b *batcher) score(frames []*capture.Frame) {
+	imgs := make([]infer.Image, 0, len(frames))
+	sets := make([]*infer.LabelSet, 0, len(frames))
+	kept := frames[:0]
+	for _, f := range frames {
+		set := b.sets.get(f.Camera)
+		img, err := frameImage(f)
+		if set == nil || err != nil {
+			// A camera removed by a reload, or a frame OpenCV gave in a
+			// format we cannot score.
+			if err != nil {
+				b.fails.add("camera", f.Camera, "err", err)
+			}
+			f.Close()
+			continue
+		}
+		kept, imgs, sets = append(kept, f), append(imgs, img), append(sets, set)
+	}
+	if len(kept) == 0 {
+		return
+	}
+	start := time.Now()
+	for _, f := range kept {
+		b.metrics.frameWait.Observe(start.Sub(f.Time).Seconds())
+	}
+	probs, err := b.model.Classify(imgs, sets)
+	b.metrics.batchSize.Observe(float64(len(kept)))
+	b.metrics.inference.Observe(time.Since(start).Seconds())
+	if err != nil {
+		b.fails.add("batch", len(kept), "err", err)
+		for _, f := range kept {
+			f.Close()
+		}
+		return
+	}
+	b.fails.ok()
+	b.mu.Lock()
+	for _, f := range kept {
+		b.scored[f.Camera]++
+	}
+	b.mu.Unlock()
+	for i, f := range kept {
+		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs[i]}
+	}
+}
+
+// framesScored is how many of the camera's frames the model scored.
+func (b *batcher) framesScored(camera string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.scored[camera]
+}
+
+// frameImage views a frame's crop as an infer.Image, without copying.
+func frameImage(f *capture.Frame) (infer.Image, error) {
+	if f.Mat.Type() != gocv.MatTypeCV8UC3 {
+		return infer.Image{}, fmt.Errorf("frame is not 8-bit BGR (type %v)", f.Mat.Type())
+	}
+	pix, err := f.Mat.DataPtrUint8()
+	if err != nil {
+		return infer.Image{}, err
+	}
+	img := infer.Image{Pix: pix, Width: f.Mat.Cols(), Height: f.Mat.Rows(), Stride: f.Mat.Step()}
+	if r := f.Region; !r.Empty() && (r.Dx() != img.Width || r.Dy() != img.Height) {
+		img = img.Sub(r)
+	}
+	return img, nil
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"log/slog"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/publish"
+	"github.com/siglipd/siglipd/rules"
+)
+
+// emitter is the one path of every event: observed, ticked, changed by a
+// reload, ended at shutdown or recovered after a crash. Each event is
+// journaled, handed to the sink, counted and logged exactly once. It is
+// used by one goroutine at a time (start-up, then the rules loop).
+type emitter struct {
+	sink      publish.Sink
+	journal   *journal // nil when the state folder is unusable
+	metrics   *metrics
+	log       *slog.Logger
+	snapshots bool // a start carries a JPEG of its frame
+}
+
+// emit sends events; f is the frame that caused them, or nil.
+func (e *emitter) emit(events []rules.Event, f *capture.Frame) {
+	for _, ev := range events {
+		if e.journal != nil {
+			e.journal.record(ev)
+		}
+		var jpeg []byte
+		if ev.Type == rules.TypeStart && f != nil && e.snapshots {
+			if buf, err := gocv.IMEncode(gocv.JPEGFileExt, f.Mat); err == nil {
+				jpeg = append([]byte(nil), buf.GetBytes()...)
+				buf.Close()
+			}
+		}
+		e.sink.Event(ev, jpeg)
+		e.metrics.events.WithLabelValues(ev.Camera, ev.Label, ev.Type).Inc()
+		if f != nil {
+			e.metrics.frameToEvent.Observe(time.Since(f.Time).Seconds())
+		}
+		e.log.Info("event", "type", ev.Type, "camera", ev.Camera, "label", ev.Label, "score", round3(ev.Score), "id", ev.ID)
+	}
+}
+
+// endLeftOpen ends, now, the events the last run left open (it died), as
+// the journal remembers them.
+func (e *emitter) endLeftOpen(left []rules.Event) {
+	if len(left) == 0 {
+		return
+	}
+	e.log.Warn("the last run stopped with events open; ending them now", "events", len(left))
+	now := time.Now()
+	ends := make([]rules.Event, len(left))
+	for i, ev := range left {
+		ends[i] = rules.Ended(ev, now)
+	}
+	e.emit(ends, nil)
+}
+
+func round3(x float64) float64 { return float64(int(x*1000+0.5)) / 1000 }

@@ -1,0 +1,322 @@
+// Package httpapi serves siglipd's HTTP endpoints: /healthz, /readyz,
+// /metrics, /api/status, /api/cameras/{name}/snapshot.jpg and the live page
+// (web/index.html, which reads /api/status once a second).
+//
+// Contract: the daemon owns the Server. Start returns once the listener is
+// bound (a port in use is a start-up error, not a log line later) and
+// serves in goroutines of its own; Close stops it. Handlers read the daemon
+// through Backend and Live, concurrently with the pipeline, and never block
+// it: every Backend method must return promptly. Live is written by the
+// rules loop and read by handlers.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/publish"
+)
+
+//go:embed web/index.html
+var indexHTML []byte
+
+// Backend is the running daemon, as the status endpoints see it.
+type Backend interface {
+	Config() *configs.Config            // the running config (cameras, labels, thresholds)
+	Cameras() []capture.Status          // the running cameras, in config order
+	FramesDropped(camera string) uint64 // sampled frames replaced before inference took them
+	FramesScored(camera string) uint64  // frames the model scored
+	Sink() publish.Status
+	Model() infer.Info
+}
+
+// Options configure a Server. Backend, Live and Metrics are required.
+type Options struct {
+	Listen       string   // host:port; ":0" picks a free port (Addr says which)
+	Token        string   // bearer token for everything but /healthz; "" for none
+	AllowedHosts []string // see hostGuard
+	Version      string
+	Started      time.Time // for the uptime shown
+	Metrics      http.Handler
+	Backend      Backend
+	Live         *Live
+	Logger       *slog.Logger
+}
+
+// Server is a running HTTP server.
+type Server struct {
+	srv  *http.Server
+	addr string
+}
+
+// Start binds opts.Listen and serves until Close.
+func Start(opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", opts.Listen, err)
+	}
+	a := &api{Options: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.handleReady)
+	mux.Handle("GET /metrics", opts.Metrics)
+	mux.HandleFunc("GET /api/status", a.handleStatus)
+	mux.HandleFunc("GET /api/cameras/{name}/snapshot.jpg", a.handleSnapshot)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(indexHTML)
+	})
+	s := &Server{
+		srv: &http.Server{
+			Handler:           newHostGuard(opts.Listen, opts.AllowedHosts, authenticate(opts.Token, mux)),
+			ReadHeaderTimeout: 5 * time.Second,
+		},
+		addr: ln.Addr().String(),
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			opts.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	opts.Logger.Info("http server listening", "addr", s.addr)
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops the server, letting requests in progress finish until ctx ends.
+func (s *Server) Close(ctx context.Context) {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+}
+
+// authenticate requires the bearer token (or ?token= for the page's images)
+// on everything but /healthz, when a token is configured.
+func authenticate(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if got == "" {
+			got = r.URL.Query().Get("token")
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="siglipd"`)
+			http.Error(w, "unauthorized: this siglipd needs its http.token", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// api holds the handlers.
+type api struct{ Options }
+
+// Ready is /readyz's body.
+type Ready struct {
+	Ready   bool              `json:"ready"`
+	Model   bool              `json:"model"`
+	Sink    bool              `json:"sink"`
+	Reason  string            `json:"reason,omitempty"`
+	Cameras map[string]string `json:"cameras"`
+}
+
+// handleReady: ready means the model is loaded (it is, once the server
+// runs) and events can be delivered (the broker is connected). Cameras are
+// listed but do not decide: one dead camera should not make an orchestrator
+// restart a daemon serving the rest.
+func (a *api) handleReady(w http.ResponseWriter, r *http.Request) {
+	st := Ready{Model: true, Cameras: map[string]string{}}
+	sink := a.Backend.Sink()
+	st.Sink = sink.Connected
+	for _, c := range a.Backend.Cameras() {
+		st.Cameras[c.Name] = string(c.State)
+	}
+	st.Ready = st.Model && st.Sink
+	if !st.Sink {
+		st.Reason = "not connected to the broker"
+		if sink.LastError != "" {
+			st.Reason += ": " + sink.LastError
+		}
+	}
+	code := http.StatusOK
+	if !st.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, st)
+}
+
+// Status is /api/status: everything the live page shows.
+type Status struct {
+	Version string   `json:"version"`
+	Uptime  string   `json:"uptime"`
+	Model   Model    `json:"model"`
+	Sink    Sink     `json:"sink"`
+	Cameras []Camera `json:"cameras"`
+	Batch   Batch    `json:"batch"`
+}
+
+// Model is the model in use.
+type Model struct {
+	Dir    string `json:"dir"`
+	Device string `json:"device"`
+	Input  string `json:"input"`
+}
+
+// Sink is where events go and whether they get there.
+type Sink struct {
+	Kind        string `json:"kind"`
+	Connected   bool   `json:"connected"`
+	OutboxDepth int    `json:"outbox_depth"`
+	LastError   string `json:"last_error,omitempty"`
+}
+
+// Batch is the batcher's configuration.
+type Batch struct {
+	Size    int    `json:"size"`
+	MaxWait string `json:"max_wait"`
+}
+
+// Camera is one camera: its capture status, and its labels' last scores.
+// The frame counts are those of the metrics of the same names: decoded
+// from the stream, sampled at the camera's fps, dropped (replaced by a
+// newer sampled frame before inference took them), scored by the model.
+type Camera struct {
+	Name          string     `json:"name"`
+	URL           string     `json:"url"`
+	State         string     `json:"state"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastFrame     *time.Time `json:"last_frame"`
+	ScoredAt      *time.Time `json:"scored_at"`
+	FramesDecoded uint64     `json:"frames_decoded"`
+	FramesSampled uint64     `json:"frames_sampled"`
+	FramesDropped uint64     `json:"frames_dropped"`
+	FramesScored  uint64     `json:"frames_scored"`
+	FPSDecoded    float64    `json:"fps_decoded"`
+	FPSSampled    float64    `json:"fps_sampled"`
+	Reconnects    uint64     `json:"reconnects"`
+	Width         int        `json:"width"`
+	Height        int        `json:"height"`
+	Labels        []Label    `json:"labels"`
+}
+
+// Label is one label of a camera: its last probability and its state.
+type Label struct {
+	Name         string   `json:"name"`
+	Probability  *float64 `json:"probability"` // null before the first scored frame
+	Threshold    float64  `json:"threshold"`
+	OffThreshold float64  `json:"off_threshold"`
+	On           bool     `json:"on"`
+	TopScore     float64  `json:"top_score,omitempty"`
+	Since        *string  `json:"since,omitempty"`
+}
+
+func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
+	b := a.Backend
+	cfg := b.Config()
+	info := b.Model()
+	sink := b.Sink()
+	st := Status{
+		Version: a.Version,
+		Uptime:  time.Since(a.Started).Round(time.Second).String(),
+		Model:   Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight)},
+		Sink:    Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
+		Batch:   Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
+	}
+	running := map[string]capture.Status{}
+	for _, s := range b.Cameras() {
+		running[s.Name] = s
+	}
+	for _, cc := range cfg.Cameras {
+		c := Camera{Name: cc.Name, URL: cc.URL.String(), State: "stopped"}
+		if s, ok := running[cc.Name]; ok {
+			c = Camera{Name: s.Name, URL: s.URL, State: string(s.State), LastError: s.LastError,
+				FramesDecoded: s.FramesDecoded, FramesSampled: s.FramesSampled,
+				FramesDropped: b.FramesDropped(s.Name), FramesScored: b.FramesScored(s.Name),
+				FPSDecoded: s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height}
+			if !s.LastFrame.IsZero() {
+				t := s.LastFrame
+				c.LastFrame = &t
+			}
+		}
+		probs, scoredAt, states := a.Live.scores(cc.Name)
+		if !scoredAt.IsZero() {
+			c.ScoredAt = &scoredAt
+		}
+		for _, l := range cc.Labels {
+			al := Label{Name: l.Name, Threshold: l.Threshold, OffThreshold: l.EffectiveOffThreshold()}
+			if p, ok := probs[l.Name]; ok {
+				al.Probability = &p
+			}
+			if s, ok := states[l.Name]; ok && s.On {
+				al.On, al.TopScore = true, s.TopScore
+				since := s.StartTime.UTC().Format(time.RFC3339)
+				al.Since = &since
+			}
+			c.Labels = append(c.Labels, al)
+		}
+		st.Cameras = append(st.Cameras, c)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !a.hasCamera(name) {
+		http.Error(w, fmt.Sprintf("no camera %q", name), http.StatusNotFound)
+		return
+	}
+	jpeg, at, err := a.Live.snapshot(name)
+	switch {
+	case err != nil:
+		http.Error(w, "encoding the frame: "+err.Error(), http.StatusInternalServerError)
+	case jpeg == nil:
+		http.Error(w, fmt.Sprintf("camera %q has no scored frame yet", name), http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Last-Modified", at.UTC().Format(http.TimeFormat))
+		w.Write(jpeg)
+	}
+}
+
+func (a *api) hasCamera(name string) bool {
+	for _, c := range a.Backend.Config().Cameras {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
