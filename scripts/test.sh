@@ -27,13 +27,13 @@ go test -count=1 -timeout 10m -tags matprofile -run 'NoMatLeak' ./capture/
 echo "== go test -race (the concurrent packages)"
 # capture is left out: the race detector slows its cgo decode loop enough to
 # upset its rate measurements, and its concurrency is covered by the tests above.
-go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon
+go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon ./daemon/httpapi
 echo "== go test -fuzz (10 s per target)"
 # Each fuzz target runs for a short, fixed time on top of its seed corpus (its
 # f.Add seeds and testdata/fuzz/). A crash fails the run and writes the input
 # to the package's testdata/fuzz/<target>/: commit it with the fix, as a
 # regression case.
 for target in ./configs:FuzzParse ./configs:FuzzRedactURL ./infer/tokenizer:FuzzEncodePadded \
-  ./infer/onnxpb:FuzzReadInitializers ./daemon:FuzzImageHeader; do
+  ./infer/onnxpb:FuzzReadInitializers ./daemon/cmd/siglipd:FuzzImageHeader; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${SIGLIPD_FUZZTIME:-10s}" "${target%%:*}"
 done
