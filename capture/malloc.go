@@ -21,13 +21,9 @@ import (
 	"sync/atomic"
 )
 
-// What TuneMalloc sets. Measured with capture/cmd/soak (4 cameras, one
-// stall and one server restart per cycle), RSS after minute 1 against its
-// highest later value: glibc's defaults (up to 8 arenas per core, an mmap
-// threshold that rises to the largest block freed) +18% over 10 minutes;
-// 2 arenas +7.1% over 6 minutes, malloc's held heap 36 → 43 MiB; 2 arenas
-// and a 256 KiB threshold +4.1%, held heap 34 → 36 MiB. Memory in use by C
-// code stayed at 31.3–31.5 MiB throughout: kept, not leaked.
+// What TuneMalloc sets: the settings that kept RSS flattest in the soak
+// (scripts/soak-capture.sh); the figures of each setting tried are in
+// docs/measurements.md.
 const (
 	mallocArenas        = 2
 	mallocMmapThreshold = 256 << 10 // below a 640×360 BGR frame (675 KiB)
@@ -44,7 +40,7 @@ const (
 // goroutines between threads, every call stuck in OpenCV holds one, FFmpeg
 // starts decoder threads per connection). glibc gives threads their own
 // arenas and keeps freed frame buffers in each, so every reconnect or stall
-// left RSS a few MiB higher: +18% over a 10-minute soak with the defaults.
+// left RSS a few MiB higher (docs/measurements.md).
 // Go's own heap is not affected.
 func TuneMalloc() bool {
 	for _, v := range []string{"MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"} {

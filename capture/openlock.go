@@ -9,9 +9,9 @@ import (
 // an open (CvCapture_FFMPEG::open takes AutoLock on a static mutex around
 // avformat_open_input and avformat_find_stream_info). So while one camera's
 // open hangs (a server that accepts the connection and sends nothing), every
-// other FFmpeg open in the process waits inside C: measured in the soak, a
-// looping file camera that reopened its file at the end froze for 11 s
-// behind a stalled RTSP camera's open.
+// other FFmpeg open in the process waits inside C: in the soak, a looping
+// file camera that reopened its file froze behind a stalled RTSP camera's
+// open (docs/measurements.md).
 //
 // openSlot mirrors that lock in Go. A reader takes it before calling into
 // OpenCV and gives it back when the open returns (an abandoned reader too,

@@ -15,9 +15,9 @@ import (
 
 // stopGrace is how long Run waits, after its context is cancelled, for the
 // reader to finish before abandoning it. A live stream's Read returns within
-// a frame interval (40 ms at 25 fps) and an RTSP open took ≈1.3 s here, so a
-// healthy reader finishes well within it, and Run still returns well within
-// the daemon's 5 s shutdown budget.
+// a frame interval and an RTSP open within about a second or two
+// (docs/measurements.md), so a healthy reader finishes within it, and Run
+// still returns well within the daemon's 5 s shutdown budget.
 const stopGrace = 2 * time.Second
 
 // watchdogTick is how often Run checks its reader's progress: a stall is

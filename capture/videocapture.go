@@ -23,9 +23,8 @@ import (
 //     CAP_PROP_READ_TIMEOUT_MSEC set OpenCV's interrupt timeouts (30 s by
 //     default). OpenCV holds a process-wide lock for a whole FFmpeg open
 //     (see openlock.go), so a bounded open bounds how long one camera can
-//     hold up the others' reconnects. FFmpeg's own socket timeout did not:
-//     an open whose PLAY went unanswered held the lock for 20 s with
-//     timeout=8s set.
+//     hold up the others' reconnects. FFmpeg's own socket timeout did not
+//     bound an open whose PLAY went unanswered (docs/measurements.md).
 //   - grab without retrieve: every frame must be decoded, but only the
 //     sampled ones need converting to BGR (2 of 25 at fps 2).
 //   - fail without an error quoting the URL (gocv's quotes it, password

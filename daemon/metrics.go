@@ -81,7 +81,7 @@ var (
 	descAbandoned     = prometheus.NewDesc("siglipd_camera_abandoned_readers", "Readers stuck in OpenCV and left behind.", []string{"camera"}, nil)
 	descSinkConnected = prometheus.NewDesc("siglipd_sink_connected", "1 when the sink can deliver (MQTT connected).", nil, nil)
 	descOutbox        = prometheus.NewDesc("siglipd_outbox_depth", "Events waiting for the broker.", nil, nil)
-	descOutboxDropped = prometheus.NewDesc("siglipd_outbox_dropped_total", "Events dropped because the outbox was full.", nil, nil)
+	descEventsDropped = prometheus.NewDesc("siglipd_events_dropped_total", "Events not delivered: the oldest when the MQTT outbox was full, or a line stdout could not take.", nil, nil)
 	descPublished     = prometheus.NewDesc("siglipd_messages_published_total", "Messages acknowledged by the broker (or written to stdout).", nil, nil)
 	descConnFailures  = prometheus.NewDesc("siglipd_broker_connect_failures_total", "Failed connection attempts to the broker.", nil, nil)
 )
@@ -91,7 +91,7 @@ type statusCollector struct{ src statusSource }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descReconnects, descStalls,
-		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descOutboxDropped, descPublished, descConnFailures} {
+		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures} {
 		ch <- d
 	}
 }
@@ -122,7 +122,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descSinkConnected, prometheus.GaugeValue, connected)
 	ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(s.OutboxDepth))
-	ch <- prometheus.MustNewConstMetric(descOutboxDropped, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(descEventsDropped, prometheus.CounterValue, float64(s.EventsDropped))
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(s.Published))
 	ch <- prometheus.MustNewConstMetric(descConnFailures, prometheus.CounterValue, float64(s.ConnectFailures))
 }

@@ -129,7 +129,7 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 		m.log.Info("mqtt outbox: events from the previous run will be sent", "dir", opts.OutboxDir, "events", n)
 	}
 	if dropped := box.trim(); dropped > 0 { // OutboxMax was lowered since
-		m.st.Dropped += uint64(dropped)
+		m.st.EventsDropped += uint64(dropped)
 		m.log.Warn("mqtt outbox: over its new bound; dropped the oldest events", "dir", opts.OutboxDir, "dropped", dropped, "max", opts.OutboxMax)
 	}
 	var owned []string
@@ -295,7 +295,7 @@ func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
 		m.log.Info("mqtt outbox: writing to disk again", "dir", m.opts.OutboxDir)
 	}
 	if dropped > 0 {
-		m.st.Dropped += uint64(dropped)
+		m.st.EventsDropped += uint64(dropped)
 		m.droppedWhileFull += uint64(dropped)
 		if !m.outboxFull {
 			m.outboxFull = true

@@ -120,7 +120,7 @@ func TestBrokerRestart(t *testing.T) {
 	last := sub.on("siglipd/events")
 	t.Logf("broker down %s; %d events delivered %s after restart (reconnect backoff included), %d raw messages (%d duplicates), %d failed connection attempts",
 		outage, n, last[len(last)-1].At.Sub(restarted).Round(time.Millisecond), len(raw), len(raw)-len(kept), st.ConnectFailures)
-	if st.Dropped != 0 || st.EventsPublished < uint64(n+1) {
+	if st.EventsDropped != 0 || st.EventsPublished < uint64(n+1) {
 		t.Errorf("status = %+v", st)
 	}
 }
@@ -560,7 +560,7 @@ func TestOutboxFull(t *testing.T) {
 	for i := range 8 {
 		m.Event(testEvent(i), nil)
 	}
-	if st := m.Status(); st.OutboxDepth != 5 || st.Dropped != 3 {
+	if st := m.Status(); st.OutboxDepth != 5 || st.EventsDropped != 3 {
 		t.Fatalf("status = %+v, want 5 kept and 3 dropped", st)
 	}
 	if n := lb.count("mqtt outbox full"); n != 1 {

@@ -33,8 +33,8 @@ type message struct {
 // A file per message rather than one log file: deleting acknowledged
 // messages is an unlink, a damaged file costs one message, and the folder
 // can be inspected with ls and cat. Events come at human rates, so the
-// fsync per message does not matter: Event took 2.3 ms on the 2-core dev VM
-// (ext4 on a virtio disk), measured over 500 events.
+// fsync per message does not matter (BenchmarkOutboxAdd; figures in
+// docs/measurements.md).
 //
 // outbox is not safe for concurrent use; MQTT guards it with its mutex.
 type outbox struct {

@@ -16,10 +16,9 @@
 //	                          time, each removed only after the broker's PUBACK
 //
 // One message in flight at a time keeps the order trivially right across
-// reconnects, at the cost of one round trip per event. Measured on the
-// 2-core dev VM against a local mosquitto: a backlog of 2000 events drained
-// in 0.89 s (0.44 ms each, file removal included), so a full default outbox
-// (10000) goes out in ≈ 5 s; on a LAN add the round trip, a few ms.
+// reconnects, at the cost of one round trip per event: BenchmarkBacklogDrain
+// measures it (figures in docs/measurements.md); a full default outbox goes
+// out in seconds.
 //
 // Delivery is at least once: an event whose PUBACK was lost with the
 // connection is sent again after reconnecting. Subscribers de-duplicate by
@@ -102,8 +101,10 @@ type Status struct {
 	ConnectFailures uint64 // connection attempts that failed
 	OutboxDepth     int    // events waiting for the broker's acknowledgement
 	OutboxMax       int
-	Dropped         uint64 // events dropped, oldest first, because the outbox was full
-	OutboxErrors    uint64 // outbox files that could not be written (kept in memory) or read (set aside)
+	// EventsDropped counts events that were not delivered: MQTT drops the
+	// oldest when the outbox is full, stdout a line it could not write.
+	EventsDropped uint64
+	OutboxErrors  uint64 // outbox files that could not be written (kept in memory) or read (set aside)
 
 	Published        uint64 // messages acknowledged by the broker (QoS 0: sent), any topic
 	EventsPublished  uint64 // of which events

@@ -37,7 +37,7 @@ func (s *Stdout) Event(ev rules.Event, _ []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.enc.Encode(ev); err != nil {
-		s.st.Dropped++
+		s.st.EventsDropped++
 		s.st.LastError, s.st.LastErrorTime = "stdout: "+err.Error(), time.Now()
 		return
 	}

@@ -18,7 +18,8 @@ import (
 )
 
 // mosquittoReady bounds how long a broker may take to accept connections.
-// It starts in ≈ 10 ms here; the margin is for loaded CI machines.
+// It starts in milliseconds (docs/measurements.md); the margin is for
+// loaded CI machines.
 const mosquittoReady = 10 * time.Second
 
 // Mosquitto is a real mosquitto broker on free loopback ports, with its own

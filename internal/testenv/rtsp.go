@@ -19,8 +19,8 @@ import (
 const SystemPython = "/usr/bin/python3"
 
 // rtspStartTimeout bounds how long a server may take to print "ready"; it
-// printed it in ≈ 0.3 s on the 2-core CI machine, so this is only reached when
-// something is broken.
+// takes well under a second (docs/measurements.md), so this is only reached
+// when something is broken.
 const rtspStartTimeout = 15 * time.Second
 
 // rtspCommandTimeout bounds the wait for a command's "ok" line.
