@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -25,6 +25,50 @@ import (
 type session struct {
 	c    mqtt.Client
 	lost chan error // the connection-lost callback's error (buffered 1)
+}
+
+// link is the connection's state and counters, for Status. run writes it.
+type link struct {
+	mu              sync.Mutex
+	connected       bool
+	since           time.Time // zero while disconnected
+	lastError       string
+	lastErrorTime   time.Time
+	connectFailures uint64
+	published       uint64 // messages acknowledged, any topic
+}
+
+func (l *link) setConnected(up bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.connected, l.since = up, time.Time{}
+	if up {
+		l.since = time.Now()
+	}
+}
+
+func (l *link) noteError(msg string, connectFailed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastError, l.lastErrorTime = msg, time.Now()
+	if connectFailed {
+		l.connectFailures++
+	}
+}
+
+func (l *link) notePublished() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.published++
+}
+
+// status fills the connection's part of a Status.
+func (l *link) status(s *Status) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s.Connected, s.ConnectedSince = l.connected, l.since
+	s.LastError, s.LastErrorTime = l.lastError, l.lastErrorTime
+	s.ConnectFailures, s.Published = l.connectFailures, l.published
 }
 
 // run owns the connection: it connects with backoff, delivers while
@@ -50,12 +94,12 @@ func (m *MQTT) run(ctx context.Context) {
 			}
 			delay := backoff(failures)
 			msg := explain(err, &m.opts)
-			m.noteError(msg, true)
+			m.link.noteError(msg, true)
 			// Logged when the reason changes, then as a reminder every
 			// remindEvery: not once per attempt.
 			if msg != lastMsg || time.Since(lastLog) >= remindEvery {
 				m.log.Warn("mqtt cannot connect; retrying with backoff", "broker", m.broker,
-					"error", msg, "attempts", failures, "retry_in", delay, "outbox", m.Status().OutboxDepth)
+					"error", msg, "attempts", failures, "retry_in", delay, "outbox", m.queue.events())
 				lastMsg, lastLog = msg, time.Now()
 			}
 			if m.isClosing() {
@@ -67,7 +111,7 @@ func (m *MQTT) run(ctx context.Context) {
 			continue
 		}
 
-		attrs := []any{"broker", m.broker, "client_id", m.opts.ClientID, "outbox", m.Status().OutboxDepth}
+		attrs := []any{"broker", m.broker, "client_id", m.opts.ClientID, "outbox", m.queue.events()}
 		if failures > 0 {
 			attrs = append(attrs, "after_attempts", failures, "down_for", time.Since(downSince).Round(time.Second))
 		}
@@ -75,7 +119,7 @@ func (m *MQTT) run(ctx context.Context) {
 		failures, lastMsg, downSince = 0, "", time.Time{}
 
 		err = m.session(ctx, s)
-		m.setConnected(false)
+		m.link.setConnected(false)
 		if err == nil {
 			return // closed cleanly
 		}
@@ -84,8 +128,8 @@ func (m *MQTT) run(ctx context.Context) {
 			return
 		}
 		msg := explain(err, &m.opts)
-		m.noteError(msg, false)
-		m.log.Warn("mqtt connection lost; reconnecting", "broker", m.broker, "error", msg, "outbox", m.Status().OutboxDepth)
+		m.link.noteError(msg, false)
+		m.log.Warn("mqtt connection lost; reconnecting", "broker", m.broker, "error", msg, "outbox", m.queue.events())
 		// Wait a little even now: a broker that accepts and then drops us
 		// would otherwise be hammered in a tight loop.
 		if !m.isClosing() && !m.sleep(ctx, retryMin) {
@@ -125,25 +169,6 @@ func (m *MQTT) isClosing() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-func (m *MQTT) setConnected(up bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.st.Connected = up
-	m.st.ConnectedSince = time.Time{}
-	if up {
-		m.st.ConnectedSince = time.Now()
-	}
-}
-
-func (m *MQTT) noteError(msg string, connectFailed bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.st.LastError, m.st.LastErrorTime = msg, time.Now()
-	if connectFailed {
-		m.st.ConnectFailures++
 	}
 }
 
@@ -204,19 +229,9 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 			return err
 		}
 	}
-	m.setConnected(true) // once the session is set up: "connected" means events can flow
-	m.mu.Lock()
-	// Not before the first Announce: an empty camera list would remove
-	// every entity the previous run created (and Home Assistant's
-	// customisations of them) until the daemon announced.
-	m.needAnnounce = m.announced
-	// Scores gathered while disconnected are stale now.
-	for _, t := range slices.Clone(m.latestOrder) {
-		if !m.latest[t].Retain {
-			m.dropLatestLocked(t)
-		}
-	}
-	m.mu.Unlock()
+	m.link.setConnected(true) // once the session is set up: "connected" means events can flow
+	m.ha.again()
+	m.queue.dropStale() // scores gathered while disconnected
 
 	for {
 		if err := m.deliver(ctx, s); err != nil {
@@ -269,125 +284,29 @@ func (m *MQTT) goodbye(ctx context.Context, s *session) {
 // when nothing is left.
 func (m *MQTT) deliver(ctx context.Context, s *session) error {
 	for {
-		m.mu.Lock()
-		if m.needAnnounce {
-			m.needAnnounce = false
-			plan := m.announcePlanLocked()
-			m.mu.Unlock()
-			if err := m.sendAll(ctx, s, plan); err != nil {
-				m.mu.Lock()
-				m.needAnnounce = true
-				m.mu.Unlock()
-				return err
-			}
-			continue
-		}
-		if len(m.latestOrder) > 0 {
-			topic := m.latestOrder[0]
-			msg := m.latest[topic]
-			m.dropLatestLocked(topic)
-			m.mu.Unlock()
-			if err := m.sendAll(ctx, s, []message{msg}); err != nil {
-				m.mu.Lock()
-				if _, newer := m.latest[topic]; !newer { // put it back, first
-					m.latest[topic] = msg
-					m.latestOrder = slices.Insert(m.latestOrder, 0, topic)
+		if plan, due := m.ha.take(); due {
+			for _, msg := range plan {
+				if err := m.send(ctx, s, msg); err != nil {
+					m.ha.again()
+					return err
 				}
-				m.mu.Unlock()
-				return err
+				m.ha.sent(msg)
 			}
 			continue
 		}
-		rec, ok := m.box.take()
-		m.mu.Unlock()
+		it, ok := m.queue.next()
 		if !ok {
 			return nil
 		}
-		err := m.send(ctx, s, rec.msg)
-		m.mu.Lock()
-		if err != nil {
-			m.box.release()
-			m.mu.Unlock()
+		if err := m.send(ctx, s, it.msg); err != nil {
+			m.queue.putBack(it)
 			return err
 		}
-		m.box.done(rec.seq)
-		m.st.EventsPublished++
-		if m.outboxFull && m.box.len() < m.opts.OutboxMax {
-			m.log.Info("mqtt outbox has room again", "dropped_while_full", m.droppedWhileFull)
-			m.outboxFull, m.droppedWhileFull = false, 0
-		}
-		m.mu.Unlock()
-	}
-}
-
-// announcePlanLocked lists what an announce publishes: each label's
-// discovery config (when enabled) and current state, then an empty retained
-// message for every retained topic we published before that belongs to no
-// current camera or label (Home Assistant removes an entity whose config is
-// emptied).
-func (m *MQTT) announcePlanLocked() []message {
-	var plan []message
-	keep := map[string]bool{}
-	for _, c := range m.cams {
-		keep[m.t.snapshot(c.Name)] = true // published with events, not here; but not stale
-		up := m.t.cameraAvailable(c.Name)
-		plan = append(plan, message{Topic: up, Payload: []byte(m.cameraUp[up]), QoS: 1, Retain: true})
-		keep[up] = true
-		for _, l := range c.Labels {
-			if m.opts.Discovery {
-				t := m.t.discoveryConfig(c.Name, l.Name)
-				plan = append(plan, message{Topic: t, Payload: m.t.discoveryPayload(c, l, m.opts.Version), QoS: m.opts.QoS, Retain: true})
-				keep[t] = true
-			}
-			st := m.t.state(c.Name, l.Name)
-			plan = append(plan, message{Topic: st, Payload: []byte(m.states[st]), QoS: m.opts.QoS, Retain: true})
-			keep[st] = true
+		m.queue.done(it)
+		if !it.event {
+			m.ha.sent(it.msg)
 		}
 	}
-	var stale []string
-	for t := range m.owned {
-		if !keep[t] {
-			stale = append(stale, t)
-		}
-	}
-	slices.Sort(stale)
-	for _, t := range stale {
-		plan = append(plan, message{Topic: t, Payload: []byte{}, QoS: m.opts.QoS, Retain: true})
-	}
-	return plan
-}
-
-// sendAll sends msgs in order and records which retained topics we now own.
-func (m *MQTT) sendAll(ctx context.Context, s *session, msgs []message) error {
-	for _, msg := range msgs {
-		if err := m.send(ctx, s, msg); err != nil {
-			return err
-		}
-		if !msg.Retain {
-			continue
-		}
-		m.mu.Lock()
-		changed := false
-		if len(msg.Payload) == 0 && m.owned[msg.Topic] {
-			delete(m.owned, msg.Topic)
-			changed = true
-		} else if len(msg.Payload) > 0 && !m.owned[msg.Topic] {
-			m.owned[msg.Topic] = true
-			changed = true
-		}
-		if changed {
-			topics := make([]string, 0, len(m.owned))
-			for t := range m.owned {
-				topics = append(topics, t)
-			}
-			slices.Sort(topics)
-			if err := m.saveJSON(retainedFile, topics, true); err != nil {
-				m.log.Warn("mqtt: cannot save the list of retained topics; a removed label may stay in Home Assistant", "error", err)
-			}
-		}
-		m.mu.Unlock()
-	}
-	return nil
 }
 
 // send publishes one message and waits for the broker's acknowledgement
@@ -397,9 +316,7 @@ func (m *MQTT) send(ctx context.Context, s *session, msg message) error {
 	if err := wait(ctx, s, tok, "publish to "+msg.Topic); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	m.st.Published++
-	m.mu.Unlock()
+	m.link.notePublished()
 	return nil
 }
 
@@ -429,9 +346,7 @@ func (m *MQTT) onMessage(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	m.log.Info("mqtt: Home Assistant is online; announcing again")
-	m.mu.Lock()
-	m.needAnnounce = m.announced
-	m.mu.Unlock()
+	m.ha.again()
 	m.signal()
 }
 

@@ -2,6 +2,14 @@ package publish
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 )
 
 // haConfig is a Home Assistant MQTT discovery config for one binary_sensor
@@ -72,4 +80,227 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 	}
 	b, _ := json.Marshal(c) // plain strings and slices: cannot fail
 	return b
+}
+
+// discovery is what the broker should hold retained for Home Assistant and
+// other subscribers: each camera's availability, each label's ON/OFF state,
+// and (when enabled) each label's discovery config; and the list of
+// retained topics we published (retainedFile), so that those of a removed
+// camera or label are cleared. It is safe for concurrent use.
+type discovery struct {
+	t       topics
+	enabled bool // publish discovery configs
+	qos     byte
+	version string
+	dir     string // where retainedFile lives (the outbox folder)
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	cams     []Camera
+	states   map[string]string // state topic → ON/OFF
+	cameraUp map[string]string // camera availability topic → online/offline
+	owned    map[string]bool   // retained topics we published
+	// announced: Announce was called (until then there is nothing to
+	// announce, or to remove); due: an announce is to be sent.
+	announced, due bool
+}
+
+// retainedFile, in the outbox folder beside the outbox's own files, lists
+// the retained topics we published: what an announce may have to clear.
+const retainedFile = "retained.json"
+
+func newDiscovery(opts MQTTOptions, t topics) *discovery {
+	d := &discovery{t: t, enabled: opts.Discovery, qos: opts.QoS, version: opts.Version, dir: opts.OutboxDir, log: opts.Logger,
+		states: map[string]string{}, cameraUp: map[string]string{}, owned: map[string]bool{}}
+	var owned []string
+	if err := loadJSON(filepath.Join(d.dir, retainedFile), &owned); err != nil {
+		d.log.Warn("mqtt: cannot read the list of retained topics; stale Home Assistant entities may stay", "error", err)
+	}
+	for _, t := range owned {
+		d.owned[t] = true
+	}
+	return d
+}
+
+// announce declares the cameras. Labels and cameras new to the sink start
+// OFF and offline; a label that is ON stays ON. It returns the state and
+// availability topics that are gone, whose unsent values must be dropped.
+func (d *discovery) announce(cams []Camera) (gone []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cams = nil
+	present := map[string]bool{}
+	for _, c := range cams {
+		c.Labels = slices.Clone(c.Labels)
+		d.cams = append(d.cams, c)
+		up := d.t.cameraAvailable(c.Name)
+		present[up] = true
+		if _, ok := d.cameraUp[up]; !ok {
+			d.cameraUp[up] = Offline
+		}
+		for _, l := range c.Labels {
+			st := d.t.state(c.Name, l.Name)
+			present[st] = true
+			if _, ok := d.states[st]; !ok {
+				d.states[st] = StateOff
+			}
+		}
+	}
+	for _, m := range []map[string]string{d.states, d.cameraUp} {
+		for topic := range m {
+			if !present[topic] {
+				delete(m, topic)
+				gone = append(gone, topic)
+			}
+		}
+	}
+	d.announced, d.due = true, true
+	return gone
+}
+
+// setState records a label's state; the message to publish when it changed.
+func (d *discovery) setState(camera, label, state string) (message, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	topic := d.t.state(camera, label)
+	if d.states[topic] == state {
+		return message{}, false
+	}
+	d.states[topic] = state
+	return message{Topic: topic, Payload: []byte(state), QoS: d.qos, Retain: true}, true
+}
+
+// setAvailable records a camera's availability; the message to publish
+// when it changed (QoS 1, like the daemon's own availability).
+func (d *discovery) setAvailable(camera string, up bool) (message, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	payload := Offline
+	if up {
+		payload = Online
+	}
+	topic := d.t.cameraAvailable(camera)
+	if d.cameraUp[topic] == payload {
+		return message{}, false
+	}
+	d.cameraUp[topic] = payload
+	return message{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: true}, true
+}
+
+// again asks for the announce to be sent again (a new connection, Home
+// Assistant restarted), if there has been one: an empty camera list would
+// remove every entity the previous run created, and Home Assistant's
+// customisations of them, until the daemon announced.
+func (d *discovery) again() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.due = d.announced
+}
+
+// take returns what an announce publishes when one is due: each camera's
+// availability, each label's discovery config (when enabled) and current
+// state, then an empty retained message for every retained topic we
+// published that belongs to no current camera or label (Home Assistant
+// removes an entity whose config is emptied). If sending it fails, call
+// again.
+func (d *discovery) take() ([]message, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.due {
+		return nil, false
+	}
+	d.due = false
+	var plan []message
+	keep := map[string]bool{}
+	for _, c := range d.cams {
+		keep[d.t.snapshot(c.Name)] = true // published with events, not here; but not stale
+		up := d.t.cameraAvailable(c.Name)
+		plan = append(plan, message{Topic: up, Payload: []byte(d.cameraUp[up]), QoS: 1, Retain: true})
+		keep[up] = true
+		for _, l := range c.Labels {
+			if d.enabled {
+				t := d.t.discoveryConfig(c.Name, l.Name)
+				plan = append(plan, message{Topic: t, Payload: d.t.discoveryPayload(c, l, d.version), QoS: d.qos, Retain: true})
+				keep[t] = true
+			}
+			st := d.t.state(c.Name, l.Name)
+			plan = append(plan, message{Topic: st, Payload: []byte(d.states[st]), QoS: d.qos, Retain: true})
+			keep[st] = true
+		}
+	}
+	var stale []string
+	for t := range d.owned {
+		if !keep[t] {
+			stale = append(stale, t)
+		}
+	}
+	slices.Sort(stale)
+	for _, t := range stale {
+		plan = append(plan, message{Topic: t, Payload: []byte{}, QoS: d.qos, Retain: true})
+	}
+	return plan, true
+}
+
+// sent records a retained message the broker took: its topic is now ours
+// to clear later, or (empty payload) no longer.
+func (d *discovery) sent(msg message) {
+	if !msg.Retain {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if own := len(msg.Payload) > 0; own == d.owned[msg.Topic] {
+		return
+	} else if own {
+		d.owned[msg.Topic] = true
+	} else {
+		delete(d.owned, msg.Topic)
+	}
+	topics := slices.Sorted(maps.Keys(d.owned))
+	if err := saveJSON(filepath.Join(d.dir, retainedFile), topics, true); err != nil {
+		d.log.Warn("mqtt: cannot save the list of retained topics; a removed label may stay in Home Assistant", "error", err)
+	}
+}
+
+// loadJSON reads path into v; a missing file is no error.
+func loadJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, unwrapPath(err))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// saveJSON replaces path atomically (temporary file, rename), fsync'ing
+// the file first when durable.
+func saveJSON(path string, v any, durable bool) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+"*"+tmpExt)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, unwrapPath(err))
+	}
+	_, err = f.Write(b)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("%s: %w", path, unwrapPath(err))
+	}
+	return nil
 }

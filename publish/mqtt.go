@@ -7,9 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,10 +50,6 @@ type MQTTOptions struct {
 	Logger  *slog.Logger
 }
 
-// retainedFile, in OutboxDir beside the outbox's own files, lists the
-// retained topics we published: what Announce may have to clear.
-const retainedFile = "retained.json"
-
 // Timing of the connection. None came from a measurement; they are the
 // usual values for a LAN broker.
 const (
@@ -70,29 +65,26 @@ const (
 )
 
 // MQTT publishes events to an MQTT broker. It is safe for concurrent use.
+//
+// Its state is in three parts, each with its own lock: queue (what waits to
+// be sent: latest values, then outbox events), ha (the retained states and
+// Home Assistant discovery) and link (the connection's state and counters;
+// conn.go runs the connection). MQTT's own mutex guards only the few fields
+// below it.
 type MQTT struct {
 	opts   MQTTOptions
 	log    *slog.Logger
 	t      topics
 	broker string // opts.Broker, password redacted: for logs and Status
 
-	mu           sync.Mutex
-	box          *outbox
-	latest       map[string]message // latest value per topic (states, snapshots, scores) waiting to go out
-	latestOrder  []string           // topics of latest, in the order they first changed
-	states       map[string]string  // state topic → ON/OFF: what the broker should hold
-	cameraUp     map[string]string  // camera availability topic → online/offline: likewise
-	cams         []Camera
-	announced    bool // Announce was called: until then there is nothing to announce, or to remove
-	needAnnounce bool
-	owned        map[string]bool      // retained topics we published (persisted in retainedFile)
-	lastScores   map[string]time.Time // camera → time of the scores last published
-	st           Status
-	// State-change logging: each problem is logged when it starts and when it ends.
-	outboxFull       bool
-	droppedWhileFull uint64
-	diskFailing      bool
-	snapshotWarned   bool
+	queue *pending
+	ha    *discovery
+	link  link
+
+	mu               sync.Mutex
+	lastScores       map[string]time.Time // camera → time of the scores last published
+	snapshotsSkipped uint64
+	snapshotWarned   bool // logged once per process: a camera's JPEG size does not change
 	started, closed  bool
 
 	wake      chan struct{} // buffered 1: "something to send"
@@ -113,31 +105,22 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
+	t := newTopics(opts.TopicPrefix, opts.DiscoveryPrefix)
 	m := &MQTT{
-		opts: opts, log: opts.Logger, t: newTopics(opts.TopicPrefix, opts.DiscoveryPrefix),
-		broker: configs.RedactURL(opts.Broker), box: box,
-		latest: map[string]message{}, states: map[string]string{},
-		owned: map[string]bool{}, lastScores: map[string]time.Time{}, cameraUp: map[string]string{},
+		opts: opts, log: opts.Logger, t: t, broker: configs.RedactURL(opts.Broker),
+		queue: newPending(box, opts.Logger), ha: newDiscovery(opts, t), lastScores: map[string]time.Time{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
-	m.st = Status{Sink: "mqtt", Broker: m.broker, OutboxMax: opts.OutboxMax}
 	for _, p := range problems {
-		m.st.OutboxErrors++
+		m.queue.outboxErrors++
 		m.log.Warn("mqtt outbox: unreadable message file set aside", "error", p)
 	}
 	if n := box.len(); n > 0 {
 		m.log.Info("mqtt outbox: events from the previous run will be sent", "dir", opts.OutboxDir, "events", n)
 	}
 	if dropped := box.trim(); dropped > 0 { // OutboxMax was lowered since
-		m.st.EventsDropped += uint64(dropped)
+		m.queue.eventsDropped += uint64(dropped)
 		m.log.Warn("mqtt outbox: over its new bound; dropped the oldest events", "dir", opts.OutboxDir, "dropped", dropped, "max", opts.OutboxMax)
-	}
-	var owned []string
-	if err := m.loadJSON(retainedFile, &owned); err != nil {
-		m.log.Warn("mqtt: cannot read the list of retained topics; stale Home Assistant entities may stay", "error", err)
-	}
-	for _, t := range owned {
-		m.owned[t] = true
 	}
 	return m, nil
 }
@@ -205,104 +188,57 @@ func (m *MQTT) Start(ctx context.Context) error {
 // Announce declares the cameras and labels (see Sink). Labels new to the
 // sink start OFF; a label that is ON stays ON.
 func (m *MQTT) Announce(cams []Camera) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cams = nil
-	present := map[string]bool{}
-	for _, c := range cams {
-		c.Labels = slices.Clone(c.Labels)
-		m.cams = append(m.cams, c)
-		up := m.t.cameraAvailable(c.Name)
-		present[up] = true
-		if _, ok := m.cameraUp[up]; !ok {
-			m.cameraUp[up] = Offline
-		}
-		for _, l := range c.Labels {
-			st := m.t.state(c.Name, l.Name)
-			present[st] = true
-			if _, ok := m.states[st]; !ok {
-				m.states[st] = StateOff
-			}
-		}
-	}
-	for st := range m.states {
-		if !present[st] {
-			delete(m.states, st)
-			m.dropLatestLocked(st)
-		}
-	}
-	for up := range m.cameraUp {
-		if !present[up] {
-			delete(m.cameraUp, up)
-			m.dropLatestLocked(up)
-		}
-	}
-	m.announced, m.needAnnounce = true, true
+	m.queue.dropLatest(m.ha.announce(cams)...)
 	m.signal()
 }
 
 // Event queues ev (see Sink). The event is on disk when Event returns.
 func (m *MQTT) Event(ev rules.Event, snapshot []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	if m.isClosed() {
 		m.log.Debug("mqtt: event after Close ignored", "id", ev.ID, "type", ev.Type)
 		return
 	}
-	m.queueEventLocked(ev, snapshot)
-	m.signal()
-}
-
-func (m *MQTT) queueEventLocked(ev rules.Event, snapshot []byte) {
 	ev = normalizeEvent(ev)
 	payload, err := json.Marshal(ev)
 	if err != nil { // only a NaN or Inf score can do this; rules never produces one
 		m.log.Error("mqtt: event cannot be encoded; not published", "id", ev.ID, "error", err)
 		return
 	}
+	var with []message // sent before the event: its snapshot and its label's state
 	if m.opts.SnapshotsEnabled && ev.Type == rules.TypeStart && len(snapshot) > 0 {
-		if len(snapshot) > m.opts.SnapshotMaxBytes {
-			m.st.SnapshotsSkipped++
-			if !m.snapshotWarned { // once per process: the size of a camera's JPEGs does not change
-				m.snapshotWarned = true
-				m.log.Warn("mqtt: snapshot larger than mqtt.snapshots.max_bytes not published (logged once)",
-					"camera", ev.Camera, "bytes", len(snapshot), "max_bytes", m.opts.SnapshotMaxBytes)
-			}
-		} else {
-			m.setLatestLocked(message{Topic: m.t.snapshot(ev.Camera), Payload: slices.Clone(snapshot), QoS: m.opts.QoS, Retain: true})
+		if msg, ok := m.snapshot(ev, snapshot); ok {
+			with = append(with, msg)
 		}
 	}
-
 	state := StateOn
 	if ev.Type == rules.TypeEnd {
 		state = StateOff
 	}
-	if st := m.t.state(ev.Camera, ev.Label); m.states[st] != state {
-		m.states[st] = state
-		m.setLatestLocked(message{Topic: st, Payload: []byte(state), QoS: m.opts.QoS, Retain: true})
+	if msg, changed := m.ha.setState(ev.Camera, ev.Label, state); changed {
+		with = append(with, msg)
 	}
+	if !m.queue.addEvent(message{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain}, with...) {
+		m.log.Debug("mqtt: event after Close ignored", "id", ev.ID, "type", ev.Type) // Close ran meanwhile
+		return
+	}
+	m.signal()
+}
 
-	dropped, err := m.box.add(message{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain})
-	switch {
-	case err != nil:
-		m.st.OutboxErrors++
-		if !m.diskFailing {
-			m.diskFailing = true
-			m.log.Error("mqtt outbox: cannot write events to disk; keeping them in memory (lost if the process dies)", "error", err)
-		}
-	case m.diskFailing:
-		m.diskFailing = false
-		m.log.Info("mqtt outbox: writing to disk again", "dir", m.opts.OutboxDir)
+// snapshot is the retained message of an event's JPEG, unless it is larger
+// than SnapshotMaxBytes (counted, logged once).
+func (m *MQTT) snapshot(ev rules.Event, jpeg []byte) (message, bool) {
+	if len(jpeg) <= m.opts.SnapshotMaxBytes {
+		return message{Topic: m.t.snapshot(ev.Camera), Payload: slices.Clone(jpeg), QoS: m.opts.QoS, Retain: true}, true
 	}
-	if dropped > 0 {
-		m.st.EventsDropped += uint64(dropped)
-		m.droppedWhileFull += uint64(dropped)
-		if !m.outboxFull {
-			m.outboxFull = true
-			m.log.Warn("mqtt outbox full: dropping the oldest events until the broker takes them",
-				"dir", m.opts.OutboxDir, "max", m.opts.OutboxMax)
-		}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snapshotsSkipped++
+	if !m.snapshotWarned {
+		m.snapshotWarned = true
+		m.log.Warn("mqtt: snapshot larger than mqtt.snapshots.max_bytes not published (logged once)",
+			"camera", ev.Camera, "bytes", len(jpeg), "max_bytes", m.opts.SnapshotMaxBytes)
 	}
+	return message{}, false
 }
 
 // normalizeEvent fills what a caller may leave zero, so the payload keeps
@@ -320,22 +256,19 @@ func normalizeEvent(ev rules.Event) rules.Event {
 // CameraAvailable records whether camera delivers frames (see Sink); a
 // change is published, retained, QoS 1 like the daemon's own availability.
 func (m *MQTT) CameraAvailable(camera string, up bool) {
+	if m.isClosed() {
+		return
+	}
+	if msg, changed := m.ha.setAvailable(camera, up); changed {
+		m.queue.setLatest(msg)
+		m.signal()
+	}
+}
+
+func (m *MQTT) isClosed() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return
-	}
-	payload := Offline
-	if up {
-		payload = Online
-	}
-	topic := m.t.cameraAvailable(camera)
-	if m.cameraUp[topic] == payload {
-		return
-	}
-	m.cameraUp[topic] = payload
-	m.setLatestLocked(message{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: true})
-	m.signal()
+	return m.closed
 }
 
 // Scores offers the latest probabilities of a camera's labels; at most one
@@ -354,21 +287,18 @@ func (m *MQTT) Scores(camera string, at time.Time, probs map[string]float64) {
 		return
 	}
 	m.lastScores[camera] = at
-	labels := make([]string, 0, len(probs))
-	for l := range probs {
-		labels = append(labels, l)
-	}
-	slices.Sort(labels)
-	for _, l := range labels {
+	var msgs []message
+	for _, l := range slices.Sorted(maps.Keys(probs)) {
 		p := strconv.FormatFloat(probs[l], 'f', 4, 64)
-		m.setLatestLocked(message{Topic: m.t.score(camera, l), Payload: []byte(p)})
+		msgs = append(msgs, message{Topic: m.t.score(camera, l), Payload: []byte(p)})
 	}
+	m.queue.setLatest(msgs...)
 	m.signal()
 }
 
 // Close (when started) flushes what it can within ctx, publishes "offline"
-// and disconnects. Events the broker has not taken stay
-// in the outbox for the next run. It returns ctx's error when the flush was
+// and disconnects. Events the broker has not taken stay in the outbox for
+// the next run. It returns ctx's error when the flush was
 // cut short; saying "offline" may then take up to ≈ 0.5 s more. With the
 // broker unusable it does not wait: one more connection attempt, then stop.
 func (m *MQTT) Close(ctx context.Context) error {
@@ -393,21 +323,21 @@ func (m *MQTT) Close(ctx context.Context) error {
 		}
 		m.cancel()
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if n := m.box.len(); n > 0 {
+	if n := m.queue.events(); n > 0 {
 		m.log.Info("mqtt: stopped with events not yet delivered; they are sent after the next start", "events", n, "dir", m.opts.OutboxDir)
 	}
-	m.box.close()
+	m.queue.close()
 	return err
 }
 
 // Status reports the connection and counters.
 func (m *MQTT) Status() Status {
+	s := Status{Sink: "mqtt", Broker: m.broker, OutboxMax: m.opts.OutboxMax}
+	m.link.status(&s)
+	m.queue.status(&s)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.st
-	s.OutboxDepth = m.box.len()
+	s.SnapshotsSkipped = m.snapshotsSkipped
+	m.mu.Unlock()
 	return s
 }
 
@@ -416,63 +346,4 @@ func (m *MQTT) signal() {
 	case m.wake <- struct{}{}:
 	default:
 	}
-}
-
-func (m *MQTT) setLatestLocked(msg message) {
-	if _, ok := m.latest[msg.Topic]; !ok {
-		m.latestOrder = append(m.latestOrder, msg.Topic)
-	}
-	m.latest[msg.Topic] = msg
-}
-
-func (m *MQTT) dropLatestLocked(topic string) {
-	if _, ok := m.latest[topic]; ok {
-		delete(m.latest, topic)
-		m.latestOrder = slices.DeleteFunc(m.latestOrder, func(t string) bool { return t == topic })
-	}
-}
-
-// loadJSON reads OutboxDir/name into v; a missing file is no error.
-func (m *MQTT) loadJSON(name string, v any) error {
-	path := filepath.Join(m.opts.OutboxDir, name)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-// saveJSON replaces OutboxDir/name atomically (temporary file, rename),
-// fsync'ing the file first when durable.
-func (m *MQTT) saveJSON(name string, v any, durable bool) error {
-	path := filepath.Join(m.opts.OutboxDir, name)
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	f, err := os.CreateTemp(m.opts.OutboxDir, name+"*"+tmpExt)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	_, err = f.Write(b)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	return nil
 }

@@ -36,7 +36,7 @@ type message struct {
 // fsync per message does not matter (BenchmarkOutboxAdd; figures in
 // docs/measurements.md).
 //
-// outbox is not safe for concurrent use; MQTT guards it with its mutex.
+// outbox is not safe for concurrent use; pending guards it with its mutex.
 type outbox struct {
 	dir  string
 	max  int

@@ -1,19 +1,30 @@
 // Package publish delivers rules' events to the outside world: over MQTT
 // (events, retained ON/OFF states, Home Assistant discovery, optional scores
 // and snapshots, with an on-disk outbox so nothing is lost while the broker
-// is away) or as JSON lines on stdout. README.md ("MQTT and Home Assistant") describes the topics and
-// payloads for users; this comment is the map for readers of the code.
+// is away) or as JSON lines on stdout. README.md ("MQTT and Home Assistant")
+// describes the topics and payloads for users; this comment is the map for
+// readers of the code.
 //
 // # MQTT, in one picture
 //
-//	Event/Scores/Announce ──▶ memory (latest state, snapshot, score per topic)
-//	  (any goroutine,          outbox   (events: files on disk, in order)
-//	   never the network)        │
-//	                             ▼ wake
-//	                        run goroutine: connect with backoff ─▶ session:
-//	                          online, subscribe homeassistant/status, announce,
-//	                          then latest values, then outbox events one at a
-//	                          time, each removed only after the broker's PUBACK
+//	Event, Scores, Announce, CameraAvailable (any goroutine; never the network)
+//	   │ states, availability, cameras         │ events, latest values
+//	   ▼                                        ▼
+//	discovery (discovery.go)              pending (pending.go)
+//	  what the broker should hold           the latest value per topic (states,
+//	  retained; Home Assistant              availability, snapshots, scores),
+//	  configs; the retained topics          then the outbox: events, as files
+//	  we own                                on disk, in order
+//	   │                                        │
+//	   └────────────────┬───────────────────────┘ wake
+//	                    ▼
+//	run goroutine (conn.go): connect with backoff ─▶ session: online, subscribe
+//	  homeassistant/status, announce when due, then latest values, then outbox
+//	  events one at a time, each removed only after the broker's PUBACK;
+//	  link holds the connection's state and counters
+//
+// Each of the three parts has its own lock; MQTT (mqtt.go) holds them
+// together and keeps only its open/closed state and the scores' pacing.
 //
 // One message in flight at a time keeps the order trivially right across
 // reconnects, at the cost of one round trip per event: BenchmarkBacklogDrain
