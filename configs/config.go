@@ -40,9 +40,16 @@ func (c *Config) ErrorAt(path, format string, args ...any) Error {
 	return Error{File: c.source.file, Line: lineOf(c.source.lines, path), Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Model names a SigLIP model folder in the Hugging Face / Xenova ONNX layout.
+// Model names a SigLIP model in the Hugging Face / Xenova ONNX layout: a
+// folder (Path), or a repository of the Hugging Face hub (ID, at Revision)
+// that siglipd fetches into the hub cache huggingface_hub uses. Exactly one
+// of Path and ID is set.
 type Model struct {
 	Path string `yaml:"path"`
+	// ID is a hub model id, e.g. Xenova/siglip-base-patch16-224.
+	ID string `yaml:"id"`
+	// Revision is the branch, tag or commit of ID; "" means main.
+	Revision string `yaml:"revision"`
 	// Variant picks onnx/<tower>_model<suffix>.onnx: "fp32" (no suffix),
 	// "fp16", "quantized", "q8", "int8", "uint8", "q4", "bnb4".
 	Variant string `yaml:"variant"`

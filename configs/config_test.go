@@ -253,9 +253,25 @@ cameras:
 			name: "missing model path and no cameras",
 			src:  "inference:\n  device: cpu\n",
 			want: []string{
-				`cams.yaml: model.path: is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/)`,
+				`cams.yaml: model.path: is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/); ` +
+					`or set model.id to a Hugging Face model id, e.g. Xenova/siglip-base-patch16-224, to have it downloaded`,
 				`cams.yaml: cameras: at least one camera is required`,
 			},
+		},
+		{
+			name: "model path and id",
+			src:  strings.Replace(base, "  path: /models/siglip\n", "  path: /models/siglip\n  id: Xenova/siglip-base-patch16-224\n", 1),
+			want: []string{`cams.yaml:3: model.id: set model.path (a folder) or model.id (a Hugging Face model id), not both`},
+		},
+		{
+			name: "model id malformed",
+			src:  strings.Replace(base, "  path: /models/siglip\n", "  id: ../siglip\n", 1),
+			want: []string{`cams.yaml:2: model.id: must be a Hugging Face model id, owner/name (e.g. Xenova/siglip-base-patch16-224), got "../siglip"`},
+		},
+		{
+			name: "model revision without id",
+			src:  strings.Replace(base, "  path: /models/siglip\n", "  path: /models/siglip\n  revision: main\n", 1),
+			want: []string{`cams.yaml:3: model.revision: only applies to model.id (a Hugging Face model)`},
 		},
 		{
 			name: "bad device and batch size",
@@ -629,6 +645,22 @@ cameras:
 		_, err := Parse("bad.yaml", []byte(strings.Replace(plain, "fps: 1.5", bad, 1)), env(nil))
 		if err == nil || !strings.Contains(err.Error(), `cameras[0].fps: expected a number, got "fast"`) {
 			t.Errorf("%s: %v, want the number error", bad, err)
+		}
+	}
+}
+
+// TestModelID: a hub model id (with or without owner, with a revision)
+// takes the place of model.path.
+func TestModelID(t *testing.T) {
+	for _, id := range []string{"Xenova/siglip-base-patch16-224", "google/siglip2-base-patch16-224", "siglip_v1.5"} {
+		src := strings.Replace(base, "  path: /models/siglip\n", "  id: "+id+"\n  revision: v1.0\n", 1)
+		cfg, err := Parse("cams.yaml", []byte(src), env(nil))
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+			continue
+		}
+		if cfg.Model.ID != id || cfg.Model.Revision != "v1.0" || cfg.Model.Path != "" {
+			t.Errorf("%s: model %+v", id, cfg.Model)
 		}
 	}
 }

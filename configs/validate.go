@@ -87,8 +87,16 @@ var Variants = map[string]string{
 }
 
 func (m *Model) validate(v *validator) {
-	if strings.TrimSpace(m.Path) == "" {
-		v.add("model.path", "is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/)")
+	switch path, id := strings.TrimSpace(m.Path), strings.TrimSpace(m.ID); {
+	case path == "" && id == "":
+		v.add("model.path", "is required: a SigLIP model folder in the Hugging Face ONNX layout (config.json, tokenizer.json, onnx/); "+
+			"or set model.id to a Hugging Face model id, e.g. Xenova/siglip-base-patch16-224, to have it downloaded")
+	case path != "" && id != "":
+		v.add("model.id", "set model.path (a folder) or model.id (a Hugging Face model id), not both")
+	case id != "" && !validModelID(id):
+		v.add("model.id", "must be a Hugging Face model id, owner/name (e.g. Xenova/siglip-base-patch16-224), got %q", m.ID)
+	case id == "" && m.Revision != "":
+		v.add("model.revision", "only applies to model.id (a Hugging Face model)")
 	}
 	if _, ok := Variants[m.Variant]; !ok {
 		v.add("model.variant", "must be one of fp32, fp16, quantized, q8, int8, uint8, q4, bnb4, got %q", m.Variant)
@@ -99,6 +107,14 @@ func (m *Model) validate(v *validator) {
 	if !oneOf(m.Resize, "exact", "fast") {
 		v.add("model.resize", "must be exact or fast, got %q", m.Resize)
 	}
+}
+
+// modelIDRe is a Hugging Face model id: [owner/]name of letters, digits,
+// "-", "_" and "."; the hub also refuses "--" and ".." in it.
+var modelIDRe = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`)
+
+func validModelID(id string) bool {
+	return modelIDRe.MatchString(id) && !strings.Contains(id, "--") && !strings.Contains(id, "..")
 }
 
 var deviceRe = regexp.MustCompile(`^(cpu|auto|tensorrt|openvino|cuda(:[0-9]+)?)$`)

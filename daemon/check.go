@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -16,12 +18,28 @@ import (
 // Check finds, for --check, what the daemon would refuse at start
 // that configs.Validate cannot see because it needs the disk: the model
 // folder, the ONNX Runtime library, the broker's TLS files and the state
-// folder. It opens no network connection. Each problem names the file and
+// folder. It opens no network connection: a hub model (model.id) is
+// checked in the cache, and one the cache lacks is a note (it would be
+// downloaded at start), not a problem. Each problem names the file and
 // line of the value behind it.
-func Check(cfg *configs.Config, lib infer.LibraryChoice) configs.Errors {
+func Check(cfg *configs.Config, lib infer.LibraryChoice, getenv func(string) string) (problems configs.Errors, notes []string) {
 	var errs configs.Errors
-	if err := infer.Check(modelOptions(cfg, lib, nil)); err != nil {
-		errs = append(errs, cfg.ErrorAt("model.path", "%v", err))
+	dir, key := cfg.Model.Path, "model.path"
+	if cfg.Model.ID != "" {
+		client := HubClient(getenv)
+		client.Offline = true
+		key = "model.id"
+		d, err := ModelDir(context.Background(), cfg, client, slog.New(slog.DiscardHandler))
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("model.id %s is not in the model cache %s yet: siglipd will download it at start "+
+				"(or run: siglipd pull %s --variant %s)", cfg.Model.ID, client.Cache, cfg.Model.ID, cfg.Model.Variant))
+		}
+		dir = d
+	}
+	if dir != "" {
+		if err := infer.Check(modelOptions(cfg, dir, lib, nil)); err != nil {
+			errs = append(errs, cfg.ErrorAt(key, "%v", err))
+		}
 	}
 	if _, err := infer.LoadRuntime(lib); err != nil {
 		key := "" // chosen by --ort-lib or SIGLIPD_ORT_LIB, or not chosen: no line to name
@@ -38,7 +56,7 @@ func Check(cfg *configs.Config, lib infer.LibraryChoice) configs.Errors {
 	if err := checkWritableDir(cfg.StateDir); err != nil {
 		errs = append(errs, cfg.ErrorAt("state_dir", "%v", err))
 	}
-	return errs
+	return errs, notes
 }
 
 // checkWritableDir reports whether dir is, or can be created as, a folder

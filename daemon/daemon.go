@@ -117,8 +117,12 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	d := newDaemon(cfg, opts)
 	d.log.Info("starting siglipd", "version", VersionString(), "config", opts.ConfigPath,
 		"cameras", len(cfg.Cameras), "model", cfg.Model.Path, "malloc_tuned", capture.MallocTuned())
-	closeModel, err := d.openModel(cfg, h.classifier) // first: without it nothing is worth starting
+	closeModel, err := d.openModel(ctx, cfg, h.classifier) // first: without it nothing is worth starting
 	if err != nil {
+		if ctx.Err() != nil {
+			d.log.Info("stopped while preparing the model")
+			return nil
+		}
 		return err
 	}
 	defer closeModel()

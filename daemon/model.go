@@ -1,25 +1,35 @@
 package daemon
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/infer/hub"
 )
 
-// openModel opens cfg's model (or uses the one a test gives), checks that
-// it computes something and embeds every camera's labels. The function it
-// returns closes the model.
-func (d *daemon) openModel(cfg *configs.Config, given infer.Classifier) (func(), error) {
+// openModel opens cfg's model (or uses the one a test gives), fetching it
+// first when it is a hub model the cache lacks, checks that it computes
+// something and embeds every camera's labels. The function it returns
+// closes the model.
+func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer.Classifier) (func(), error) {
 	closeModel := func() {}
 	if given != nil {
 		d.model = given
 	} else {
-		m, err := infer.Open(modelOptions(cfg, d.opts.ORTLib, d.log))
+		dir, err := ModelDir(ctx, cfg, HubClient(os.Getenv), d.log)
+		if err != nil {
+			return nil, err
+		}
+		m, err := infer.Open(modelOptions(cfg, dir, d.opts.ORTLib, d.log))
 		if err != nil {
 			return nil, err // infer's errors name the file or library
 		}
@@ -45,9 +55,64 @@ func (d *daemon) openModel(cfg *configs.Config, given infer.Classifier) (func(),
 	return closeModel, nil
 }
 
-func modelOptions(cfg *configs.Config, lib infer.LibraryChoice, log *slog.Logger) infer.Options {
+// ModelDir is cfg's model folder: model.path, or the hub cache's snapshot
+// of model.id, fetched first when the cache lacks any of the files the
+// variant needs (progress in the log).
+func ModelDir(ctx context.Context, cfg *configs.Config, client hub.Client, log *slog.Logger) (string, error) {
+	m := cfg.Model
+	if m.ID == "" {
+		return m.Path, nil
+	}
+	if client.Progress == nil {
+		client.Progress = logProgress(log)
+	}
+	suffix := configs.Variants[m.Variant]
+	withFull := m.LogitScale == nil || m.LogitBias == nil
+	start := time.Now()
+	dir, err := client.Fetch(ctx, m.ID, m.Revision, infer.HubFiles(suffix, withFull))
+	if err == nil && withFull && suffix != "" && !exists(filepath.Join(dir, "onnx", "model"+suffix+".onnx")) {
+		// No full model of this variant: logit_scale and logit_bias come
+		// from the fp32 one, as infer reads them.
+		dir, err = client.Fetch(ctx, m.ID, m.Revision, append(infer.HubFiles(suffix, false), hub.Want{Path: "onnx/model.onnx"}))
+	}
+	if err != nil {
+		return "", fmt.Errorf("model.id: %w", err)
+	}
+	log.Info("model files ready", "model", m.ID, "revision", cmp.Or(m.Revision, "main"), "variant", m.Variant,
+		"folder", dir, "took", time.Since(start).Round(time.Millisecond))
+	return dir, nil
+}
+
+// HubClient is the hub client configured from the environment, as
+// huggingface_hub configures itself (HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE,
+// HF_HOME, HF_HUB_OFFLINE).
+func HubClient(getenv func(string) string) hub.Client { return hub.FromEnv(getenv) }
+
+// logProgress logs a download's progress every 10 %, and its end.
+func logProgress(log *slog.Logger) func(hub.Progress) {
+	last := map[string]int64{} // file → last tenth logged
+	return func(p hub.Progress) {
+		tenth := int64(10)
+		if p.Total > 0 {
+			tenth = p.Done * 10 / p.Total
+		}
+		if prev, ok := last[p.File]; ok && tenth <= prev {
+			return
+		}
+		last[p.File] = tenth
+		log.Info("downloading model file", "model", p.Repo, "file", p.File, "percent", tenth*10,
+			"mib", fmt.Sprintf("%.1f/%.1f", float64(p.Done)/(1<<20), float64(p.Total)/(1<<20)))
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log *slog.Logger) infer.Options {
 	return infer.Options{
-		Dir:               cfg.Model.Path,
+		Dir:               dir,
 		Suffix:            configs.Variants[cfg.Model.Variant],
 		Device:            cfg.Inference.Device,
 		Threads:           cfg.Inference.Threads,

@@ -48,6 +48,8 @@ func siglipd(args []string, stdout, stderr io.Writer) int {
 			return classifyMain(args[1:], stdout, stderr)
 		case "bench":
 			return benchMain(args[1:], stdout, stderr)
+		case "pull":
+			return pullMain(args[1:], stdout, stderr)
 		}
 	}
 	return runMain(args, stdout, stderr)
@@ -126,6 +128,7 @@ Usage:
   siglipd --config FILE --check    validate and print the resolved config
   siglipd classify --model DIR --label L [--label L]... IMAGE...
   siglipd bench --model DIR [--batch N]...
+  siglipd pull MODEL_ID [--revision R] [--variant V]
 
 Flags:
 %s`, fs.FlagUsages())
@@ -152,7 +155,11 @@ func checkMain(path string, cfg *configs.Config, lib infer.LibraryChoice, stdout
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "siglipd: warning: %v\n", w)
 	}
-	if errs := daemon.Check(cfg, lib); len(errs) > 0 {
+	errs, notes := daemon.Check(cfg, lib, os.Getenv)
+	for _, n := range notes {
+		fmt.Fprintf(stderr, "siglipd: note: %s\n", n)
+	}
+	if len(errs) > 0 {
 		fmt.Fprintf(stderr, "siglipd: %s: %d problem(s):\n%v\n", path, len(errs), errs)
 		return exitUsage
 	}

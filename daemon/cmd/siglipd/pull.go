@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon"
+	"github.com/siglipd/siglipd/infer/hub"
+)
+
+// pullMain is `siglipd pull MODEL_ID`: fetch what the daemon would fetch
+// for model.id, and print the folder it is in.
+func pullMain(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("siglipd pull", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	revision := fs.String("revision", "main", "branch, tag or commit")
+	variant := fs.String("variant", "fp32", "ONNX files to fetch: fp32, fp16, quantized, ...")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "siglipd pull: %v (see siglipd pull --help)\n", err)
+		return exitUsage
+	}
+	if *help {
+		fmt.Fprintf(stdout, `Usage: siglipd pull MODEL_ID [--revision R] [--variant V]
+
+Downloads a SigLIP model from the Hugging Face hub into the cache
+huggingface_hub uses (HF_HUB_CACHE, else $HF_HOME/hub, else
+~/.cache/huggingface/hub) and prints the folder that holds it. HF_ENDPOINT,
+HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
+
+%s`, fs.FlagUsages())
+		return exitOK
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "siglipd pull: give one model id, e.g. siglipd pull Xenova/siglip-base-patch16-224")
+		return exitUsage
+	}
+	cfg := &configs.Config{Model: configs.Model{ID: fs.Arg(0), Revision: *revision, Variant: *variant}}
+	if _, ok := configs.Variants[*variant]; !ok {
+		fmt.Fprintf(stderr, "siglipd pull: --variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4\n", *variant)
+		return exitUsage
+	}
+	if err := hub.CheckRepoID(cfg.Model.ID); err != nil {
+		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	client := daemon.HubClient(os.Getenv)
+	bar := newProgressBar(stderr)
+	client.Progress = bar.show
+	logger, _ := newLogger(stderr, "info", "text")
+	dir, err := daemon.ModelDir(ctx, cfg, client, logger)
+	bar.done()
+	if err != nil {
+		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintln(stdout, dir)
+	return exitOK
+}
+
+// progressBar draws one line per file on a terminal, redrawn in place; on
+// anything else it writes a line per file when it completes.
+type progressBar struct {
+	w    io.Writer
+	tty  bool
+	file string // the file being drawn
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	b := &progressBar{w: w}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		b.tty = err == nil
+	}
+	return b
+}
+
+func (b *progressBar) show(p hub.Progress) {
+	if !b.tty {
+		if p.Done == p.Total {
+			fmt.Fprintf(b.w, "siglipd pull: %s: %.1f MiB\n", p.File, float64(p.Total)/(1<<20))
+		}
+		return
+	}
+	if b.file != "" && b.file != p.File {
+		fmt.Fprintln(b.w)
+	}
+	b.file = p.File
+	const width = 30
+	filled := width
+	if p.Total > 0 {
+		filled = int(p.Done * width / p.Total)
+	}
+	fmt.Fprintf(b.w, "\r%-32s [%s%s] %6.1f/%.1f MiB", p.File, strings.Repeat("#", filled), strings.Repeat(" ", width-filled),
+		float64(p.Done)/(1<<20), float64(p.Total)/(1<<20))
+}
+
+func (b *progressBar) done() {
+	if b.tty && b.file != "" {
+		fmt.Fprintln(b.w)
+	}
+}

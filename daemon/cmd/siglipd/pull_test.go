@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/siglipd/siglipd/internal/testenv"
+)
+
+// TestPull: `siglipd pull` fetches a model from the hub (a local stand-in)
+// into huggingface_hub's cache and prints the folder, which then passes
+// --check as model.path; a second pull downloads nothing; offline it
+// answers from the cache; a variant the repository lacks and a bad id are
+// one clear line each.
+func TestPull(t *testing.T) {
+	h := testenv.StartHub(t)
+	commit := h.AddRepo(t, "siglipd-test/tiny", testenv.Model(t, "tiny"), "")
+	cache := t.TempDir()
+	env := []string{"HF_ENDPOINT=" + h.URL, "HF_HUB_CACHE=" + cache, "HF_TOKEN=", "HF_HUB_OFFLINE="}
+
+	idConfig := writeConfig(t, "model:\n  id: siglipd-test/tiny\ncameras:\n  - {name: door, url: /dev/video0, labels: [{name: person, threshold: 0.3}]}\n")
+	checkEnv := append(env, "SIGLIPD_ORT_LIB="+testenv.ORTLib(t))
+	if _, errOut, code := run(t, checkEnv, "--config", idConfig, "--check"); code != exitOK ||
+		!strings.Contains(errOut, "note: model.id siglipd-test/tiny is not in the model cache") {
+		t.Errorf("--check before the pull: exit %d, want 0 and a note that the model will be downloaded:\n%s", code, errOut)
+	}
+	if reqs := h.Requests(); len(reqs) > 0 {
+		t.Errorf("--check asked the hub: %q", reqs)
+	}
+
+	out, errOut, code := run(t, env, "pull", "siglipd-test/tiny")
+	want := filepath.Join(cache, "models--siglipd-test--tiny", "snapshots", commit)
+	if code != exitOK || strings.TrimSpace(out) != want {
+		t.Fatalf("pull: exit %d, stdout %q, want %q\n%s", code, out, want, errOut)
+	}
+	if !strings.Contains(errOut, "onnx/vision_model.onnx") {
+		t.Errorf("no progress for the vision tower on stderr:\n%s", errOut)
+	}
+	cfg := writeConfig(t, "model:\n  path: "+want+"\ncameras:\n  - {name: door, url: /dev/video0, labels: [{name: person, threshold: 0.3}]}\n")
+	if _, errOut, code := run(t, []string{"SIGLIPD_ORT_LIB=" + testenv.ORTLib(t)}, "--config", cfg, "--check"); code != exitOK {
+		t.Errorf("--check of the pulled folder: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := run(t, checkEnv, "--config", idConfig, "--check"); code != exitOK || strings.Contains(errOut, "note:") {
+		t.Errorf("--check after the pull: exit %d, want 0 and no note:\n%s", code, errOut)
+	}
+	h.Requests()
+
+	if out2, _, code := run(t, env, "pull", "siglipd-test/tiny"); code != exitOK || out2 != out {
+		t.Errorf("second pull: exit %d, %q", code, out2)
+	}
+	for _, r := range h.Requests() {
+		if strings.HasPrefix(r, "GET") {
+			t.Errorf("second pull downloaded: %s", r)
+		}
+	}
+	if out3, errOut, code := run(t, append(env, "HF_HUB_OFFLINE=1"), "pull", "siglipd-test/tiny"); code != exitOK || out3 != out {
+		t.Errorf("offline pull: exit %d, %q\n%s", code, out3, errOut)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"missing variant", []string{"pull", "siglipd-test/tiny", "--variant", "q4"}, exitFailure, "siglipd-test/tiny@main: onnx/vision_model_q4.onnx: no such file"},
+		{"bad id", []string{"pull", "not a model"}, exitUsage, `"not a model" is not a Hugging Face model id`},
+		{"bad variant", []string{"pull", "siglipd-test/tiny", "--variant", "fp64"}, exitUsage, `--variant "fp64"`},
+		{"no id", []string{"pull"}, exitUsage, "give one model id"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := run(t, env, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, want %d; stderr lacks %q:\n%s", code, tt.code, tt.want, errOut)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(cache, ".locks")); err != nil {
+		t.Errorf("no .locks folder in the cache: %v", err)
+	}
+}
