@@ -8,15 +8,32 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build test ci vet demo bench clean
+.PHONY: all setup build install test ci vet demo bench clean
 
 all: build
 
 setup:
 	scripts/setup.sh
 
+# The version: the nearest tag and the commit (git describe), "-dirty" with
+# uncommitted changes; shown by --version, in Home Assistant's device info
+# and in siglipd_build_info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/siglipd/siglipd/daemon.Version=$(VERSION)
+
 build:
-	$(GO) build -o $(BIN) ./daemon/cmd/siglipd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./daemon/cmd/siglipd
+
+# Install for systemd (see configs/siglipd.service): the binary, ONNX
+# Runtime beside it (../lib), the unit, and the example config unless one is
+# there. DESTDIR stages the tree elsewhere (packaging).
+PREFIX ?= /usr/local
+install: setup build
+	install -D -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/siglipd
+	install -D -m 644 .deps/onnxruntime/lib/libonnxruntime.so.1 $(DESTDIR)$(PREFIX)/lib/libonnxruntime.so.1
+	sed 's#/usr/local/bin/siglipd#$(PREFIX)/bin/siglipd#' configs/siglipd.service > siglipd.service.tmp
+	install -D -m 644 siglipd.service.tmp $(DESTDIR)/etc/systemd/system/siglipd.service && rm siglipd.service.tmp
+	test -e $(DESTDIR)/etc/siglipd/cams.yaml || install -D -m 644 configs/cams.yaml $(DESTDIR)/etc/siglipd/cams.yaml
 
 test: setup
 	scripts/test.sh

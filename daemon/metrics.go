@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/http"
+	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -64,7 +65,10 @@ func newMetrics(src statusSource) *metrics {
 		probability: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "siglipd_label_probability", Help: "Latest probability of each label."}, []string{"camera", "label"}),
 		reloads:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "siglipd_config_reloads_total", Help: "Config reloads by result."}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.batchSize, m.inference, m.frameWait, m.frameToEvent, m.events, m.probability, m.reloads,
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "siglipd_build_info", Help: "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": VersionString(), "goversion": runtime.Version()}})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.batchSize, m.inference, m.frameWait, m.frameToEvent, m.events, m.probability, m.reloads,
 		&statusCollector{src: src}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

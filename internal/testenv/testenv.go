@@ -48,10 +48,11 @@ func Integration(t testing.TB) {
 // missing one names what to install. scripts/setup.sh installs the Debian
 // packages; the rest come with a machine of the CI kind.
 var providers = map[string]string{
-	"chromium": "Debian package chromium",
-	"ffmpeg":   "Debian package ffmpeg",
-	"node":     "Node.js 20 or later, on the CI machine from the start (Debian package nodejs elsewhere)",
-	"python3":  "Python 3, on the CI machine from the start (Debian package python3 elsewhere)",
+	"chromium":        "Debian package chromium",
+	"ffmpeg":          "Debian package ffmpeg",
+	"node":            "Node.js 20 or later, on the CI machine from the start (Debian package nodejs elsewhere)",
+	"python3":         "Python 3, on the CI machine from the start (Debian package python3 elsewhere)",
+	"systemd-analyze": "Debian package systemd, on the CI machine from the start",
 }
 
 // LookPath returns the path of an executable, or fails/skips t naming the

@@ -50,6 +50,8 @@ func siglipd(args []string, stdout, stderr io.Writer) int {
 			return benchMain(args[1:], stdout, stderr)
 		case "pull":
 			return pullMain(args[1:], stdout, stderr)
+		case "healthcheck":
+			return healthcheckMain(args[1:], stdout, stderr)
 		}
 	}
 	return runMain(args, stdout, stderr)
@@ -129,6 +131,7 @@ Usage:
   siglipd classify --model DIR --label L [--label L]... IMAGE...
   siglipd bench --model DIR [--batch N]...
   siglipd pull MODEL_ID [--revision R] [--variant V]
+  siglipd healthcheck --config FILE [--ready]
 
 Flags:
 %s`, fs.FlagUsages())
