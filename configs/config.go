@@ -163,7 +163,24 @@ type Camera struct {
 	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
 	Loop          bool     `yaml:"loop"`           // file sources: start again at the end
 	Crop          *Region  `yaml:"crop"`
-	Labels        []Label  `yaml:"labels"`
+	// SkipUnchanged spares the vision tower frames that look like the last
+	// scored one.
+	SkipUnchanged SkipUnchanged `yaml:"skip_unchanged"`
+	Labels        []Label       `yaml:"labels"`
+}
+
+// SkipUnchanged is a camera's change gate: a sampled frame whose picture
+// (inside the crop) differs from the last scored frame's in less than
+// MinChange of its area is not scored; it takes the last scored frame's
+// probabilities, so the rules still see a frame at its time. Every frame
+// is scored at least every MaxSkip, for slow drifts such as daylight.
+type SkipUnchanged struct {
+	Enabled bool `yaml:"enabled"`
+	// MinChange is the fraction of the picture that must have changed: the
+	// share of cells of a small grey thumbnail whose brightness moved by
+	// more than a noise margin.
+	MinChange float64  `yaml:"min_change"`
+	MaxSkip   Duration `yaml:"max_skip"`
 }
 
 // Region is a rectangle of the frame. With Units "normalized" (the default)
@@ -236,6 +253,7 @@ func defaultCamera() Camera {
 		FPS:           2,
 		ReadTimeout:   Duration(10 * time.Second),
 		RTSPTransport: "tcp",
+		SkipUnchanged: SkipUnchanged{Enabled: true, MinChange: 0.005, MaxSkip: Duration(10 * time.Second)},
 	}
 }
 

@@ -308,6 +308,14 @@ cameras:
 			},
 		},
 		{
+			name: "skip_unchanged out of range",
+			src:  strings.Replace(base, "    labels:", "    skip_unchanged: {min_change: 1.5, max_skip: 0s}\n    labels:", 1),
+			want: []string{
+				`cams.yaml:6: cameras[0].skip_unchanged.min_change: must be more than 0 and less than 1 (a fraction of the picture), got 1.5`,
+				`cams.yaml:6: cameras[0].skip_unchanged.max_skip: must be more than 0 (every frame is scored at least this often), got 0s`,
+			},
+		},
+		{
 			name: "camera name not topic safe",
 			src:  strings.Replace(base, "name: door", "name: front door", 1),
 			want: []string{`cams.yaml:4: cameras[0].name: must be 1-63 letters, digits, _ or - (starting with a letter or digit), got "front door"`},
@@ -662,5 +670,25 @@ func TestModelID(t *testing.T) {
 		if cfg.Model.ID != id || cfg.Model.Revision != "v1.0" || cfg.Model.Path != "" {
 			t.Errorf("%s: model %+v", id, cfg.Model)
 		}
+	}
+}
+
+// TestSkipUnchangedDefaults: the change gate is on by default, and
+// enabled: false alone turns it off.
+func TestSkipUnchangedDefaults(t *testing.T) {
+	cfg, err := Parse("cams.yaml", []byte(base), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SkipUnchanged{Enabled: true, MinChange: 0.005, MaxSkip: Duration(10 * time.Second)}
+	if got := cfg.Cameras[0].SkipUnchanged; got != want {
+		t.Errorf("default %+v, want %+v", got, want)
+	}
+	cfg, err = Parse("cams.yaml", []byte(strings.Replace(base, "    labels:", "    skip_unchanged: {enabled: false}\n    labels:", 1)), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Cameras[0].SkipUnchanged; got.Enabled || got.MaxSkip != want.MaxSkip {
+		t.Errorf("enabled: false gives %+v", got)
 	}
 }

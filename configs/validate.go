@@ -278,6 +278,14 @@ func (c *Camera) validate(v *validator, p string) {
 	if c.Crop != nil {
 		c.Crop.validate(v, p+".crop")
 	}
+	if s := c.SkipUnchanged; s.Enabled {
+		if !(s.MinChange > 0 && s.MinChange < 1) {
+			v.add(p+".skip_unchanged.min_change", "must be more than 0 and less than 1 (a fraction of the picture), got %g", s.MinChange)
+		}
+		if s.MaxSkip.D() <= 0 {
+			v.add(p+".skip_unchanged.max_skip", "must be more than 0 (every frame is scored at least this often), got %s", s.MaxSkip)
+		}
+	}
 	if len(c.Labels) == 0 {
 		v.add(p+".labels", "at least one label is required")
 	}

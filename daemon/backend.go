@@ -29,6 +29,15 @@ func (d *daemon) FramesScored(camera string) uint64 {
 	return d.batch.framesScored(camera)
 }
 
+// FramesSkipped is how many of the camera's frames the change gate spared
+// the model (they took the last scored frame's probabilities).
+func (d *daemon) FramesSkipped(camera string) uint64 {
+	if d.batch == nil {
+		return 0
+	}
+	return d.batch.framesSkipped(camera)
+}
+
 // Sink is the sink's status.
 func (d *daemon) Sink() publish.Status { return d.sink.Status() }
 

@@ -15,10 +15,13 @@ import (
 
 // scoredFrame is a frame with its labels' probabilities, on its way from
 // the batcher to the rules loop, which then owns (and closes) the frame.
+// skipped: the change gate found it unchanged, and probs are those of the
+// camera's last scored frame.
 type scoredFrame struct {
-	frame *capture.Frame
-	names []string
-	probs []float32
+	frame   *capture.Frame
+	names   []string
+	probs   []float32
+	skipped bool
 }
 
 // batcher is the cross-camera batcher: it waits for a pending frame, gives
@@ -28,13 +31,17 @@ type scoredFrame struct {
 // frame of the same camera replaces an older one (counted as dropped); so
 // no frame is older than maxWait plus one inference when it is scored.
 //
+// A camera's change gate (gate.go) lets a frame that looks like the last
+// scored one through at once with that frame's probabilities, without
+// running the model: counted as skipped.
+//
 // It owns out and closes it when it returns, after stop. Sends on out block:
 // the rules loop is quick, and a slow one must slow scoring, not lose
 // scores.
 type batcher struct {
 	in      *capture.Latest
 	model   infer.Classifier
-	sets    *labelSets // a frame of a camera without labels (removed by a reload) is dropped
+	sets    *scoring // a frame of a camera without labels (removed by a reload) is dropped
 	size    int
 	maxWait time.Duration
 	out     chan<- scoredFrame
@@ -46,8 +53,10 @@ type batcher struct {
 	drainBy time.Time     // written by stop before it closes stopped
 	done    chan struct{} // closed when run returns
 
-	mu     sync.Mutex
-	scored map[string]uint64 // frames scored, per camera
+	gates map[string]*gate // per camera; the run goroutine's
+
+	mu              sync.Mutex
+	scored, skipped map[string]uint64 // frames, per camera
 }
 
 // startBatcher starts the batcher on the daemon's hand-off; its output
@@ -58,12 +67,13 @@ func (d *daemon) startBatcher(cfg *configs.Config) *batcher {
 	return b
 }
 
-func newBatcher(in *capture.Latest, model infer.Classifier, sets *labelSets, size int, maxWait time.Duration,
+func newBatcher(in *capture.Latest, model infer.Classifier, sets *scoring, size int, maxWait time.Duration,
 	out chan<- scoredFrame, m *metrics, log *slog.Logger) *batcher {
 	return &batcher{
 		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
 		fails:   newRepeatLog(log, "inference failed; frames of this batch are dropped"),
-		stopped: make(chan struct{}), done: make(chan struct{}), scored: map[string]uint64{},
+		stopped: make(chan struct{}), done: make(chan struct{}), gates: map[string]*gate{},
+		scored: map[string]uint64{}, skipped: map[string]uint64{},
 	}
 }
 
@@ -137,13 +147,16 @@ func (b *batcher) drain(frames []*capture.Frame, lastBatch time.Duration) {
 	}
 }
 
-// score runs one batch through the model and sends each frame on.
+// score runs one batch through the model and sends each frame on; frames
+// the change gate lets through go on at once, with the probabilities of
+// their camera's last scored frame.
 func (b *batcher) score(frames []*capture.Frame) {
 	imgs := make([]infer.Image, 0, len(frames))
 	sets := make([]*infer.LabelSet, 0, len(frames))
+	thumbs := make([][]byte, 0, len(frames))
 	kept := frames[:0]
 	for _, f := range frames {
-		set := b.sets.get(f.Camera)
+		set, gateCfg := b.sets.get(f.Camera)
 		img, err := frameImage(f)
 		if set == nil || err != nil {
 			// A camera removed by a reload, or a frame OpenCV gave in a
@@ -154,7 +167,16 @@ func (b *batcher) score(frames []*capture.Frame) {
 			f.Close()
 			continue
 		}
-		kept, imgs, sets = append(kept, f), append(imgs, img), append(sets, set)
+		var thumb []byte
+		if gateCfg.Enabled {
+			thumb = thumbnail(f)
+			if g := b.gates[f.Camera]; g.reuse(gateCfg, set, thumb, f.Time) {
+				b.count(b.skipped, f.Camera)
+				b.out <- scoredFrame{frame: f, names: set.Names, probs: g.probs, skipped: true}
+				continue
+			}
+		}
+		kept, imgs, sets, thumbs = append(kept, f), append(imgs, img), append(sets, set), append(thumbs, thumb)
 	}
 	if len(kept) == 0 {
 		return
@@ -174,14 +196,21 @@ func (b *batcher) score(frames []*capture.Frame) {
 		return
 	}
 	b.fails.ok()
-	b.mu.Lock()
-	for _, f := range kept {
-		b.scored[f.Camera]++
-	}
-	b.mu.Unlock()
 	for i, f := range kept {
+		b.count(b.scored, f.Camera)
+		if thumbs[i] != nil {
+			b.gates[f.Camera] = &gate{thumb: thumbs[i], set: sets[i], probs: probs[i], at: f.Time}
+		} else {
+			delete(b.gates, f.Camera)
+		}
 		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs[i]}
 	}
+}
+
+func (b *batcher) count(m map[string]uint64, camera string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m[camera]++
 }
 
 // framesScored is how many of the camera's frames the model scored.
@@ -189,6 +218,14 @@ func (b *batcher) framesScored(camera string) uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.scored[camera]
+}
+
+// framesSkipped is how many of the camera's frames the change gate spared
+// the model.
+func (b *batcher) framesSkipped(camera string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.skipped[camera]
 }
 
 // frameImage views a frame's crop as an infer.Image, without copying.

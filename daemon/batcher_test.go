@@ -3,7 +3,10 @@ package daemon
 import (
 	"errors"
 	"image"
+	"image/color"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/publish"
@@ -75,6 +79,7 @@ type noStatus struct{}
 func (noStatus) Cameras() []capture.Status   { return nil }
 func (noStatus) FramesDropped(string) uint64 { return 0 }
 func (noStatus) FramesScored(string) uint64  { return 0 }
+func (noStatus) FramesSkipped(string) uint64 { return 0 }
 func (noStatus) Sink() publish.Status        { return publish.Status{} }
 
 // batcherRig is a batcher on a fresh hand-off with the fake model and
@@ -88,10 +93,10 @@ type batcherRig struct {
 
 func newBatcherRig(t *testing.T, size int, maxWait time.Duration, cameras ...string) *batcherRig {
 	r := &batcherRig{in: capture.NewLatest(), model: &fakeModel{}, out: make(chan scoredFrame, 64)}
-	sets := &labelSets{m: map[string]*infer.LabelSet{}}
+	sets := newScoring()
 	for _, c := range cameras {
 		set, _ := r.model.EmbedLabels([]infer.Label{{Name: "blue"}})
-		sets.set(c, set)
+		sets.setLabels(c, set)
 	}
 	r.b = newBatcher(r.in, r.model, sets, size, maxWait, r.out, newMetrics(noStatus{}), slog.New(slog.DiscardHandler))
 	go r.b.run()
@@ -227,5 +232,74 @@ func TestBatcher(t *testing.T) {
 				t.Errorf("%d frames scored at stop, want %d", got, tt.wantScored)
 			}
 		})
+	}
+}
+
+// sceneFrame is a 160×120 grey scene at time at, with a red square of
+// `square` of its area in the middle (0: none) and, with noise, every
+// pixel moved by up to ±noise levels (sensor noise).
+func sceneFrame(camera string, at time.Time, square float64, noise int) *capture.Frame {
+	const w, h = 160, 120
+	mat := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(128, 128, 128, 0), h, w, gocv.MatTypeCV8UC3)
+	if square > 0 {
+		side := int(math.Sqrt(square * w * h))
+		r := image.Rect(w/2-side/2, h/2-side/2, w/2-side/2+side, h/2-side/2+side)
+		gocv.Rectangle(&mat, r, color.RGBA{R: 255, A: 255}, -1)
+	}
+	if noise > 0 {
+		pix, _ := mat.DataPtrUint8()
+		rnd := rand.New(rand.NewPCG(1, 2))
+		for i := range pix {
+			pix[i] = byte(max(0, min(255, int(pix[i])+rnd.IntN(2*noise+1)-noise)))
+		}
+	}
+	return &capture.Frame{Camera: camera, Time: at, Mat: mat, Region: image.Rect(0, 0, w, h)}
+}
+
+// TestChangeGate: a frame that looks like the camera's last scored one
+// takes its probabilities without a model run (sensor noise included);
+// an object of 5 % of the picture is a change; every frame is scored once
+// max_skip has passed, after the labels change, and with the gate off.
+func TestChangeGate(t *testing.T) {
+	r := newBatcherRig(t, 1, 0, "door")
+	on := configs.SkipUnchanged{Enabled: true, MinChange: 0.005, MaxSkip: configs.Duration(10 * time.Second)}
+	r.b.sets.setGate("door", on)
+	t0 := time.Now()
+	for i, step := range []struct {
+		name        string
+		at          time.Duration
+		square      float64
+		noise       int
+		before      func()
+		wantSkipped bool
+	}{
+		{name: "first frame", wantSkipped: false},
+		{name: "same scene", at: 500 * time.Millisecond, wantSkipped: true},
+		{name: "sensor noise", at: time.Second, noise: 8, wantSkipped: true},
+		{name: "5% object", at: 1500 * time.Millisecond, square: 0.05, wantSkipped: false},
+		{name: "object stays", at: 2 * time.Second, square: 0.05, wantSkipped: true},
+		{name: "max_skip passed", at: 12 * time.Second, square: 0.05, wantSkipped: false},
+		{name: "labels changed", at: 12500 * time.Millisecond, square: 0.05, wantSkipped: false, before: func() {
+			set, _ := r.model.EmbedLabels([]infer.Label{{Name: "blue"}, {Name: "red"}})
+			r.b.sets.setLabels("door", set)
+		}},
+		{name: "gate off", at: 13 * time.Second, square: 0.05, wantSkipped: false, before: func() {
+			r.b.sets.setGate("door", configs.SkipUnchanged{})
+		}},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		runs := len(r.model.batchSizes())
+		r.in.Offer(sceneFrame("door", t0.Add(step.at), step.square, step.noise))
+		got := r.receive(t, 1, 10*time.Second)[0]
+		got.frame.Close()
+		ran := len(r.model.batchSizes()) > runs
+		if got.skipped != step.wantSkipped || ran == step.wantSkipped {
+			t.Errorf("step %d (%s): skipped %v, model ran %v; want skipped %v", i, step.name, got.skipped, ran, step.wantSkipped)
+		}
+	}
+	if sk, sc := r.b.framesSkipped("door"), r.b.framesScored("door"); sk != 3 || sc != 5 {
+		t.Errorf("framesSkipped %d, framesScored %d; want 3 and 5", sk, sc)
 	}
 }

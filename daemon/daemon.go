@@ -92,7 +92,7 @@ type daemon struct {
 	started time.Time
 
 	model   infer.Classifier
-	sets    *labelSets
+	sets    *scoring
 	latest  *capture.Latest
 	cameras *cameraSet
 	batch   *batcher
@@ -157,7 +157,7 @@ func newDaemon(cfg *configs.Config, opts Options) *daemon {
 	latest := capture.NewLatest()
 	d := &daemon{
 		log: opts.Logger, opts: opts, cfg: cfg, started: time.Now(),
-		sets: &labelSets{m: map[string]*infer.LabelSet{}}, latest: latest,
+		sets: newScoring(), latest: latest,
 		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(),
 	}
 	d.metrics = newMetrics(d)

@@ -22,7 +22,8 @@ import (
 // Frames are counted with the same words everywhere (code, /api/status, the
 // live page, the README): decoded from the stream, sampled at the camera's
 // fps, dropped (a sampled frame replaced by a newer one before the batcher
-// took it), scored by the model.
+// took it), skipped (not scored: it looked like the last scored frame),
+// scored by the model.
 type metrics struct {
 	reg          *prometheus.Registry
 	batchSize    prometheus.Histogram
@@ -39,6 +40,7 @@ type statusSource interface {
 	Cameras() []capture.Status
 	FramesDropped(camera string) uint64
 	FramesScored(camera string) uint64
+	FramesSkipped(camera string) uint64
 	Sink() publish.Status
 }
 
@@ -78,6 +80,7 @@ var (
 	descFramesSampled = prometheus.NewDesc("siglipd_frames_sampled_total", "Frames handed on at the camera's fps.", []string{"camera"}, nil)
 	descFramesDropped = prometheus.NewDesc("siglipd_frames_dropped_total", "Sampled frames replaced by a newer one before the batcher took them.", []string{"camera"}, nil)
 	descFramesScored  = prometheus.NewDesc("siglipd_frames_scored_total", "Frames scored by the model.", []string{"camera"}, nil)
+	descFramesSkipped = prometheus.NewDesc("siglipd_frames_skipped_total", "Sampled frames not scored because they looked like the last scored one (skip_unchanged).", []string{"camera"}, nil)
 	descReconnects    = prometheus.NewDesc("siglipd_camera_reconnects_total", "Reconnection attempts.", []string{"camera"}, nil)
 	descStalls        = prometheus.NewDesc("siglipd_camera_stalls_total", "Times the stall watchdog fired.", []string{"camera"}, nil)
 	descCameraUp      = prometheus.NewDesc("siglipd_camera_connected", "1 when frames are arriving.", []string{"camera"}, nil)
@@ -94,7 +97,7 @@ var (
 type statusCollector struct{ src statusSource }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descReconnects, descStalls,
+	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descReconnects, descStalls,
 		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures} {
 		ch <- d
 	}
@@ -107,6 +110,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFramesSampled, prometheus.CounterValue, float64(st.FramesSampled), cam)
 		ch <- prometheus.MustNewConstMetric(descFramesDropped, prometheus.CounterValue, float64(c.src.FramesDropped(cam)), cam)
 		ch <- prometheus.MustNewConstMetric(descFramesScored, prometheus.CounterValue, float64(c.src.FramesScored(cam)), cam)
+		ch <- prometheus.MustNewConstMetric(descFramesSkipped, prometheus.CounterValue, float64(c.src.FramesSkipped(cam)), cam)
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), cam)
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(st.Stalls), cam)
 		up := 0.0

@@ -46,7 +46,8 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 			closeModel()
 			return nil, fmt.Errorf("camera %q labels: %w", c.Name, err)
 		}
-		d.sets.set(c.Name, set)
+		d.sets.setLabels(c.Name, set)
+		d.sets.setGate(c.Name, c.SkipUnchanged)
 	}
 	info := d.model.Info()
 	d.log.Info("model ready", "model", info.Dir, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
@@ -172,26 +173,45 @@ func countLabels(cfg *configs.Config) int {
 	return n
 }
 
-// labelSets are the cameras' embedded labels, read by the batcher and
-// replaced by reloads.
-type labelSets struct {
-	mu sync.RWMutex
-	m  map[string]*infer.LabelSet
+// scoring is, per camera, what the batcher needs to score its frames: the
+// embedded labels and the change gate's settings. Run fills it, reloads
+// change it, the batcher reads it.
+type scoring struct {
+	mu   sync.RWMutex
+	sets map[string]*infer.LabelSet
+	gate map[string]configs.SkipUnchanged
 }
 
-func (s *labelSets) get(camera string) *infer.LabelSet {
+func newScoring() *scoring {
+	return &scoring{sets: map[string]*infer.LabelSet{}, gate: map[string]configs.SkipUnchanged{}}
+}
+
+// get returns a camera's labels (nil for a camera that is not configured)
+// and change gate.
+func (s *scoring) get(camera string) (*infer.LabelSet, configs.SkipUnchanged) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.m[camera]
+	return s.sets[camera], s.gate[camera]
 }
 
-// set replaces a camera's labels; nil removes the camera.
-func (s *labelSets) set(camera string, set *infer.LabelSet) {
+// setLabels replaces a camera's labels.
+func (s *scoring) setLabels(camera string, set *infer.LabelSet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if set == nil {
-		delete(s.m, camera)
-		return
-	}
-	s.m[camera] = set
+	s.sets[camera] = set
+}
+
+// setGate replaces a camera's change gate.
+func (s *scoring) setGate(camera string, g configs.SkipUnchanged) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gate[camera] = g
+}
+
+// forget removes a camera.
+func (s *scoring) forget(camera string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sets, camera)
+	delete(s.gate, camera)
 }

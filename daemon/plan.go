@@ -30,6 +30,9 @@ type reloadPlan struct {
 	// embed are the cameras whose labels need new text embeddings: added
 	// ones, and those whose label names or prompts changed.
 	embed []configs.Camera
+	// gate are the cameras whose change gate (skip_unchanged) is new or
+	// changed: the batcher applies it from the next frame.
+	gate []configs.Camera
 
 	// rules are the new rules and quiet timeout; nil rules when neither changed.
 	rules        []rules.Rule
@@ -43,7 +46,7 @@ var restartOnlySections = []string{"state_dir", "model", "inference", "sink", "m
 
 // empty reports whether the plan changes nothing that runs.
 func (p reloadPlan) empty() bool {
-	return len(p.stop)+len(p.start)+len(p.restart)+len(p.embed) == 0 && p.rules == nil && p.announce == nil
+	return len(p.stop)+len(p.start)+len(p.restart)+len(p.embed)+len(p.gate) == 0 && p.rules == nil && p.announce == nil
 }
 
 // diff plans the change from old to new. Neither is modified.
@@ -80,6 +83,9 @@ func diff(old, new *configs.Config) reloadPlan {
 		}
 		if !existed || !slices.EqualFunc(inferLabels(o), inferLabels(c), labelEqual) {
 			p.embed = append(p.embed, c)
+		}
+		if !existed || o.SkipUnchanged != c.SkipUnchanged {
+			p.gate = append(p.gate, c)
 		}
 	}
 	for _, c := range old.Cameras {

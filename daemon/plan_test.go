@@ -78,6 +78,7 @@ func TestDiff(t *testing.T) {
 			}{
 				{"stop", p.stop, tt.want.stop}, {"start", names(p.start), tt.want.start},
 				{"restart", names(p.restart), tt.want.restart}, {"embed", names(p.embed), tt.want.embed},
+				{"gate", names(p.gate), tt.want.gate},
 			} {
 				if !slices.Equal(c.got, c.want) && len(c.got)+len(c.want) > 0 {
 					t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
@@ -108,7 +109,7 @@ func TestDiff(t *testing.T) {
 				t.Error("diff changed its inputs")
 			}
 			if got := p.empty(); got != (tt.want.stop == nil && tt.want.start == nil && tt.want.restart == nil &&
-				tt.want.embed == nil && !tt.want.rules && !tt.want.announce) {
+				tt.want.embed == nil && tt.want.gate == nil && !tt.want.rules && !tt.want.announce) {
 				t.Errorf("empty() = %v", got)
 			}
 		})
@@ -116,9 +117,9 @@ func TestDiff(t *testing.T) {
 }
 
 type planWant struct {
-	restartOnly                 []string
-	stop, start, restart, embed []string
-	rules, announce             bool
+	restartOnly                       []string
+	stop, start, restart, embed, gate []string
+	rules, announce                   bool
 }
 
 // planCases: key is the config key the case changes (as written in the
@@ -145,14 +146,14 @@ var planCases = []struct {
 	{key: "label_defaults", edit: []string{"cooldown: 10s", "cooldown: 30s"}, want: planWant{rules: true}},
 
 	{key: "cameras", edit: []string{"cameras:\n", "cameras:\n  - name: porch\n    url: rtsp://10.0.0.3/live\n    labels: [{name: parcel, threshold: 0.4}]\n"},
-		want: planWant{start: []string{"porch"}, embed: []string{"porch"}, rules: true, announce: true}},
+		want: planWant{start: []string{"porch"}, embed: []string{"porch"}, gate: []string{"porch"}, rules: true, announce: true}},
 	{key: "cameras (one removed)", edit: []string{"  - name: garage\n    url: /videos/garage.mp4\n    loop: true\n    labels:\n      - name: car\n        threshold: 0.5\n", ""},
 		want: planWant{stop: []string{"garage"}, rules: true, announce: true}},
 	{key: "cameras (order)", edit: []string{"  - name: garage\n    url: /videos/garage.mp4\n    loop: true\n    labels:\n      - name: car\n        threshold: 0.5\n", "",
 		"cameras:\n", "cameras:\n  - name: garage\n    url: /videos/garage.mp4\n    loop: true\n    labels:\n      - name: car\n        threshold: 0.5\n"},
 		want: planWant{rules: true, announce: true}},
 	{key: "cameras[].name", edit: []string{"name: garage", "name: carport"},
-		want: planWant{stop: []string{"garage"}, start: []string{"carport"}, embed: []string{"carport"}, rules: true, announce: true}},
+		want: planWant{stop: []string{"garage"}, start: []string{"carport"}, embed: []string{"carport"}, gate: []string{"carport"}, rules: true, announce: true}},
 	{key: "cameras[].url", edit: []string{"rtsp://10.0.0.2/live", "rtsp://10.0.0.2/sub"}, want: planWant{restart: []string{"door"}}},
 	{key: "cameras[].fps", edit: []string{"fps: 2", "fps: 5"}, want: planWant{restart: []string{"door"}}},
 	// read_timeout and open_timeout also set how long a quiet camera's events last.
@@ -162,6 +163,9 @@ var planCases = []struct {
 	{key: "cameras[].loop", edit: []string{"loop: true", "loop: false"}, want: planWant{restart: []string{"garage"}}},
 	{key: "cameras[].crop", edit: []string{"    loop: true\n", "    loop: true\n    crop: {x: 0.5, y: 0, width: 0.5, height: 1}\n"},
 		want: planWant{restart: []string{"garage"}}},
+	// The change gate is the batcher's: the stream goes on.
+	{key: "cameras[].skip_unchanged", edit: []string{"    loop: true\n", "    loop: true\n    skip_unchanged: {max_skip: 30s}\n"},
+		want: planWant{gate: []string{"garage"}}},
 	{key: "cameras[].labels", edit: []string{"      - name: car\n", "      - name: bike\n        threshold: 0.6\n      - name: car\n"},
 		want: planWant{embed: []string{"garage"}, rules: true, announce: true}},
 	{key: "cameras[].labels[].name", edit: []string{"name: car", "name: van"}, want: planWant{embed: []string{"garage"}, rules: true, announce: true}},

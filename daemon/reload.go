@@ -99,11 +99,14 @@ func (d *daemon) apply(old *configs.Config, p reloadPlan) error {
 	}
 	for _, name := range p.stop {
 		d.cameras.stop(name)
-		d.sets.set(name, nil)
+		d.sets.forget(name)
 		d.live.Forget(name)
 	}
 	for name, set := range sets {
-		d.sets.set(name, set)
+		d.sets.setLabels(name, set)
+	}
+	for _, c := range p.gate {
+		d.sets.setGate(c.Name, c.SkipUnchanged)
 	}
 	for _, c := range p.restart {
 		d.cameras.stop(c.Name)

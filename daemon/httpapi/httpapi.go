@@ -38,6 +38,7 @@ type Backend interface {
 	Cameras() []capture.Status          // the running cameras, in config order
 	FramesDropped(camera string) uint64 // sampled frames replaced before inference took them
 	FramesScored(camera string) uint64  // frames the model scored
+	FramesSkipped(camera string) uint64 // frames the change gate spared the model
 	Sink() publish.Status
 	Model() infer.Info
 }
@@ -203,7 +204,9 @@ type Batch struct {
 // Camera is one camera: its capture status, and its labels' last scores.
 // The frame counts are those of the metrics of the same names: decoded
 // from the stream, sampled at the camera's fps, dropped (replaced by a
-// newer sampled frame before inference took them), scored by the model.
+// newer sampled frame before inference took them), skipped (looked like
+// the last scored frame: its probabilities were reused), scored by the
+// model.
 type Camera struct {
 	Name          string     `json:"name"`
 	URL           string     `json:"url"`
@@ -214,6 +217,7 @@ type Camera struct {
 	FramesDecoded uint64     `json:"frames_decoded"`
 	FramesSampled uint64     `json:"frames_sampled"`
 	FramesDropped uint64     `json:"frames_dropped"`
+	FramesSkipped uint64     `json:"frames_skipped"`
 	FramesScored  uint64     `json:"frames_scored"`
 	FPSDecoded    float64    `json:"fps_decoded"`
 	FPSSampled    float64    `json:"fps_sampled"`
@@ -255,7 +259,7 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if s, ok := running[cc.Name]; ok {
 			c = Camera{Name: s.Name, URL: s.URL, State: string(s.State), LastError: s.LastError,
 				FramesDecoded: s.FramesDecoded, FramesSampled: s.FramesSampled,
-				FramesDropped: b.FramesDropped(s.Name), FramesScored: b.FramesScored(s.Name),
+				FramesDropped: b.FramesDropped(s.Name), FramesSkipped: b.FramesSkipped(s.Name), FramesScored: b.FramesScored(s.Name),
 				FPSDecoded: s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height}
 			if !s.LastFrame.IsZero() {
 				t := s.LastFrame

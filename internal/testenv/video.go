@@ -18,6 +18,9 @@ type VideoOptions struct {
 	// Source is an ffmpeg lavfi source; [testsrc], a moving counter, so
 	// consecutive frames differ. "color=c=red" gives a solid colour.
 	Source string
+	// Filter is an ffmpeg filter chain applied to Source (-vf), e.g.
+	// drawbox=x=10:y=10:w=50:h=50:color=red:t=fill:enable='between(t,3,6)'.
+	Filter string
 	Name   string // file name in the test's temp dir ["video.mp4"]; its extension picks the container
 }
 
@@ -57,10 +60,13 @@ func MakeVideo(ffmpeg, path string, opts VideoOptions) error {
 	}
 	src := fmt.Sprintf("%s%ssize=%dx%d:rate=%d", opts.Source, sep, opts.Width, opts.Height, opts.FPS)
 	// -g = fps: a keyframe a second, like the RTSP test camera.
-	cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-		"-f", "lavfi", "-i", src, "-t", fmt.Sprintf("%.3f", opts.Duration.Seconds()),
-		"-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", fmt.Sprint(opts.FPS),
-		path)
+	args := []string{"-hide_banner", "-loglevel", "error", "-y",
+		"-f", "lavfi", "-i", src, "-t", fmt.Sprintf("%.3f", opts.Duration.Seconds())}
+	if opts.Filter != "" {
+		args = append(args, "-vf", opts.Filter)
+	}
+	args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", fmt.Sprint(opts.FPS), path)
+	cmd := exec.Command(ffmpeg, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("ffmpeg %s: %v\n%s", path, err, out)
 	}
