@@ -31,16 +31,27 @@ func benchDevice(o *Options) {
 }
 
 // BenchmarkVisionTower measures images/s of the vision tower on the base
-// preset at several batch sizes. Frames are already 224×224, so this is
-// the tower itself (plus the trivial copy into the input tensor).
+// preset at several batch sizes, fp32 and int8 (the quantized variant, when
+// scripts/quantize.py has written it). Frames are already 224×224, so this
+// is the tower itself (plus the trivial copy into the input tensor).
 func BenchmarkVisionTower(b *testing.B) {
-	m := open(b, benchModel(b), benchDevice)
+	dir := benchModel(b)
+	for _, v := range []struct{ name, suffix string }{{"fp32", ""}, {"int8", "_quantized"}} {
+		if _, err := os.Stat(filepath.Join(dir, "onnx", "vision_model"+v.suffix+".onnx")); err != nil {
+			continue
+		}
+		m := open(b, dir, func(o *Options) { benchDevice(o); o.Suffix = v.suffix })
+		benchVision(b, m, v.name)
+	}
+}
+
+func benchVision(b *testing.B, m *Model, variant string) {
 	for _, n := range []int{1, 4, 8} {
 		imgs := make([]Image, n)
 		for i := range imgs {
 			imgs[i] = imageproc.FromImage(scene(224, 224, uint64(i)))
 		}
-		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/batch=%d", variant, n), func(b *testing.B) {
 			if _, err := m.EmbedImages(imgs); err != nil { // warm-up: first run allocates
 				b.Fatal(err)
 			}

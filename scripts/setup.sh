@@ -42,4 +42,18 @@ fi
 
 scripts/fetch-ort.sh
 scripts/setup-node.sh
+
+# Python tools for scripts/quantize.py (ONNX Runtime's quantizer), pinned in
+# scripts/requirements-quantize.txt, in a venv of the first python3 on PATH
+# (the pyenv 3.11 of the CI machine). Reinstalled when the pins change.
+venv=.deps/py
+req=scripts/requirements-quantize.txt
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the Python tools of $req into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-input -r "$req"
+  echo "$want" >"$venv/requirements.sha256"
+fi
 echo "setup: done"
