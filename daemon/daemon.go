@@ -18,8 +18,9 @@
 //
 // Files: daemon.go (Run), model.go, cameras.go, batcher.go, rulesloop.go,
 // emit.go and journal.go (the event path), plan.go and reload.go, backend.go
-// and metrics.go (what HTTP and Prometheus read), repeatlog.go (one log line
-// for a failure that repeats), check.go (--check).
+// and metrics.go (what HTTP and Prometheus read), gate.go (the change gate
+// that spares the model unchanged frames), repeatlog.go (one log line for a
+// failure that repeats), check.go (--check).
 package daemon
 
 import (

@@ -175,13 +175,14 @@ func (c *Client) Fetch(ctx context.Context, repo, revision string, files []Want)
 				r.noteMissing(meta.Commit, f.Path)
 			}
 			continue
-		case errors.As(err, &he):
+		case errors.As(err, &he) && he.Status < 500 && he.Status != http.StatusTooManyRequests:
 			return "", err // the hub answered: no cache fallback for a wrong name or a missing token
 		case err != nil:
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
-			// Unreachable hub: the cache may still have it all.
+			// Unreachable or failing hub (5xx, 429): the cache may still
+			// have it all.
 			return r.fromCache(revision, files, "the hub cannot be reached: "+err.Error())
 		}
 		if commit != "" && meta.Commit != commit {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,7 +125,8 @@ func TestFetchCacheLayout(t *testing.T) {
 
 // TestFetchAgain: what is in the cache is never downloaded again — the
 // hub is asked (HEAD) about a branch, not at all about a commit — and the
-// cache answers alone when the hub is unreachable or offline mode is on;
+// cache answers alone when the hub is unreachable, failing (503) or offline
+// mode is on;
 // a cold cache then fails with an error that names what is missing.
 func TestFetchAgain(t *testing.T) {
 	r := newRig(t, "")
@@ -147,13 +149,17 @@ func TestFetchAgain(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		name   string
-		client hub.Client
+		name     string
+		client   hub.Client
+		failWith int
 	}{
-		{"offline", hub.Client{Endpoint: r.hub.URL, Cache: r.client.Cache, Offline: true}},
-		{"unreachable", hub.Client{Endpoint: "http://127.0.0.1:1", Cache: r.client.Cache}},
+		{"offline", hub.Client{Endpoint: r.hub.URL, Cache: r.client.Cache, Offline: true}, 0},
+		{"unreachable", hub.Client{Endpoint: "http://127.0.0.1:1", Cache: r.client.Cache}, 0},
+		{"hub failing", hub.Client{Endpoint: r.hub.URL, Cache: r.client.Cache}, http.StatusServiceUnavailable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			r.hub.FailWith(tt.failWith)
+			defer r.hub.FailWith(0)
 			snap, err := tt.client.Fetch(context.Background(), repo, "main", files)
 			if err != nil || filepath.Base(snap) != r.commit {
 				t.Errorf("warm cache: %s, %v", snap, err)
@@ -164,7 +170,7 @@ func TestFetchAgain(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), repo+"@main") || !strings.Contains(err.Error(), "not in the model cache") {
 				t.Errorf("cold cache: %v; want an error naming %s@main and the cache", err, repo)
 			}
-			if reqs := r.hub.Requests(); len(reqs) > 0 {
+			if reqs := r.hub.Requests(); len(reqs) > 0 && tt.failWith == 0 {
 				t.Errorf("asked the hub: %q", reqs)
 			}
 		})

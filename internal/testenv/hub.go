@@ -41,6 +41,7 @@ type Hub struct {
 	auth     []string // Authorization headers the storage server saw
 	drop     map[string]int64
 	corrupt  map[string]bool
+	failWith int // when not 0, every resolve request gets this status
 }
 
 type hubRepo struct {
@@ -113,6 +114,14 @@ func (h *Hub) blobKey(id, file string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// FailWith makes every resolve request answer status (0: normal again), as
+// a hub in trouble does.
+func (h *Hub) FailWith(status int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failWith = status
+}
+
 // Requests returns the requests served so far and forgets them.
 func (h *Hub) Requests() []string {
 	h.mu.Lock()
@@ -143,8 +152,12 @@ func (h *Hub) serveResolve(w http.ResponseWriter, req *http.Request) {
 	}
 	id, revision, path := parts[0]+"/"+parts[1], parts[3], parts[4]
 	h.mu.Lock()
-	r := h.repos[id]
+	r, failWith := h.repos[id], h.failWith
 	h.mu.Unlock()
+	if failWith != 0 {
+		w.WriteHeader(failWith)
+		return
+	}
 	fail := func(status int, code, msg string) {
 		w.Header().Set("X-Error-Code", code)
 		w.Header().Set("X-Error-Message", msg)
