@@ -378,6 +378,9 @@ func TestBadModelFolders(t *testing.T) {
 		{"not a SigLIP config", func(dir string) error {
 			return os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "clip"}`), 0o644)
 		}, []string{"config.json", `model_type is "clip"`}},
+		{"NaFlex SigLIP 2", func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "siglip2"}`), 0o644)
+		}, []string{"config.json", "NaFlex", "siglip2-base-patch16-224-ONNX"}},
 		{"image size mismatch", func(dir string) error {
 			return os.WriteFile(filepath.Join(dir, "preprocessor_config.json"), []byte(`{"size": {"height": 224, "width": 224}, "resample": 3}`), 0o644)
 		}, []string{"vision_model.onnx", "takes 64x64", "preprocessor_config.json", "224x224"}},

@@ -173,6 +173,15 @@ func readModelConfig(path string) (modelConfig, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return c, fmt.Errorf("model config %s: not valid JSON: %w", path, err)
 	}
+	if c.ModelType == "siglip2" {
+		// SigLIP 2's fixed-resolution checkpoints say "siglip" (they are
+		// SigLIP models with Gemma's tokenizer); "siglip2" is NaFlex, whose
+		// vision tower takes patches with pixel_attention_mask and
+		// spatial_shapes instead of an image.
+		return c, fmt.Errorf("model config %s: model_type is \"siglip2\", a NaFlex SigLIP 2 model, which siglipd does not run "+
+			"(its vision tower takes variable patch sequences); use a fixed-resolution SigLIP 2 export such as "+
+			"onnx-community/siglip2-base-patch16-224-ONNX, or SigLIP", path)
+	}
 	if c.ModelType != "siglip" {
 		return c, fmt.Errorf("model config %s: model_type is %q, not a SigLIP model (want \"siglip\")", path, c.ModelType)
 	}
