@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
 )
@@ -36,6 +39,11 @@ func (d *daemon) FramesSkipped(camera string) uint64 {
 		return 0
 	}
 	return d.batch.framesSkipped(camera)
+}
+
+// History is a camera × label's score history since a time.
+func (d *daemon) History(camera, label string, since time.Time) history.Result {
+	return d.history.Query(camera, label, since)
 }
 
 // Sink is the sink's status.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
@@ -101,6 +102,7 @@ type daemon struct {
 	sink    publish.Sink
 	metrics *metrics
 	live    *httpapi.Live
+	history *history.Store
 	http    *httpapi.Server // nil when http.listen is ""
 
 	mu  sync.Mutex
@@ -131,6 +133,8 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	if err := d.startSink(ctx, cfg); err != nil {
 		return err
 	}
+	stopHistory := d.startHistory(cfg)
+	defer stopHistory()
 	d.rules = d.startRules(cfg)
 	d.batch = d.startBatcher(cfg)
 	if err := d.startHTTP(cfg, h.httpAddr); err != nil {
@@ -159,7 +163,7 @@ func newDaemon(cfg *configs.Config, opts Options) *daemon {
 	d := &daemon{
 		log: opts.Logger, opts: opts, cfg: cfg, started: time.Now(),
 		sets: newScoring(), latest: latest,
-		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(),
+		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(), history: history.New(history.Options{}),
 	}
 	d.metrics = newMetrics(d)
 	return d

@@ -7,17 +7,20 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/publish"
 	"github.com/siglipd/siglipd/rules"
 )
 
 // emitter is the one path of every event: observed, ticked, changed by a
 // reload, ended at shutdown or recovered after a crash. Each event is
-// journaled, handed to the sink, counted and logged exactly once. It is
+// journaled, kept in the score history, handed to the sink, counted and
+// logged exactly once. It is
 // used by one goroutine at a time (start-up, then the rules loop).
 type emitter struct {
 	sink      publish.Sink
 	journal   *journal // nil when the state folder is unusable
+	history   *history.Store
 	metrics   *metrics
 	log       *slog.Logger
 	snapshots bool // a start carries a JPEG of its frame
@@ -29,6 +32,7 @@ func (e *emitter) emit(events []rules.Event, f *capture.Frame) {
 		if e.journal != nil {
 			e.journal.record(ev)
 		}
+		e.history.Event(ev)
 		var jpeg []byte
 		if ev.Type == rules.TypeStart && f != nil && e.snapshots {
 			if buf, err := gocv.IMEncode(gocv.JPEGFileExt, f.Mat); err == nil {

@@ -46,7 +46,7 @@ func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
 	if err != nil {
 		d.log.Warn("event journal unavailable; events open at a crash would not be ended", "err", err)
 	}
-	e := &emitter{sink: d.sink, journal: j, metrics: d.metrics, log: d.log,
+	e := &emitter{sink: d.sink, journal: j, history: d.history, metrics: d.metrics, log: d.log,
 		snapshots: cfg.Sink == "mqtt" && cfg.MQTT.Snapshots.Enabled}
 	e.endLeftOpen(left)
 	l := newRulesLoop(rulesFor(cfg), quietTimeout(cfg), 2*cfg.Inference.BatchSize, e, d.live, d.Cameras)
@@ -101,6 +101,7 @@ func (l *rulesLoop) observe(s scoredFrame) {
 		probs[n] = float64(s.probs[i])
 		l.metrics.probability.WithLabelValues(f.Camera, n).Set(float64(s.probs[i]))
 	}
+	l.emit.history.Add(f.Camera, f.Time, probs)
 	l.emit.emit(l.machine.Observe(f.Camera, f.Time, probs), f)
 	l.sink.Scores(f.Camera, f.Time, probs)
 	l.live.SetScores(f, probs, l.machine.States()) // takes ownership of f

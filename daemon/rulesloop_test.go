@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/siglipd/siglipd/capture"
+	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/publish"
@@ -81,7 +82,7 @@ func newRulesRig(t *testing.T, quiet time.Duration, rs ...rules.Rule) *rulesRig 
 		t.Fatal(err)
 	}
 	r := &rulesRig{sink: &recordingSink{}, journal: j}
-	e := &emitter{sink: r.sink, journal: j, metrics: newMetrics(noStatus{}), log: log}
+	e := &emitter{sink: r.sink, journal: j, history: history.New(history.Options{}), metrics: newMetrics(noStatus{}), log: log}
 	r.loop = newRulesLoop(rs, quiet, 4, e, httpapi.NewLive(), r.cameras)
 	r.loop.tick = 10 * time.Millisecond
 	go r.loop.run()

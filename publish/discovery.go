@@ -10,18 +10,24 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 )
 
 // haConfig is a Home Assistant MQTT discovery config for one binary_sensor
 // (https://www.home-assistant.io/integrations/binary_sensor.mqtt/). Only the
 // fields siglipd sets; field names are Home Assistant's.
 type haConfig struct {
-	Name         string           `json:"name"`
-	UniqueID     string           `json:"unique_id"`
-	StateTopic   string           `json:"state_topic"`
-	PayloadOn    string           `json:"payload_on"`
-	PayloadOff   string           `json:"payload_off"`
-	Availability []haAvailability `json:"availability"`
+	Name       string `json:"name"`
+	UniqueID   string `json:"unique_id"`
+	StateTopic string `json:"state_topic"`
+	PayloadOn  string `json:"payload_on,omitempty"`
+	PayloadOff string `json:"payload_off,omitempty"`
+	// A sensor's: "measurement" lets Home Assistant keep statistics (a
+	// graph over days); 3 decimals is what siglipd publishes.
+	StateClass       string           `json:"state_class,omitempty"`
+	DisplayPrecision int              `json:"suggested_display_precision,omitempty"`
+	ExpireAfter      int              `json:"expire_after,omitempty"`
+	Availability     []haAvailability `json:"availability"`
 	// AvailabilityMode "all": available only while both siglipd and the
 	// camera are online.
 	AvailabilityMode string   `json:"availability_mode"`
@@ -82,6 +88,23 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 	return b
 }
 
+// probabilityPayload is the discovery config of a label's probability as a
+// sensor entity ("<camera> <label> probability"), on the label's score
+// topic, in the same device. Scores are not retained and come at most
+// once per interval, so the sensor expires (shows unknown) when they stop.
+func (t topics) probabilityPayload(cam Camera, l Label, version string, interval time.Duration) []byte {
+	var c haConfig
+	json.Unmarshal(t.discoveryPayload(cam, l, version), &c)
+	c.Name = l.Name + " probability"
+	c.UniqueID = t.uniqueID(cam.Name, l.Name) + "_probability"
+	c.StateTopic = t.score(cam.Name, l.Name)
+	c.PayloadOn, c.PayloadOff, c.DeviceClass = "", "", ""
+	c.StateClass, c.DisplayPrecision, c.Icon = "measurement", 3, "mdi:chart-bell-curve"
+	c.ExpireAfter = int(max(60*time.Second, 10*interval) / time.Second)
+	b, _ := json.Marshal(c) // plain strings and slices: cannot fail
+	return b
+}
+
 // discovery is what the broker should hold retained for Home Assistant and
 // other subscribers: each camera's availability, each label's ON/OFF state,
 // and (when enabled) each label's discovery config; and the list of
@@ -89,7 +112,8 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 // camera or label are cleared. It is safe for concurrent use.
 type discovery struct {
 	t       topics
-	enabled bool // publish discovery configs
+	enabled bool          // publish discovery configs
+	scores  time.Duration // the scores' interval, when scores are published (then each label also has a probability sensor)
 	qos     byte
 	version string
 	dir     string // where retainedFile lives (the outbox folder)
@@ -112,6 +136,9 @@ const retainedFile = "retained.json"
 func newDiscovery(opts MQTTOptions, t topics) *discovery {
 	d := &discovery{t: t, enabled: opts.Discovery, qos: opts.QoS, version: opts.Version, dir: opts.OutboxDir, log: opts.Logger,
 		states: map[string]string{}, cameraUp: map[string]string{}, owned: map[string]bool{}}
+	if opts.ScoresEnabled {
+		d.scores = opts.ScoresInterval
+	}
 	var owned []string
 	if err := loadJSON(filepath.Join(d.dir, retainedFile), &owned); err != nil {
 		d.log.Warn("mqtt: cannot read the list of retained topics; stale Home Assistant entities may stay", "error", err)
@@ -222,6 +249,11 @@ func (d *discovery) take() ([]message, bool) {
 				t := d.t.discoveryConfig(c.Name, l.Name)
 				plan = append(plan, message{Topic: t, Payload: d.t.discoveryPayload(c, l, d.version), QoS: d.qos, Retain: true})
 				keep[t] = true
+				if d.scores > 0 {
+					t := d.t.probabilityConfig(c.Name, l.Name)
+					plan = append(plan, message{Topic: t, Payload: d.t.probabilityPayload(c, l, d.version, d.scores), QoS: d.qos, Retain: true})
+					keep[t] = true
+				}
 			}
 			st := d.t.state(c.Name, l.Name)
 			plan = append(plan, message{Topic: st, Payload: []byte(d.states[st]), QoS: d.qos, Retain: true})

@@ -617,3 +617,60 @@ func TestNewMQTTRejects(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestProbabilitySensor: with scores and discovery on, each label also has
+// a Home Assistant sensor entity on its score topic (state_class
+// measurement, in the camera's device, with the same availability), and a
+// label removed by a later announce loses it; without scores there is none.
+func TestProbabilitySensor(t *testing.T) {
+	testenv.Integration(t)
+	b := testenv.StartMosquitto(t)
+	opts := baseOptions(t, b.URL())
+	opts.Discovery, opts.DiscoveryPrefix = true, "homeassistant"
+	opts.ScoresEnabled, opts.ScoresInterval = true, 2*time.Second
+	m := startSink(t, opts)
+	m.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}, {Name: "person"}}}})
+	connected(t, m.Status)
+	sub := subscribe(t, b.URL(), "ha", false, "homeassistant/#")
+	const carTopic = "homeassistant/sensor/siglipd/driveway__car_probability/config"
+	testenv.WaitFor(t, 5*time.Second, func() bool { _, ok := sub.last(carTopic); return ok }, "the car probability sensor's config")
+	r, _ := sub.last(carTopic)
+	var c map[string]any
+	if err := json.Unmarshal([]byte(r.Payload), &c); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{
+		"name": "car probability", "unique_id": "siglipd_driveway__car_probability", "state_topic": "siglipd/driveway/car/score",
+		"state_class": "measurement", "suggested_display_precision": 3.0, "expire_after": 60.0, "availability_mode": "all",
+	} {
+		if c[k] != want {
+			t.Errorf("%s = %v, want %v", k, c[k], want)
+		}
+	}
+	if _, ok := c["payload_on"]; ok || !r.Retained {
+		t.Errorf("config %s: payload_on present or not retained", r.Payload)
+	}
+	if dev := c["device"].(map[string]any); dev["identifiers"].([]any)[0] != "siglipd_driveway" {
+		t.Errorf("device %v: not the camera's", dev)
+	}
+
+	m.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "person"}}}})
+	testenv.WaitFor(t, 5*time.Second, func() bool { r, ok := sub.last(carTopic); return ok && r.Payload == "" },
+		"the removed label's sensor config to be emptied")
+
+	// Without scores: no sensor.
+	b2 := testenv.StartMosquitto(t)
+	opts2 := baseOptions(t, b2.URL())
+	opts2.Discovery, opts2.DiscoveryPrefix = true, "homeassistant"
+	m2 := startSink(t, opts2)
+	m2.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}}}})
+	connected(t, m2.Status)
+	sub2 := subscribe(t, b2.URL(), "ha2", false, "homeassistant/#")
+	testenv.WaitFor(t, 5*time.Second, func() bool {
+		_, ok := sub2.last("homeassistant/binary_sensor/siglipd/driveway__car/config")
+		return ok
+	}, "the binary_sensor config")
+	if r, ok := sub2.last(carTopic); ok {
+		t.Errorf("a probability sensor without scores: %+v", r)
+	}
+}

@@ -196,3 +196,9 @@ func (t topics) uniqueID(camera, label string) string {
 func (t topics) discoveryConfig(camera, label string) string {
 	return t.discovery + "/binary_sensor/" + t.node + "/" + t.objectID(camera, label) + "/config"
 }
+
+// probabilityConfig is the discovery config of a label's probability
+// sensor (published with scores).
+func (t topics) probabilityConfig(camera, label string) string {
+	return t.discovery + "/sensor/" + t.node + "/" + t.objectID(camera, label) + "_probability/config"
+}

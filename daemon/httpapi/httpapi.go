@@ -20,11 +20,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
 )
@@ -41,6 +43,8 @@ type Backend interface {
 	FramesSkipped(camera string) uint64 // frames the change gate spared the model
 	Sink() publish.Status
 	Model() infer.Info
+	// History is a camera × label's score history since a time.
+	History(camera, label string, since time.Time) history.Result
 }
 
 // Options configure a Server. Backend, Live and Metrics are required.
@@ -78,6 +82,7 @@ func Start(opts Options) (*Server, error) {
 	mux.Handle("GET /metrics", opts.Metrics)
 	mux.HandleFunc("GET /api/status", a.handleStatus)
 	mux.HandleFunc("GET /api/cameras/{name}/snapshot.jpg", a.handleSnapshot)
+	mux.HandleFunc("GET /api/history", a.handleHistory)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(indexHTML)
@@ -305,6 +310,89 @@ func (a *api) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Modified", at.UTC().Format(http.TimeFormat))
 		w.Write(jpeg)
 	}
+}
+
+// History is /api/history: one camera × label's probabilities over time,
+// compact (arrays, not objects: an hour at full rate is thousands of
+// points), with the events of the same span.
+type History struct {
+	Camera       string  `json:"camera"`
+	Label        string  `json:"label"`
+	Threshold    float64 `json:"threshold"`
+	OffThreshold float64 `json:"off_threshold"`
+	Since        string  `json:"since"`
+	// Points are [time in Unix ms, probability], every scored (or skipped)
+	// frame of the recent window.
+	Points [][2]float64 `json:"points"`
+	// Buckets are [start in Unix ms, min, max, mean, frames], one a minute,
+	// for the time before the first point.
+	Buckets [][5]float64   `json:"buckets"`
+	Events  []HistoryEvent `json:"events"`
+}
+
+// HistoryEvent is one event of a History.
+type HistoryEvent struct {
+	ID       string     `json:"id"`
+	Start    time.Time  `json:"start"`
+	End      *time.Time `json:"end"` // null while it lasts
+	TopScore float64    `json:"top_score"`
+}
+
+// defaultHistory is the span /api/history returns without since.
+const defaultHistory = time.Hour
+
+func (a *api) handleHistory(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	camera, label := q.Get("camera"), q.Get("label")
+	var lab *configs.Label
+	for _, c := range a.Backend.Config().Cameras {
+		for i, l := range c.Labels {
+			if c.Name == camera && l.Name == label {
+				lab = &c.Labels[i]
+			}
+		}
+	}
+	if lab == nil {
+		http.Error(w, fmt.Sprintf("no label %q on a camera %q (give ?camera=NAME&label=NAME)", label, camera), http.StatusNotFound)
+		return
+	}
+	since, err := parseSince(q.Get("since"), time.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	res := a.Backend.History(camera, label, since)
+	h := History{Camera: camera, Label: label, Threshold: lab.Threshold, OffThreshold: lab.EffectiveOffThreshold(),
+		Since: since.UTC().Format(time.RFC3339Nano), Points: make([][2]float64, len(res.Points)),
+		Buckets: make([][5]float64, len(res.Buckets)), Events: []HistoryEvent{}}
+	for i, p := range res.Points {
+		h.Points[i] = [2]float64{float64(p.Ms), float64(p.P)}
+	}
+	for i, b := range res.Buckets {
+		h.Buckets[i] = [5]float64{float64(b.T.UnixMilli()), float64(b.Min), float64(b.Max), float64(b.Mean), float64(b.N)}
+	}
+	for _, e := range res.Events {
+		h.Events = append(h.Events, HistoryEvent{ID: e.ID, Start: e.Start, End: e.End, TopScore: e.TopScore})
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// parseSince reads ?since=: a duration back from now ("15m", "24h"), an
+// RFC 3339 time, or Unix milliseconds; "" is defaultHistory.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return now.Add(-defaultHistory), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms), nil
+	}
+	return time.Time{}, fmt.Errorf("since=%q: want a duration back from now (15m, 24h), an RFC 3339 time or Unix milliseconds", s)
 }
 
 func (a *api) hasCamera(name string) bool {
