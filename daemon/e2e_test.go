@@ -137,6 +137,15 @@ func (r *running) camera(name string) httpapi.Camera {
 	return httpapi.Camera{}
 }
 
+// history is /api/history of one label (empty when it cannot be read).
+func (r *running) history(camera, label string) httpapi.History {
+	var h httpapi.History
+	if code, body := r.get("/api/history?camera=" + camera + "&label=" + label); code == 200 {
+		json.Unmarshal(body, &h)
+	}
+	return h
+}
+
 // metrics scrapes /metrics and parses it with Prometheus' text parser.
 func (r *running) metrics() map[string]*dto.MetricFamily {
 	r.t.Helper()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,8 +38,10 @@ func chromium(t *testing.T, args ...string) []byte {
 }
 
 // TestLivePage loads / in a real headless Chromium: one card per camera,
-// one bar per label with its live probability, and a screenshot in which
-// the bar of a label over its threshold is drawn in the "over" colour.
+// one bar per label with its live probability, a history chart per label
+// drawn from /api/history with the event shaded, the crop drawn on the
+// frame, a placeholder for a camera without a frame; and a screenshot that
+// shows the over-threshold bars, threshold lines, event spans and crop.
 func TestLivePage(t *testing.T) {
 	testenv.Integration(t)
 	red := testenv.VideoFile(t, testenv.VideoOptions{Name: "red.mp4", Source: "color=c=red", Duration: 3 * time.Second})
@@ -48,26 +51,46 @@ model: {path: %s}
 sink: stdout
 http: {listen: "127.0.0.1:0"}
 cameras:
-  - {name: driveway, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}, {name: green, threshold: 0.3}, {name: blue, threshold: 0.5}]}
+  - {name: driveway, url: %s, loop: true, fps: 2, crop: {x: 0.25, y: 0.25, width: 0.5, height: 0.5},
+     labels: [{name: red, threshold: 0.5}, {name: green, threshold: 0.3}, {name: blue, threshold: 0.5}]}
   - {name: garden, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}, {name: blue, threshold: 0.4}]}
-`, testenv.Model(t, "colour"), red, blue), nil)
+  - {name: porch, url: %s, labels: [{name: red}]}
+`, testenv.Model(t, "colour"), red, blue, filepath.Join(t.TempDir(), "missing.mp4")), nil)
 	testenv.WaitFor(t, 20*time.Second, func() bool {
+		n := 0
 		for _, c := range r.status().Cameras {
-			if c.ScoredAt == nil {
-				return false
+			if c.ScoredAt != nil && len(r.history(c.Name, "red").Points) >= 3 {
+				n++
 			}
 		}
-		return true
-	}, "both cameras to have a scored frame")
+		return n == 2
+	}, "both cameras to have scored frames in their history")
 
 	dom := string(chromium(t, "--dump-dom", r.base+"/"))
 	cards := regexp.MustCompile(`<section class="card" id="cam-([a-z]+)"`).FindAllStringSubmatch(dom, -1)
 	bars := regexp.MustCompile(`<div class="label( on)?" data-label="([a-z]+)"`).FindAllStringSubmatch(dom, -1)
-	if len(cards) != 2 || cards[0][1] != "driveway" || cards[1][1] != "garden" {
-		t.Errorf("cards: %v, want driveway and garden", cards)
+	if len(cards) != 3 || cards[0][1] != "driveway" || cards[1][1] != "garden" || cards[2][1] != "porch" {
+		t.Errorf("cards: %v, want driveway, garden and porch", cards)
 	}
-	if len(bars) != 5 {
-		t.Errorf("found %d label bars, want 5 (3 + 2)", len(bars))
+	if len(bars) != 6 {
+		t.Errorf("found %d label bars, want 6 (3 + 2 + 1)", len(bars))
+	}
+	charts := regexp.MustCompile(`<svg class="chart"[^>]*data-points="([0-9]+)"`).FindAllStringSubmatch(dom, -1)
+	withPoints := 0
+	for _, c := range charts {
+		if n, _ := strconv.Atoi(c[1]); n >= 3 {
+			withPoints++
+		}
+	}
+	if withPoints != 5 || strings.Count(dom, `class="event"`) < 2 || strings.Count(dom, `class="thr"`) != 6 {
+		t.Errorf("charts: %d with 3 points or more (want 5), %d event spans (want 2 or more), %d threshold lines (want 6)",
+			withPoints, strings.Count(dom, `class="event"`), strings.Count(dom, `class="thr"`))
+	}
+	if !regexp.MustCompile(`class="crop" style="display: block; left: 25%; top: 25%; width: 50%; height: 50%;`).MatchString(dom) {
+		t.Errorf("no crop rectangle at 25%%/25%%/50%%/50%% on driveway's frame")
+	}
+	if !regexp.MustCompile(`id="cam-porch".*?class="placeholder" style="display: flex;">no frame yet`).MatchString(dom) {
+		t.Errorf("porch, without a frame, shows no placeholder")
 	}
 	on := 0
 	for _, b := range bars {
@@ -90,8 +113,9 @@ cameras:
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	// The "over threshold" fill is #43a047; the page header #1d2433.
-	over, header := 0, 0
+	// The "over threshold" fill is #43a047, the page header #1d2433, an
+	// event span #c8e6c9, the crop's border #ffd600.
+	over, header, event, crop := 0, 0, 0, 0
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
@@ -101,12 +125,18 @@ cameras:
 				over++
 			case [3]uint32{0x1d, 0x24, 0x33}:
 				header++
+			case [3]uint32{0xc8, 0xe6, 0xc9}:
+				event++
+			case [3]uint32{0xff, 0xd6, 0x00}:
+				crop++
 			}
 		}
 	}
-	t.Logf("screenshot %dx%d saved to %s: %d px of over-threshold bars, %d px of header", b.Dx(), b.Dy(), shot, over, header)
-	if over < 500 || header < 10000 {
-		t.Errorf("the screenshot does not show the page as expected (%d px of over-threshold bars, %d px of header)", over, header)
+	t.Logf("screenshot %dx%d saved to %s: %d px of over-threshold bars, %d of header, %d of event spans, %d of crop border",
+		b.Dx(), b.Dy(), shot, over, header, event, crop)
+	if over < 500 || header < 10000 || event < 200 || crop < 200 {
+		t.Errorf("the screenshot does not show the page as expected (%d px of over-threshold bars, %d of header, %d of event spans, %d of crop border)",
+			over, header, event, crop)
 	}
 	if dir := os.Getenv("SIGLIPD_TEST_ARTIFACTS"); dir != "" {
 		if data, err := os.ReadFile(shot); err == nil && os.MkdirAll(dir, 0o755) == nil {

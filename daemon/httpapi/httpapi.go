@@ -229,7 +229,10 @@ type Camera struct {
 	Reconnects    uint64     `json:"reconnects"`
 	Width         int        `json:"width"`
 	Height        int        `json:"height"`
-	Labels        []Label    `json:"labels"`
+	// Crop is the region the model looks at, [x, y, width, height] in
+	// pixels of the last scored frame; absent for the whole frame.
+	Crop   *[4]int `json:"crop,omitempty"`
+	Labels []Label `json:"labels"`
 }
 
 // Label is one label of a camera: its last probability and its state.
@@ -270,6 +273,9 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 				t := s.LastFrame
 				c.LastFrame = &t
 			}
+		}
+		if r, _, _, ok := a.Live.crop(cc.Name); ok {
+			c.Crop = &[4]int{r.Min.X, r.Min.Y, r.Dx(), r.Dy()}
 		}
 		probs, scoredAt, states := a.Live.scores(cc.Name)
 		if !scoredAt.IsZero() {

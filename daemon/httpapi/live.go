@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"image"
 	"sync"
 	"time"
 
@@ -71,6 +72,21 @@ func (l *Live) Forget(camera string) {
 	if c != nil {
 		c.frame.Close()
 	}
+}
+
+// crop returns the region the model looks at in the camera's last scored
+// frame, and that frame's size; ok is false before the first frame and
+// when the region is the whole frame.
+func (l *Live) crop(camera string) (r image.Rectangle, width, height int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.cams[camera]
+	if c == nil || c.frame == nil {
+		return image.Rectangle{}, 0, 0, false
+	}
+	w, h := c.frame.Mat.Cols(), c.frame.Mat.Rows()
+	r = c.frame.Region
+	return r, w, h, !r.Empty() && r != image.Rect(0, 0, w, h)
 }
 
 // scores returns a camera's last probabilities, when they were computed,
