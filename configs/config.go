@@ -209,6 +209,9 @@ type Label struct {
 	Cooldown     Duration `yaml:"cooldown"`
 	// DeviceClass is the Home Assistant binary_sensor device_class (optional).
 	DeviceClass string `yaml:"device_class"`
+	// PinThreshold keeps Threshold even when a threshold was applied from
+	// marked frames on the live page (the calibration file).
+	PinThreshold bool `yaml:"pin_threshold"`
 }
 
 // Default returns the configuration every file starts from.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/calibrate"
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/infer"
@@ -105,8 +106,14 @@ type daemon struct {
 	history *history.Store
 	http    *httpapi.Server // nil when http.listen is ""
 
-	mu  sync.Mutex
-	cfg *configs.Config // the running config; reloads replace it
+	calib *calibrate.Store // nil when the state folder's calibration cannot be opened
+
+	// reloadMu serializes what changes the running config: reloads and
+	// calibration.
+	reloadMu sync.Mutex
+	mu       sync.Mutex
+	fileCfg  *configs.Config // the config as the file says
+	cfg      *configs.Config // the running config: fileCfg with applied calibration, restart-only sections as started
 }
 
 // Run runs the daemon until ctx is cancelled, then stops every stage within
@@ -118,6 +125,9 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 
 func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error {
 	d := newDaemon(cfg, opts)
+	d.openCalibration(cfg)
+	cfg = withCalibration(cfg, d.calib) // thresholds applied from marked frames
+	d.cfg = cfg
 	d.log.Info("starting siglipd", "version", VersionString(), "config", opts.ConfigPath,
 		"cameras", len(cfg.Cameras), "model", cfg.Model.Path, "malloc_tuned", capture.MallocTuned())
 	closeModel, err := d.openModel(ctx, cfg, h.classifier) // first: without it nothing is worth starting
@@ -161,7 +171,7 @@ func newDaemon(cfg *configs.Config, opts Options) *daemon {
 	}
 	latest := capture.NewLatest()
 	d := &daemon{
-		log: opts.Logger, opts: opts, cfg: cfg, started: time.Now(),
+		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(),
 		sets: newScoring(), latest: latest,
 		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(), history: history.New(history.Options{}),
 	}
@@ -191,7 +201,7 @@ func (d *daemon) startHTTP(cfg *configs.Config, addr chan<- string) error {
 	srv, err := httpapi.Start(httpapi.Options{
 		Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token.Reveal(), AllowedHosts: cfg.HTTP.AllowedHosts,
 		Version: VersionString(), Started: d.started, Metrics: d.metrics.handler(),
-		Backend: d, Live: d.live, Logger: d.log,
+		Backend: d, Calibrator: d, Live: d.live, Logger: d.log,
 	})
 	if err != nil {
 		return err
@@ -238,6 +248,13 @@ func (d *daemon) config() *configs.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// fileConfig is the config as the file says (the last one loaded).
+func (d *daemon) fileConfig() *configs.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fileCfg
 }
 
 func newSink(cfg *configs.Config, opts Options, log *slog.Logger) (publish.Sink, error) {

@@ -177,6 +177,8 @@ var planCases = []struct {
 	{key: "cameras[].labels[].off_frames", edit: []string{"threshold: 0.3\n", "threshold: 0.3\n        off_frames: 3\n"}, want: planWant{rules: true}},
 	{key: "cameras[].labels[].off_delay", edit: []string{"threshold: 0.3\n", "threshold: 0.3\n        off_delay: 5s\n"}, want: planWant{rules: true}},
 	{key: "cameras[].labels[].cooldown", edit: []string{"threshold: 0.3\n", "threshold: 0.3\n        cooldown: 1m\n"}, want: planWant{rules: true}},
+	// Without an applied calibration, pinning changes no threshold.
+	{key: "cameras[].labels[].pin_threshold", edit: []string{"threshold: 0.3\n", "threshold: 0.3\n        pin_threshold: true\n"}, want: planWant{}},
 	{key: "cameras[].labels[].device_class", edit: []string{"device_class: occupancy", "device_class: motion"}, want: planWant{announce: true}},
 	{key: "everything at once", edit: []string{"/var/lib/siglipd", "/srv/siglipd", "fps: 2", "fps: 5", "name: car", "name: van", "device_class: occupancy", "device_class: motion"},
 		want: planWant{restartOnly: []string{"state_dir"}, restart: []string{"door"}, embed: []string{"garage"}, rules: true, announce: true}},

@@ -69,13 +69,18 @@ func (d *daemon) reload(reason string) error {
 		d.metrics.reloads.WithLabelValues("rejected").Inc()
 		return err
 	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	old := d.config()
-	p := diff(old, cfg)
+	p := diff(old, withCalibration(cfg, d.calib))
 	if err := d.apply(old, p); err != nil {
 		d.log.Error("config reload rejected; the running config stays", "reason", reason, "file", path, "err", err)
 		d.metrics.reloads.WithLabelValues("rejected").Inc()
 		return err
 	}
+	d.mu.Lock()
+	d.fileCfg = cfg
+	d.mu.Unlock()
 	d.metrics.reloads.WithLabelValues("applied").Inc()
 	d.log.Info("config reloaded", "reason", reason, "file", path, "added", names(p.start), "removed", p.stop,
 		"restarted", names(p.restart), "labels_embedded", names(p.embed), "rules_changed", p.rules != nil)

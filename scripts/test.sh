@@ -27,7 +27,7 @@ go test -count=1 -timeout 10m -tags matprofile -run 'NoMatLeak' ./capture/
 echo "== go test -race (the concurrent packages)"
 # capture is left out: the race detector slows its cgo decode loop enough to
 # upset its rate measurements, and its concurrency is covered by the tests above.
-go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon ./daemon/httpapi ./daemon/history ./infer/hub
+go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon ./daemon/httpapi ./daemon/history ./daemon/calibrate ./infer/hub
 echo "== go test -fuzz (a fixed number of inputs per target)"
 # Each fuzz target runs a fixed number of inputs (about 10 s each on the 2-core
 # CI machine) on top of its seed corpus (its f.Add seeds and testdata/fuzz/).

@@ -56,6 +56,7 @@ type Options struct {
 	Started      time.Time // for the uptime shown
 	Metrics      http.Handler
 	Backend      Backend
+	Calibrator   Calibrator // marks and thresholds from them; nil: those endpoints answer 404
 	Live         *Live
 	Logger       *slog.Logger
 }
@@ -83,6 +84,13 @@ func Start(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /api/status", a.handleStatus)
 	mux.HandleFunc("GET /api/cameras/{name}/snapshot.jpg", a.handleSnapshot)
 	mux.HandleFunc("GET /api/history", a.handleHistory)
+	if opts.Calibrator != nil {
+		mux.HandleFunc("POST /api/marks", a.handleMark)
+		mux.HandleFunc("DELETE /api/marks/{id}", a.handleDeleteMark)
+		mux.HandleFunc("GET /api/marks/{id}/frame.jpg", a.handleMarkJPEG)
+		mux.HandleFunc("GET /api/calibration", a.handleCalibration)
+		mux.HandleFunc("POST /api/calibration", a.handleApply)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(indexHTML)
@@ -277,7 +285,7 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if r, _, _, ok := a.Live.crop(cc.Name); ok {
 			c.Crop = &[4]int{r.Min.X, r.Min.Y, r.Dx(), r.Dy()}
 		}
-		probs, scoredAt, states := a.Live.scores(cc.Name)
+		probs, scoredAt, states := a.Live.Scores(cc.Name)
 		if !scoredAt.IsZero() {
 			c.ScoredAt = &scoredAt
 		}
@@ -304,7 +312,7 @@ func (a *api) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no camera %q", name), http.StatusNotFound)
 		return
 	}
-	jpeg, at, err := a.Live.snapshot(name)
+	jpeg, at, err := a.Live.Snapshot(name)
 	switch {
 	case err != nil:
 		http.Error(w, "encoding the frame: "+err.Error(), http.StatusInternalServerError)

@@ -89,9 +89,9 @@ func (l *Live) crop(camera string) (r image.Rectangle, width, height int, ok boo
 	return r, w, h, !r.Empty() && r != image.Rect(0, 0, w, h)
 }
 
-// scores returns a camera's last probabilities, when they were computed,
+// Scores returns a camera's last probabilities, when they were computed,
 // and the state of each of its labels.
-func (l *Live) scores(camera string) (map[string]float64, time.Time, map[string]rules.LabelState) {
+func (l *Live) Scores(camera string) (map[string]float64, time.Time, map[string]rules.LabelState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	states := map[string]rules.LabelState{}
@@ -107,9 +107,9 @@ func (l *Live) scores(camera string) (map[string]float64, time.Time, map[string]
 	return c.probs, c.scoredAt, states
 }
 
-// snapshot returns the camera's last scored frame as JPEG (encoded once per
+// Snapshot returns the camera's last scored frame as JPEG (encoded once per
 // frame, however many viewers ask), or nil before the first frame.
-func (l *Live) snapshot(camera string) ([]byte, time.Time, error) {
+func (l *Live) Snapshot(camera string) ([]byte, time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.cams[camera]

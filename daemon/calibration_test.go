@@ -1,0 +1,172 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/calibrate"
+	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/internal/testenv"
+)
+
+// post sends a JSON body (with the given content type and origin, when not
+// empty) and returns the status and body.
+func (r *running) post(path, body, contentType, origin string) (int, []byte) {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, r.base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestCalibration: on a camera that shows orange and grey in turn, the red
+// label's threshold (0.95) is above orange's probability, so no event
+// starts. Marking an orange frame yes and a grey one no suggests a
+// threshold between them; applying it starts the event on the next orange
+// frame, shows in /api/status, and survives a restart. Requests another
+// web site could make (not JSON, or from another origin) are refused.
+func TestCalibration(t *testing.T) {
+	testenv.Integration(t)
+	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=gray", Duration: 8 * time.Second,
+		Filter: "drawbox=x=0:y=0:w=iw:h=ih:color=orange:t=fill:enable='lt(mod(t,4),2)'"})
+	config := fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+sink: stdout
+http: {listen: "127.0.0.1:0"}
+cameras: [{name: door, url: %s, loop: true, fps: 2,
+           labels: [{name: red, threshold: 0.95, off_threshold: 0.5, min_frames: 1, off_frames: 1, cooldown: 0s}]}]
+`, t.TempDir(), testenv.Model(t, "colour"), video)
+	r := startDaemon(t, config, nil)
+	red := func() (p float64, threshold float64) {
+		l := r.camera("door").Labels[0]
+		if l.Probability != nil {
+			p = *l.Probability
+		}
+		return p, l.Threshold
+	}
+	mark := func(yes bool, want func(float64) bool) httpapi.MarkInfo {
+		for range 20 {
+			testenv.WaitFor(t, 20*time.Second, func() bool { p, _ := red(); return want(p) }, "a frame to mark %v", yes)
+			code, body := r.post("/api/marks", fmt.Sprintf(`{"camera":"door","label":"red","yes":%v}`, yes), "application/json", "")
+			var m httpapi.MarkInfo
+			if code != http.StatusCreated || json.Unmarshal(body, &m) != nil {
+				t.Fatalf("POST /api/marks: %d %s", code, body)
+			}
+			if want(m.Score) {
+				return m
+			}
+			// The frame changed between the look and the mark: take it back.
+			req, _ := http.NewRequest(http.MethodDelete, r.base+"/api/marks/"+m.ID, nil)
+			if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("DELETE mark: %v %v", err, resp)
+			}
+		}
+		t.Fatal("no mark with the wanted score after 20 tries")
+		return httpapi.MarkInfo{}
+	}
+	yes := mark(true, func(p float64) bool { return p > 0.5 })
+	no := mark(false, func(p float64) bool { return p < 0.01 })
+	if strings.Contains(r.stdout.String(), `"type":"start"`) {
+		t.Fatalf("an event started at threshold 0.95:\n%s", r.stdout.String())
+	}
+
+	code, body := r.get("/api/calibration?camera=door&label=red")
+	var c httpapi.Calibration
+	if code != http.StatusOK || json.Unmarshal(body, &c) != nil || c.Suggestion == nil || !c.Suggestion.Separable || len(c.Marks) != 2 {
+		t.Fatalf("GET /api/calibration: %d %s", code, body)
+	}
+	want := c.Suggestion.Threshold
+	if !(want > no.Score && want < yes.Score) {
+		t.Fatalf("suggested %g, not between the no (%g) and the yes (%g)", want, no.Score, yes.Score)
+	}
+	t.Logf("marks: yes %.4g, no %.3g; suggested threshold %.4g", yes.Score, no.Score, want)
+
+	// The page shows the marks' suggestion and offers to apply it.
+	dom := string(chromium(t, "--dump-dom", r.base+"/"))
+	if !strings.Contains(dom, "1 yes, 1 no marked · suggested threshold "+fmt.Sprintf("%.3g", want)) ||
+		!regexp.MustCompile(`<button class="apply"( style="")?>apply</button>`).MatchString(dom) || strings.Count(dom, `class="mark-`) != 2 {
+		i := max(0, strings.Index(dom, `<main`))
+		t.Errorf("the page does not show the suggestion, the apply button and the two marks:\n%.6000s", dom[i:])
+	}
+
+	if dir := os.Getenv("SIGLIPD_TEST_ARTIFACTS"); dir != "" { // the README's picture of it
+		os.MkdirAll(dir, 0o755)
+		chromium(t, "--window-size=900,760", "--screenshot="+filepath.Join(dir, "tuning-thresholds.png"), r.base+"/?window=60&scale=logit")
+	}
+
+	for _, tt := range []struct{ contentType, origin string }{{"text/plain", ""}, {"application/json", "http://evil.example"}} {
+		if code, _ := r.post("/api/calibration", `{"camera":"door","label":"red","apply":true}`, tt.contentType, tt.origin); code != http.StatusUnsupportedMediaType && code != http.StatusForbidden {
+			t.Errorf("a cross-site apply (%s, origin %q) answered %d", tt.contentType, tt.origin, code)
+		}
+	}
+	if _, th := red(); th != 0.95 {
+		t.Fatalf("threshold %g after refused requests", th)
+	}
+	if code, body := r.post("/api/calibration", `{"camera":"door","label":"red","apply":true}`, "application/json", r.base); code != http.StatusOK {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	if _, th := red(); math.Abs(th-want) > 1e-12 {
+		t.Errorf("threshold in force %g, want the suggestion %g", th, want)
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(r.stdout.String(), `"type":"start"`) },
+		"the red event to start on orange with the applied threshold")
+	if dom := string(chromium(t, "--dump-dom", r.base+"/")); !strings.Contains(dom, "in force: "+fmt.Sprintf("%.3g", want)+" (config: 0.95)") {
+		t.Errorf("the page does not show the applied threshold:\n%.4000s", dom)
+	}
+	r.stop()
+
+	r2 := startDaemon(t, config, nil)
+	if th := r2.camera("door").Labels[0].Threshold; math.Abs(th-want) > 1e-12 {
+		t.Errorf("after a restart the threshold is %g, want the applied %g", th, want)
+	}
+}
+
+// TestWithCalibration: an applied threshold replaces the file's, with the
+// off threshold in the same ratio, except where the label pins its own.
+func TestWithCalibration(t *testing.T) {
+	cfg, err := configs.Parse("cams.yaml", []byte(`model: {path: /m}
+cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_threshold: 0.25}, {name: blue, threshold: 0.5, pin_threshold: true}]}]
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	calib, err := calibrate.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"red", "blue"} {
+		if err := calib.Apply("door", l, calibrate.Applied{Threshold: 0.1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := withCalibration(cfg, calib)
+	red, blue := got.Cameras[0].Labels[0], got.Cameras[0].Labels[1]
+	if red.Threshold != 0.1 || *red.OffThreshold != 0.05 {
+		t.Errorf("red: %g / %g, want 0.1 / 0.05", red.Threshold, *red.OffThreshold)
+	}
+	if blue.Threshold != 0.5 {
+		t.Errorf("blue pins 0.5, got %g", blue.Threshold)
+	}
+	if cfg.Cameras[0].Labels[0].Threshold != 0.5 {
+		t.Error("withCalibration changed its input")
+	}
+}

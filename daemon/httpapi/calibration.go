@@ -1,0 +1,172 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/siglipd/siglipd/daemon/calibrate"
+)
+
+// Errors a Backend wraps to choose the answer's status.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("not possible now")
+)
+
+// Calibration is /api/calibration: a label's marks, the threshold they
+// suggest, a Platt recalibration fitted to them, and what is in force.
+type Calibration struct {
+	Camera          string                `json:"camera"`
+	Label           string                `json:"label"`
+	Threshold       float64               `json:"threshold"`        // in force
+	ConfigThreshold float64               `json:"config_threshold"` // the file's
+	Pinned          bool                  `json:"pinned"`           // pin_threshold: applied thresholds do not apply
+	Applied         *AppliedInfo          `json:"applied"`          // null: none
+	Marks           []MarkInfo            `json:"marks"`
+	Suggestion      *calibrate.Suggestion `json:"suggestion"` // null: needs a yes and a no mark
+	Platt           *PlattInfo            `json:"platt"`      // null: needs 3 of each
+}
+
+// AppliedInfo is a threshold applied from marks.
+type AppliedInfo struct {
+	Threshold float64   `json:"threshold"`
+	At        time.Time `json:"at"`
+	Marks     int       `json:"marks"`
+}
+
+// MarkInfo is one mark.
+type MarkInfo struct {
+	ID    string    `json:"id"`
+	Yes   bool      `json:"yes"`
+	Score float64   `json:"score"`
+	Time  time.Time `json:"time"`
+}
+
+// PlattInfo is p' = sigmoid(a·logit(p) + b) fitted to the marks, with the
+// marks' scores before and after it (in the order of Marks).
+type PlattInfo struct {
+	A      float64   `json:"a"`
+	B      float64   `json:"b"`
+	Before []float64 `json:"before"`
+	After  []float64 `json:"after"`
+}
+
+// Calibrator is the part of the Backend that marks frames and applies
+// thresholds.
+type Calibrator interface {
+	Mark(camera, label string, yes bool) (calibrate.Mark, error)
+	DeleteMark(id string) error
+	MarkJPEG(id string) (path string, err error)
+	Calibration(camera, label string) (Calibration, error)
+	ApplyCalibration(camera, label string, apply bool) (Calibration, error)
+}
+
+// sameOrigin refuses a state-changing request another web site's page
+// could make: its body must be JSON (which a cross-site page cannot send
+// without a CORS preflight, which this server never grants) and its Origin,
+// when the browser sends one, must be this server.
+func sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); r.Method != http.MethodDelete && mt != "application/json" {
+		http.Error(w, "send the body as application/json", http.StatusUnsupportedMediaType)
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+			http.Error(w, fmt.Sprintf("origin %q is not this server", o), http.StatusForbidden)
+			return false
+		}
+	}
+	return true
+}
+
+func (a *api) fail(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	}
+	http.Error(w, err.Error(), code)
+}
+
+// handleMark is POST /api/marks {"camera", "label", "yes"}: the camera's
+// last scored frame shows the label (yes) or not.
+func (a *api) handleMark(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(w, r) {
+		return
+	}
+	var req struct {
+		Camera string `json:"camera"`
+		Label  string `json:"label"`
+		Yes    *bool  `json:"yes"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Yes == nil {
+		http.Error(w, `want {"camera": "...", "label": "...", "yes": true|false}`, http.StatusBadRequest)
+		return
+	}
+	m, err := a.Calibrator.Mark(req.Camera, req.Label, *req.Yes)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, MarkInfo{ID: m.ID, Yes: m.Yes, Score: m.Score, Time: m.Time})
+}
+
+func (a *api) handleDeleteMark(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(w, r) {
+		return
+	}
+	if err := a.Calibrator.DeleteMark(r.PathValue("id")); err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) handleMarkJPEG(w http.ResponseWriter, r *http.Request) {
+	path, err := a.Calibrator.MarkJPEG(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	http.ServeFile(w, r, path)
+}
+
+func (a *api) handleCalibration(w http.ResponseWriter, r *http.Request) {
+	c, err := a.Calibrator.Calibration(r.URL.Query().Get("camera"), r.URL.Query().Get("label"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// handleApply is POST /api/calibration {"camera", "label", "apply"}: apply
+// the suggested threshold (true) or return to the config's (false).
+func (a *api) handleApply(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(w, r) {
+		return
+	}
+	var req struct {
+		Camera string `json:"camera"`
+		Label  string `json:"label"`
+		Apply  *bool  `json:"apply"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Apply == nil {
+		http.Error(w, `want {"camera": "...", "label": "...", "apply": true|false}`, http.StatusBadRequest)
+		return
+	}
+	c, err := a.Calibrator.ApplyCalibration(req.Camera, req.Label, *req.Apply)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
