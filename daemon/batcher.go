@@ -56,7 +56,8 @@ type batcher struct {
 	gates map[string]*gate // per camera; the run goroutine's
 
 	mu              sync.Mutex
-	scored, skipped map[string]uint64 // frames, per camera
+	scored, skipped map[string]uint64    // frames, per camera
+	embedding       map[string][]float32 // per camera, its last scored frame's image embedding
 }
 
 // startBatcher starts the batcher on the daemon's hand-off; its output
@@ -73,7 +74,7 @@ func newBatcher(in *capture.Latest, model infer.Classifier, sets *scoring, size 
 		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
 		fails:   newRepeatLog(log, "inference failed; frames of this batch are dropped"),
 		stopped: make(chan struct{}), done: make(chan struct{}), gates: map[string]*gate{},
-		scored: map[string]uint64{}, skipped: map[string]uint64{},
+		scored: map[string]uint64{}, skipped: map[string]uint64{}, embedding: map[string][]float32{},
 	}
 }
 
@@ -185,7 +186,7 @@ func (b *batcher) score(frames []*capture.Frame) {
 	for _, f := range kept {
 		b.metrics.frameWait.Observe(start.Sub(f.Time).Seconds())
 	}
-	probs, err := b.model.Classify(imgs, sets)
+	embs, err := b.model.EmbedImages(imgs)
 	b.metrics.batchSize.Observe(float64(len(kept)))
 	b.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -198,12 +199,16 @@ func (b *batcher) score(frames []*capture.Frame) {
 	b.fails.ok()
 	for i, f := range kept {
 		b.count(b.scored, f.Camera)
+		b.mu.Lock()
+		b.embedding[f.Camera] = embs[i]
+		b.mu.Unlock()
+		probs := b.model.Score(embs[i], sets[i])
 		if thumbs[i] != nil {
-			b.gates[f.Camera] = &gate{thumb: thumbs[i], set: sets[i], probs: probs[i], at: f.Time}
+			b.gates[f.Camera] = &gate{thumb: thumbs[i], set: sets[i], probs: probs, at: f.Time}
 		} else {
 			delete(b.gates, f.Camera)
 		}
-		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs[i]}
+		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs}
 	}
 }
 
@@ -218,6 +223,14 @@ func (b *batcher) framesScored(camera string) uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.scored[camera]
+}
+
+// lastEmbedding is the image embedding of the camera's last scored frame
+// (nil before one): what a mark of the frame on the live page keeps.
+func (b *batcher) lastEmbedding(camera string) []float32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.embedding[camera]
 }
 
 // framesSkipped is how many of the camera's frames the change gate spared

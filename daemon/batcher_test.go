@@ -23,7 +23,7 @@ import (
 
 // fakeModel scores a frame by its blue channel (the first byte of the
 // frame, 0–255 → 0–1), for every label, and records the size of every
-// batch it ran. err, when set, fails every Classify.
+// batch it ran. err, when set, fails every batch.
 type fakeModel struct {
 	mu    sync.Mutex
 	sizes []int
@@ -38,7 +38,8 @@ func (m *fakeModel) EmbedLabels(labels []infer.Label) (*infer.LabelSet, error) {
 	return set, nil
 }
 
-func (m *fakeModel) Classify(images []infer.Image, sets []*infer.LabelSet) ([][]float32, error) {
+// EmbedImages gives each image a one-number embedding: its blue value.
+func (m *fakeModel) EmbedImages(images []infer.Image) ([][]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
@@ -46,18 +47,33 @@ func (m *fakeModel) Classify(images []infer.Image, sets []*infer.LabelSet) ([][]
 	}
 	out := make([][]float32, len(images))
 	for i, img := range images {
-		out[i] = make([]float32, len(sets[i].Names))
-		for j := range out[i] {
-			out[i][j] = float32(img.Pix[0]) / 255
-		}
+		out[i] = []float32{float32(img.Pix[0]) / 255}
 	}
 	m.sizes = append(m.sizes, len(images))
 	return out, nil
 }
 
-func (m *fakeModel) EmbedImages([]infer.Image) ([][]float32, error) {
-	return nil, errors.New("not used")
+// Score gives every label the embedding's number.
+func (m *fakeModel) Score(e []float32, set *infer.LabelSet) []float32 {
+	out := make([]float32, len(set.Names))
+	for j := range out {
+		out[j] = e[0]
+	}
+	return out
 }
+
+func (m *fakeModel) Classify(images []infer.Image, sets []*infer.LabelSet) ([][]float32, error) {
+	embs, err := m.EmbedImages(images)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float32, len(images))
+	for i := range embs {
+		out[i] = m.Score(embs[i], sets[i])
+	}
+	return out, nil
+}
+
 func (m *fakeModel) Info() infer.Info { return infer.Info{ImageWidth: 16, ImageHeight: 16} }
 func (m *fakeModel) Close() error     { return nil }
 

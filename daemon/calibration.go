@@ -76,7 +76,7 @@ func findLabel(cfg *configs.Config, camera, label string) (*configs.Label, bool)
 var errNoCalibration = errors.New("calibration is unavailable (the state folder's calibration folder could not be opened; see the log)")
 
 // Mark records the user's verdict on the camera's last scored frame for a
-// label: its probability, its time and its JPEG.
+// label: its probability, its time, its image embedding and its JPEG.
 func (d *daemon) Mark(camera, label string, yes bool) (calibrate.Mark, error) {
 	if d.calib == nil {
 		return calibrate.Mark{}, errNoCalibration
@@ -94,7 +94,11 @@ func (d *daemon) Mark(camera, label string, yes bool) (calibrate.Mark, error) {
 	if err != nil {
 		return calibrate.Mark{}, err
 	}
-	return d.calib.Add(calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts()}, jpeg)
+	var emb []float32
+	if d.batch != nil {
+		emb = d.batch.lastEmbedding(camera)
+	}
+	return d.calib.Add(calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}, jpeg)
 }
 
 // DeleteMark removes a mark.

@@ -134,6 +134,21 @@ cameras: [{name: door, url: %s, loop: true, fps: 2,
 	}
 	r.stop()
 
+	stateDir := strings.Split(strings.SplitN(config, "state_dir: ", 2)[1], "\n")[0]
+	if calib, err := calibrate.Open(filepath.Join(stateDir, calibrationDir)); err != nil {
+		t.Error(err)
+	} else {
+		marks := calib.Marks("door", "red", []string{"red"})
+		if len(marks) != 2 {
+			t.Errorf("%d marks kept, want 2", len(marks))
+		}
+		for _, m := range marks {
+			if len(m.Embedding) == 0 {
+				t.Errorf("mark %s kept no image embedding", m.ID)
+			}
+		}
+	}
+
 	r2 := startDaemon(t, config, nil)
 	if th := r2.camera("door").Labels[0].Threshold; math.Abs(th-want) > 1e-12 {
 		t.Errorf("after a restart the threshold is %g, want the applied %g", th, want)

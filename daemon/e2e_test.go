@@ -290,9 +290,9 @@ type slowClassifier struct {
 	delay time.Duration
 }
 
-func (s slowClassifier) Classify(images []infer.Image, sets []*infer.LabelSet) ([][]float32, error) {
+func (s slowClassifier) EmbedImages(images []infer.Image) ([][]float32, error) {
 	time.Sleep(s.delay)
-	return s.Classifier.Classify(images, sets)
+	return s.Classifier.EmbedImages(images)
 }
 
 func fourCameraConfig(t *testing.T, batch int, maxWait string) string {

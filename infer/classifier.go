@@ -18,6 +18,9 @@ type Classifier interface {
 	Classify(images []Image, sets []*LabelSet) ([][]float32, error)
 	// EmbedImages returns the unit-length image embeddings of a batch.
 	EmbedImages(images []Image) ([][]float32, error)
+	// Score turns one embedding from EmbedImages into the probabilities of
+	// a set's labels: Classify is EmbedImages, then Score per image.
+	Score(imageEmb []float32, set *LabelSet) []float32
 	Info() Info
 	Close() error
 }

@@ -39,6 +39,10 @@ type Mark struct {
 	// Prompts are the label's prompts when it was marked: a score is only
 	// comparable with scores of the same prompts.
 	Prompts []string `json:"prompts"`
+	// Embedding is the frame's unit-length image embedding (nil when none
+	// was at hand): the frame as the model saw it, for recalibrations that
+	// need more than the score.
+	Embedding []float32 `json:"embedding,omitempty"`
 }
 
 // Applied is a threshold the user applied to a label.
