@@ -86,6 +86,10 @@ cameras:
 		t.Errorf("charts: %d with 3 points or more (want 5), %d event spans (want 2 or more), %d threshold lines (want 6)",
 			withPoints, strings.Count(dom, `class="event"`), strings.Count(dom, `class="thr"`))
 	}
+	// Every chart has its axes: time ("−10 min" to "now") and value (0.25 to 1).
+	if n, m := strings.Count(dom, `>now</text>`), strings.Count(dom, `>0.75</text>`); n != 6 || m != 6 {
+		t.Errorf("%d charts with a time axis and %d with a value axis, want 6 of each", n, m)
+	}
 	if !regexp.MustCompile(`class="crop" style="display: block; left: 25%; top: 25%; width: 50%; height: 50%;`).MatchString(dom) {
 		t.Errorf("no crop rectangle at 25%%/25%%/50%%/50%% on driveway's frame")
 	}
