@@ -199,7 +199,7 @@ func (d *daemon) MarkJPEG(id string) (string, error) {
 		return "", errNoCalibration
 	}
 	p := d.calib.JPEG(id)
-	if _, err := os.Stat(p); err != nil {
+	if _, err := os.Stat(p); p == "" || err != nil {
 		return "", fmt.Errorf("%w: no frame for mark %q", httpapi.ErrNotFound, id)
 	}
 	return p, nil

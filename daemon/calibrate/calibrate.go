@@ -173,8 +173,14 @@ func (s *Store) Marks(camera, label string, prompts []string) []Mark {
 	return out
 }
 
-// JPEG is the path of a mark's frame.
-func (s *Store) JPEG(id string) string { return filepath.Join(s.dir, id+".jpg") }
+// JPEG is the path of a mark's frame; "" for an id that is not one (ids
+// are 16 hex digits, so a path can never leave the folder).
+func (s *Store) JPEG(id string) string {
+	if _, err := hex.DecodeString(id); err != nil || len(id) != 16 {
+		return ""
+	}
+	return filepath.Join(s.dir, id+".jpg")
+}
 
 // Apply records a threshold for a label.
 func (s *Store) Apply(camera, label string, a Applied) error {

@@ -126,6 +126,14 @@ func TestStore(t *testing.T) {
 			t.Error("a cleared threshold came back")
 		}
 	}
+	if p := r.JPEG(a.ID); filepath.Dir(p) != dir {
+		t.Errorf("JPEG(%s) = %s, not in %s", a.ID, p, dir)
+	}
+	for _, bad := range []string{"..", "../../etc/passwd", "0123456789abcdeZ", ""} {
+		if p := r.JPEG(bad); p != "" {
+			t.Errorf("JPEG(%q) = %q, want none", bad, p)
+		}
+	}
 	if r.Delete("nope") == nil {
 		t.Error("deleting a mark that does not exist: no error")
 	}
