@@ -6,12 +6,22 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"
 	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/infer"
 )
+
+// promptCache holds the text embeddings of labels' prompts one by one,
+// for per-prompt scores of marks.
+type promptCache struct {
+	promptMu   sync.Mutex
+	promptSets map[string]*infer.LabelSet
+}
 
 // calibrationDir is the calibration's folder in the state folder: the
 // marks, their frames and the applied thresholds.
@@ -129,8 +139,10 @@ func (d *daemon) Calibration(camera, label string) (httpapi.Calibration, error) 
 		c.Applied = &httpapi.AppliedInfo{Threshold: a.Threshold, At: a.At, Marks: a.Marks}
 	}
 	var yes, no []float64
-	for _, m := range d.calib.Marks(camera, label, fileLabel.EffectivePrompts()) {
-		c.Marks = append(c.Marks, httpapi.MarkInfo{ID: m.ID, Yes: m.Yes, Score: m.Score, Time: m.Time})
+	prompts := fileLabel.EffectivePrompts()
+	perPrompt := d.promptScorer(prompts)
+	for _, m := range d.calib.Marks(camera, label, prompts) {
+		c.Marks = append(c.Marks, httpapi.MarkInfo{ID: m.ID, Yes: m.Yes, Score: m.Score, Time: m.Time, PromptScores: perPrompt(m.Embedding)})
 		if m.Yes {
 			yes = append(yes, m.Score)
 		} else {
@@ -149,6 +161,44 @@ func (d *daemon) Calibration(camera, label string) (httpapi.Calibration, error) 
 		c.Platt = fit
 	}
 	return c, nil
+}
+
+// promptScorer scores a mark's embedding against each prompt on its own,
+// for a label with several prompts (nil otherwise, or without a model).
+// The prompts' text embeddings are made once per set of prompts.
+func (d *daemon) promptScorer(prompts []string) func([]float32) map[string]float64 {
+	none := func([]float32) map[string]float64 { return nil }
+	if len(prompts) < 2 || d.model == nil {
+		return none
+	}
+	key := strings.Join(prompts, "\x00")
+	d.promptMu.Lock()
+	set, ok := d.promptSets[key]
+	d.promptMu.Unlock()
+	if !ok {
+		labels := make([]infer.Label, len(prompts))
+		for i, p := range prompts {
+			labels[i] = infer.Label{Name: p, Prompts: []string{p}}
+		}
+		var err error
+		if set, err = d.model.EmbedLabels(labels); err != nil {
+			d.log.Warn("per-prompt scores unavailable", "err", err)
+			return none
+		}
+		d.promptMu.Lock()
+		d.promptSets[key] = set
+		d.promptMu.Unlock()
+	}
+	return func(emb []float32) map[string]float64 {
+		if len(emb) == 0 {
+			return nil
+		}
+		out := map[string]float64{}
+		for i, p := range d.model.Score(emb, set) {
+			out[set.Names[i]] = float64(p)
+		}
+		return out
+	}
 }
 
 // ApplyCalibration applies the suggested threshold of a label (apply

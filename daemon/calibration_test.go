@@ -195,3 +195,30 @@ cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_thr
 		t.Error("withCalibration changed its input")
 	}
 }
+
+// TestPromptScores: a mark of a label with several prompts carries the
+// frame's score for each prompt on its own, from the mark's embedding.
+func TestPromptScores(t *testing.T) {
+	testenv.Integration(t)
+	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
+	r := startDaemon(t, fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+sink: stdout
+http: {listen: "127.0.0.1:0"}
+cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: warm, prompts: [red, blue]}]}]
+`, t.TempDir(), testenv.Model(t, "colour"), video), nil)
+	testenv.WaitFor(t, 20*time.Second, func() bool { return r.camera("door").ScoredAt != nil }, "a scored frame")
+	if code, body := r.post("/api/marks", `{"camera":"door","label":"warm","yes":true}`, "application/json", ""); code != http.StatusCreated {
+		t.Fatalf("POST /api/marks: %d %s", code, body)
+	}
+	code, body := r.get("/api/calibration?camera=door&label=warm")
+	var c httpapi.Calibration
+	if code != http.StatusOK || json.Unmarshal(body, &c) != nil || len(c.Marks) != 1 {
+		t.Fatalf("GET /api/calibration: %d %s", code, body)
+	}
+	ps := c.Marks[0].PromptScores
+	if ps["red"] < 0.99 || ps["blue"] > 0.01 {
+		t.Errorf("per-prompt scores of a red frame: %v, want red ≈ 1 and blue ≈ 0", ps)
+	}
+}

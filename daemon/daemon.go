@@ -107,6 +107,7 @@ type daemon struct {
 	http    *httpapi.Server // nil when http.listen is ""
 
 	calib *calibrate.Store // nil when the state folder's calibration cannot be opened
+	promptCache
 
 	// reloadMu serializes what changes the running config: reloads and
 	// calibration.
@@ -174,6 +175,7 @@ func newDaemon(cfg *configs.Config, opts Options) *daemon {
 		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(),
 		sets: newScoring(), latest: latest,
 		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(), history: history.New(history.Options{}),
+		promptCache: promptCache{promptSets: map[string]*infer.LabelSet{}},
 	}
 	d.metrics = newMetrics(d)
 	return d

@@ -45,6 +45,10 @@ type MarkInfo struct {
 	Yes   bool      `json:"yes"`
 	Score float64   `json:"score"`
 	Time  time.Time `json:"time"`
+	// PromptScores is the frame's probability for each of the label's
+	// prompts on its own (when the label has several): which prompt
+	// separates the marks, when their average does not.
+	PromptScores map[string]float64 `json:"prompt_scores,omitempty"`
 }
 
 // PlattInfo is p' = sigmoid(a·logit(p) + b) fitted to the marks, with the
