@@ -66,7 +66,18 @@ cameras:
 		return n == 2
 	}, "both cameras to have scored frames in their history")
 
-	dom := string(chromium(t, "--dump-dom", r.base+"/"))
+	// A browser the test can wait on (a one-shot --dump-dom raced the
+	// page's own fetches when the machine was busy).
+	br := testenv.StartBrowser(t, 1280, 900)
+	br.Navigate(r.base + "/")
+	charted := func() string {
+		return br.EvalString(`String([...document.querySelectorAll("svg.chart")].filter(c => +c.dataset.points >= 3).length)`)
+	}
+	testenv.WaitFor(t, 30*time.Second, func() bool { return charted() == "5" }, "5 charts with 3 points or more (have %s)", charted())
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(br.EvalString(`document.documentElement.outerHTML`), `class="placeholder" style="display: flex;"`)
+	}, "porch's placeholder")
+	dom := br.EvalString(`document.documentElement.outerHTML`)
 	cards := regexp.MustCompile(`<section class="card" id="cam-([a-z]+)"`).FindAllStringSubmatch(dom, -1)
 	bars := regexp.MustCompile(`<div class="label( on)?" data-label="([a-z]+)"`).FindAllStringSubmatch(dom, -1)
 	if len(cards) != 3 || cards[0][1] != "driveway" || cards[1][1] != "garden" || cards[2][1] != "porch" {
@@ -118,8 +129,9 @@ cameras:
 		t.Fatalf("screenshot: %v", err)
 	}
 	// The "over threshold" fill is #43a047, the page header #1d2433, an
-	// event span #c8e6c9, the crop's border #ffd600.
-	over, header, event, crop := 0, 0, 0, 0
+	// event span #c8e6c9, the crop's border #ffd600, threshold lines (on
+	// the bars and in the charts) #c62828.
+	over, header, event, crop, thr := 0, 0, 0, 0, 0
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
@@ -133,14 +145,16 @@ cameras:
 				event++
 			case [3]uint32{0xff, 0xd6, 0x00}:
 				crop++
+			case [3]uint32{0xc6, 0x28, 0x28}:
+				thr++
 			}
 		}
 	}
-	t.Logf("screenshot %dx%d saved to %s: %d px of over-threshold bars, %d of header, %d of event spans, %d of crop border",
-		b.Dx(), b.Dy(), shot, over, header, event, crop)
-	if over < 500 || header < 10000 || event < 200 || crop < 200 {
-		t.Errorf("the screenshot does not show the page as expected (%d px of over-threshold bars, %d of header, %d of event spans, %d of crop border)",
-			over, header, event, crop)
+	t.Logf("screenshot %dx%d saved to %s: %d px of over-threshold bars, %d of header, %d of event spans, %d of crop border, %d of threshold lines",
+		b.Dx(), b.Dy(), shot, over, header, event, crop, thr)
+	if over < 500 || header < 10000 || event < 200 || crop < 200 || thr < 1000 {
+		t.Errorf("the screenshot does not show the page as expected (%d px of over-threshold bars, %d of header, %d of event spans, %d of crop border, %d of threshold lines)",
+			over, header, event, crop, thr)
 	}
 	if dir := os.Getenv("SIGLIPD_TEST_ARTIFACTS"); dir != "" {
 		if data, err := os.ReadFile(shot); err == nil && os.MkdirAll(dir, 0o755) == nil {
