@@ -77,6 +77,9 @@ cameras:
 	testenv.WaitFor(t, 10*time.Second, func() bool {
 		return strings.Contains(br.EvalString(`document.documentElement.outerHTML`), `class="placeholder" style="display: flex;"`)
 	}, "porch's placeholder")
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		return br.EvalString(`String(document.querySelectorAll(".label.on").length)`) == "2"
+	}, "red on driveway and blue on garden to show ON")
 	dom := br.EvalString(`document.documentElement.outerHTML`)
 	cards := regexp.MustCompile(`<section class="card" id="cam-([a-z]+)"`).FindAllStringSubmatch(dom, -1)
 	bars := regexp.MustCompile(`<div class="label( on)?" data-label="([a-z]+)"`).FindAllStringSubmatch(dom, -1)
