@@ -14,16 +14,19 @@ package calibrate
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -195,7 +198,7 @@ func (s *Store) Clear(camera, label string) error {
 func (s *Store) change(fn func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := maps(s.applied)
+	old := maps.Clone(s.applied)
 	fn()
 	type entry struct {
 		Camera string `json:"camera"`
@@ -207,10 +210,7 @@ func (s *Store) change(fn func()) error {
 		list = append(list, entry{k.Camera, k.Label, a})
 	}
 	slices.SortFunc(list, func(a, b entry) int {
-		if a.Camera != b.Camera {
-			return cmpStr(a.Camera, b.Camera)
-		}
-		return cmpStr(a.Label, b.Label)
+		return cmp.Or(strings.Compare(a.Camera, b.Camera), strings.Compare(a.Label, b.Label))
 	})
 	b, _ := json.MarshalIndent(list, "", "  ")
 	if err := writeAtomic(filepath.Join(s.dir, calibrationFile), b); err != nil {
@@ -226,24 +226,6 @@ func (s *Store) Applied(camera, label string) (Applied, bool) {
 	defer s.mu.Unlock()
 	a, ok := s.applied[key{camera, label}]
 	return a, ok
-}
-
-func maps(m map[key]Applied) map[key]Applied {
-	out := make(map[key]Applied, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func writeAtomic(path string, b []byte) error {
