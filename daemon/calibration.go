@@ -40,8 +40,9 @@ func (d *daemon) openCalibration(cfg *configs.Config) {
 }
 
 // withCalibration is cfg with the thresholds applied from marked frames in
-// place of the file's, for labels that do not pin theirs. The off
-// threshold keeps its ratio to the threshold. cfg is not modified.
+// place of the file's, for labels that do not pin theirs and still have
+// the prompts the threshold was made for. The off threshold keeps its
+// ratio to the threshold. cfg is not modified.
 func withCalibration(cfg *configs.Config, calib *calibrate.Store) *configs.Config {
 	out := *cfg
 	if calib == nil {
@@ -54,8 +55,8 @@ func withCalibration(cfg *configs.Config, calib *calibrate.Store) *configs.Confi
 		for j := range c.Labels {
 			l := &c.Labels[j]
 			a, ok := calib.Applied(c.Name, l.Name)
-			if !ok || l.PinThreshold {
-				continue
+			if !ok || l.PinThreshold || !slices.Equal(a.Prompts, l.EffectivePrompts()) {
+				continue // none, pinned, or made for other prompts
 			}
 			ratio := 0.8
 			if l.Threshold > 0 {
@@ -218,7 +219,9 @@ func (d *daemon) ApplyCalibration(camera, label string, apply bool) (httpapi.Cal
 			return c, fmt.Errorf("%w: the marks of %s / %s suggest no threshold (they need a yes and a no, and every yes scored above every no)",
 				httpapi.ErrConflict, camera, label)
 		}
-		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: time.Now(), Marks: s.Yes + s.No})
+		fileLabel, _ := findLabel(d.fileConfig(), camera, label)
+		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: time.Now(), Marks: s.Yes + s.No,
+			Prompts: fileLabel.EffectivePrompts()})
 	} else {
 		err = d.calib.Clear(camera, label)
 	}

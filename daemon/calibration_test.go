@@ -166,10 +166,12 @@ cameras: [{name: door, url: %s, loop: true, fps: 2,
 }
 
 // TestWithCalibration: an applied threshold replaces the file's, with the
-// off threshold in the same ratio, except where the label pins its own.
+// off threshold in the same ratio, except where the label pins its own or
+// its prompts are no longer those the threshold was made for.
 func TestWithCalibration(t *testing.T) {
 	cfg, err := configs.Parse("cams.yaml", []byte(`model: {path: /m}
-cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_threshold: 0.25}, {name: blue, threshold: 0.5, pin_threshold: true}]}]
+cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_threshold: 0.25}, {name: blue, threshold: 0.5, pin_threshold: true},
+  {name: green, threshold: 0.5}]}]
 `), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +180,12 @@ cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_thr
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range []string{"red", "blue"} {
-		if err := calib.Apply("door", l, calibrate.Applied{Threshold: 0.1}); err != nil {
+	for _, l := range []string{"red", "blue", "green"} {
+		prompts := []string{l}
+		if l == "green" {
+			prompts = []string{"something green"} // made before the prompts changed
+		}
+		if err := calib.Apply("door", l, calibrate.Applied{Threshold: 0.1, Prompts: prompts}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,6 +196,9 @@ cameras: [{name: door, url: /v.mp4, labels: [{name: red, threshold: 0.5, off_thr
 	}
 	if blue.Threshold != 0.5 {
 		t.Errorf("blue pins 0.5, got %g", blue.Threshold)
+	}
+	if green := got.Cameras[0].Labels[2]; green.Threshold != 0.5 {
+		t.Errorf("green's threshold was made for other prompts; got %g, want the config's 0.5", green.Threshold)
 	}
 	if cfg.Cameras[0].Labels[0].Threshold != 0.5 {
 		t.Error("withCalibration changed its input")

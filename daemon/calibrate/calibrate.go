@@ -53,6 +53,9 @@ type Applied struct {
 	Threshold float64   `json:"threshold"`
 	At        time.Time `json:"at"`
 	Marks     int       `json:"marks"` // how many marks it came from
+	// Prompts are the label's prompts it was made for: with other prompts
+	// the scores change, and the threshold no longer holds.
+	Prompts []string `json:"prompts"`
 }
 
 type key struct{ Camera, Label string }
