@@ -198,8 +198,8 @@ func (b *batcher) score(frames []*capture.Frame) {
 	}
 	b.fails.ok()
 	for i, f := range kept {
-		b.count(b.scored, f.Camera)
 		b.mu.Lock()
+		b.scored[f.Camera]++
 		b.embedding[f.Camera] = embs[i]
 		b.mu.Unlock()
 		probs := b.model.Score(embs[i], sets[i])

@@ -11,6 +11,7 @@ import (
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/infer/hub"
 	"github.com/siglipd/siglipd/publish"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ func Check(cfg *configs.Config, lib infer.LibraryChoice, getenv func(string) str
 	var errs configs.Errors
 	dir, key := cfg.Model.Path, "model.path"
 	if cfg.Model.ID != "" {
-		client := HubClient(getenv)
+		client := hub.FromEnv(getenv)
 		client.Offline = true
 		key = "model.id"
 		d, err := ModelDir(context.Background(), cfg, client, slog.New(slog.DiscardHandler))

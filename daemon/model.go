@@ -25,7 +25,7 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 	if given != nil {
 		d.model = given
 	} else {
-		dir, err := ModelDir(ctx, cfg, HubClient(os.Getenv), d.log)
+		dir, err := ModelDir(ctx, cfg, hub.FromEnv(os.Getenv), d.log)
 		if err != nil {
 			return nil, err
 		}
@@ -83,11 +83,6 @@ func ModelDir(ctx context.Context, cfg *configs.Config, client hub.Client, log *
 		"folder", dir, "took", time.Since(start).Round(time.Millisecond))
 	return dir, nil
 }
-
-// HubClient is the hub client configured from the environment, as
-// huggingface_hub configures itself (HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE,
-// HF_HOME, HF_HUB_OFFLINE).
-func HubClient(getenv func(string) string) hub.Client { return hub.FromEnv(getenv) }
 
 // logProgress logs a download's progress every 10 %, and its end.
 func logProgress(log *slog.Logger) func(hub.Progress) {

@@ -60,6 +60,13 @@ type haOrigin struct {
 // per camera (identified by <node>_<camera>), one binary_sensor per label.
 // Home Assistant names the entity "<camera> <label>" (binary_sensor.driveway_car).
 func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
+	b, _ := json.Marshal(t.labelConfig(cam, l, version)) // plain strings and slices: cannot fail
+	return b
+}
+
+// labelConfig is a label's binary_sensor config, which its probability
+// sensor's starts from.
+func (t topics) labelConfig(cam Camera, l Label, version string) haConfig {
 	c := haConfig{
 		Name:       l.Name,
 		UniqueID:   t.uniqueID(cam.Name, l.Name),
@@ -84,8 +91,7 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 	if l.DeviceClass == "" {
 		c.Icon = "mdi:cctv" // without a class Home Assistant shows a generic dot
 	}
-	b, _ := json.Marshal(c) // plain strings and slices: cannot fail
-	return b
+	return c
 }
 
 // probabilityPayload is the discovery config of a label's probability as a
@@ -93,8 +99,7 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 // topic, in the same device. Scores are not retained and come at most
 // once per interval, so the sensor expires (shows unknown) when they stop.
 func (t topics) probabilityPayload(cam Camera, l Label, version string, interval time.Duration) []byte {
-	var c haConfig
-	json.Unmarshal(t.discoveryPayload(cam, l, version), &c)
+	c := t.labelConfig(cam, l, version)
 	c.Name = l.Name + " probability"
 	c.UniqueID = t.uniqueID(cam.Name, l.Name) + "_probability"
 	c.StateTopic = t.score(cam.Name, l.Name)

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -117,7 +118,7 @@ func (c *Client) head(ctx context.Context, repo, revision, path string) (meta, e
 		return m, &HTTPError{Repo: repo, Revision: revision, File: path, Status: resp.StatusCode,
 			Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message")}
 	}
-	m.ETag = normalizeETag(cmpOr(resp.Header.Get("X-Linked-Etag"), resp.Header.Get("ETag")))
+	m.ETag = normalizeETag(cmp.Or(resp.Header.Get("X-Linked-Etag"), resp.Header.Get("ETag")))
 	size := resp.Header.Get("X-Linked-Size")
 	redirect := resp.StatusCode >= 300 && resp.StatusCode < 400
 	if size == "" && !redirect {
@@ -141,13 +142,6 @@ func (c *Client) head(ctx context.Context, repo, revision, path string) (meta, e
 
 func normalizeETag(s string) string {
 	return strings.Trim(strings.TrimPrefix(strings.TrimSpace(s), "W/"), `"`)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // maxAttempts bounds the downloads of one blob in one Fetch: a dropped
@@ -312,14 +306,12 @@ func verify(path string, m meta) error {
 		return fmt.Errorf("downloaded %d bytes, the hub said %d", n, m.Size)
 	}
 	if h != nil {
-		if got := hex.EncodeToString(h.Sum(nil)); !isHexEqual(got, m.ETag) {
+		if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, m.ETag) {
 			return fmt.Errorf("content does not match its ETag %s (got %s): corrupted in transit or at rest", m.ETag, got)
 		}
 	}
 	return nil
 }
-
-func isHexEqual(a, b string) bool { return strings.EqualFold(a, b) }
 
 // progressWriter reports download progress at most 4 times a second.
 type progressWriter struct {

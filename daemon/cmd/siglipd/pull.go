@@ -55,7 +55,7 @@ HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	client := daemon.HubClient(os.Getenv)
+	client := hub.FromEnv(os.Getenv)
 	bar := newProgressBar(stderr)
 	client.Progress = bar.show
 	logger, _ := newLogger(stderr, "info", "text")
