@@ -10,7 +10,7 @@ package configs
 
 import (
 	"fmt"
-	"math"
+	"strconv"
 	"time"
 )
 
@@ -286,13 +286,19 @@ func defaultLabel(d LabelDefaults) Label {
 }
 
 // EffectiveOffThreshold is the probability under which an active label starts
-// to end: OffThreshold when set, else Threshold - 0.1 (never below 0).
+// to end: OffThreshold when set, else Threshold − 0.1, or half the threshold
+// when that is more (thresholds under 0.2). SigLIP's probabilities for a
+// match are often a few hundredths, so thresholds of 0.05 are common, and
+// threshold − 0.1 would make them 0: an event that never ends.
 func (l Label) EffectiveOffThreshold() float64 {
 	if l.OffThreshold != nil {
 		return *l.OffThreshold
 	}
-	// Rounded so 0.3 gives 0.2, not 0.19999999999999998, in --check output.
-	return max(math.Round((l.Threshold-0.1)*1e9)/1e9, 0)
+	off := max(l.Threshold-0.1, l.Threshold/2)
+	// Rounded to 12 digits so 0.3 gives 0.2, not 0.19999999999999998, in
+	// --check output, while a threshold of 1e-6 still gets 5e-7.
+	off, _ = strconv.ParseFloat(strconv.FormatFloat(off, 'g', 12, 64), 64)
+	return off
 }
 
 // EffectivePrompts is Prompts, or the label's name when it has none.

@@ -692,3 +692,25 @@ func TestSkipUnchangedDefaults(t *testing.T) {
 		t.Errorf("enabled: false gives %+v", got)
 	}
 }
+
+// TestOffThresholdDefault: the hysteresis when off_threshold is not set.
+// Low thresholds must keep a gap above 0, or their events never end.
+func TestOffThresholdDefault(t *testing.T) {
+	off := 0.25
+	for _, c := range []struct {
+		label Label
+		want  float64
+	}{
+		{Label{Threshold: 0.9}, 0.8},
+		{Label{Threshold: 0.3}, 0.2},
+		{Label{Threshold: 0.2}, 0.1},
+		{Label{Threshold: 0.15}, 0.075},
+		{Label{Threshold: 0.05}, 0.025},
+		{Label{Threshold: 2e-6}, 1e-6},
+		{Label{Threshold: 0.5, OffThreshold: &off}, 0.25},
+	} {
+		if got := c.label.EffectiveOffThreshold(); got != c.want {
+			t.Errorf("threshold %g, off_threshold %v: off threshold %v, want %v", c.label.Threshold, c.label.OffThreshold, got, c.want)
+		}
+	}
+}

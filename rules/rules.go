@@ -93,7 +93,8 @@ type Rule struct {
 	Prompts       []string // reported in events; the texts the label was scored with
 	// Threshold starts an event; OffThreshold (≤ Threshold) is the probability
 	// under which an active label counts as gone. Both are used as given: the
-	// daemon passes configs.Label.EffectiveOffThreshold (threshold − 0.1).
+	// daemon passes configs.Label.EffectiveOffThreshold (threshold − 0.1, or half
+	// the threshold under 0.2).
 	Threshold, OffThreshold float64
 	// MinFrames consecutive samples ≥ Threshold start an event; OffFrames
 	// consecutive samples < OffThreshold, lasting at least OffDelay, end it.
