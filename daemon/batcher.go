@@ -25,7 +25,7 @@ type scoredFrame struct {
 }
 
 // batcher is the cross-camera batcher: it waits for a pending frame, gives
-// other cameras at most maxWait to fill the batch, runs the vision tower
+// the cameras not in the batch yet at most maxWait to fill it, runs the vision tower
 // once for all of them and hands each scored frame on. Frames that arrive
 // while inference runs wait in the latest-frame hand-off, where a newer
 // frame of the same camera replaces an older one (counted as dropped); so
@@ -109,10 +109,12 @@ func (b *batcher) run() {
 		if len(frames) == 0 {
 			continue
 		}
-		// Give the other cameras up to maxWait to join this batch.
+		// Give the other cameras up to maxWait to join this batch. Once
+		// every camera is in, waiting only idles the model: a camera's next
+		// frame is a sampling interval away.
 		timer := time.NewTimer(b.maxWait)
 	collect:
-		for len(frames) < b.size {
+		for len(frames) < b.size && !b.sets.everyCamera(frames) {
 			select {
 			case <-b.in.Ready():
 				frames = append(frames, b.in.Take(b.size-len(frames))...)

@@ -149,7 +149,8 @@ func (r *batcherRig) receive(t *testing.T, n int, within time.Duration) []scored
 	return got
 }
 
-// TestBatcher: a full batch runs at once, a partial one after max_batch_wait;
+// TestBatcher: a full batch runs at once, and so does one that holds a
+// frame of every camera; a partial one after max_batch_wait;
 // every frame comes out with its own camera's probabilities; frames of a
 // camera without labels and of a failed batch are not scored (and not
 // counted); at stop, pending frames are scored when there is time and
@@ -170,6 +171,18 @@ func TestBatcher(t *testing.T) {
 		}
 		if sizes := r.model.batchSizes(); !slices.Equal(sizes, []int{3}) {
 			t.Errorf("batches %v, want one of 3", sizes)
+		}
+	})
+
+	t.Run("every camera in does not wait", func(t *testing.T) {
+		r := newBatcherRig(t, 8, time.Hour, "a", "b")
+		r.in.Offer(testFrame("a", 1, 51))
+		r.in.Offer(testFrame("b", 1, 102))
+		for _, s := range r.receive(t, 2, 10*time.Second) { // max_batch_wait is an hour
+			s.frame.Close()
+		}
+		if sizes := r.model.batchSizes(); !slices.Equal(sizes, []int{2}) && !slices.Equal(sizes, []int{1, 1}) {
+			t.Errorf("batches %v, want one of 2 (or 2 of 1, had the batcher taken a before b came)", sizes)
 		}
 	})
 
@@ -232,9 +245,9 @@ func TestBatcher(t *testing.T) {
 		{"stop with no time left", -time.Second, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newBatcherRig(t, 4, time.Hour, "a", "b")
-			// Hold the batcher in its collect loop (an hour's max_batch_wait)
-			// with one frame, add a second, then stop.
+			r := newBatcherRig(t, 4, time.Hour, "a", "b", "c")
+			// Hold the batcher in its collect loop (an hour's max_batch_wait,
+			// c never comes) with one frame, add a second, then stop.
 			r.in.Offer(testFrame("a", 1, 10))
 			testenv.WaitFor(t, 10*time.Second, func() bool { return r.in.Pending() == 0 }, "the batcher to take frame a")
 			r.in.Offer(testFrame("b", 1, 10))

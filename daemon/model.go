@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/infer/hub"
@@ -187,6 +188,23 @@ func (s *scoring) get(camera string) (*infer.LabelSet, configs.SkipUnchanged) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sets[camera], s.gate[camera]
+}
+
+// everyCamera reports whether frames hold a frame of every camera with
+// labels.
+func (s *scoring) everyCamera(frames []*capture.Frame) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	in := make(map[string]bool, len(frames))
+	for _, f := range frames {
+		in[f.Camera] = true
+	}
+	for camera := range s.sets {
+		if !in[camera] {
+			return false
+		}
+	}
+	return true
 }
 
 // setLabels replaces a camera's labels.
