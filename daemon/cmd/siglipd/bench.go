@@ -1,32 +1,82 @@
 package main
 
 import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
+	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 )
 
+// benchRow is one variant × batch size of `siglipd bench`. "raw" is a bare
+// ONNX Runtime session on the same vision tower file, fed a ready tensor:
+// what any program using ONNX Runtime gets. "siglipd" is siglipd's path on
+// frames already at the model's size (tower, the copy into the tensor and
+// the embedding's normalisation); "frame" adds the resize from FrameWidth ×
+// FrameHeight, as camera frames take it.
+type benchRow struct {
+	Variant string `json:"variant"`
+	Batch   int    `json:"batch"`
+	// images/s of each path, timed in alternating rounds so that a busy
+	// neighbour slows all three alike.
+	RawImagesPerSec     float64 `json:"raw_images_per_s"`
+	SiglipdImagesPerSec float64 `json:"siglipd_images_per_s"`
+	FrameImagesPerSec   float64 `json:"frame_images_per_s"`
+	// CPU time of the whole process per image (all ONNX Runtime threads).
+	RawCPUPerImageMS     float64 `json:"raw_cpu_ms_per_image"`
+	SiglipdCPUPerImageMS float64 `json:"siglipd_cpu_ms_per_image"`
+	FrameCPUPerImageMS   float64 `json:"frame_cpu_ms_per_image"`
+}
+
+// benchReport is `siglipd bench --json`.
+type benchReport struct {
+	Model       string     `json:"model"`
+	Device      string     `json:"device"`
+	ORTVersion  string     `json:"onnxruntime"`
+	CPU         string     `json:"cpu"`
+	Cores       int        `json:"cores"`
+	Date        string     `json:"date"`
+	FrameWidth  int        `json:"frame_width"`
+	FrameHeight int        `json:"frame_height"`
+	ImageWidth  int        `json:"image_width"`
+	ImageHeight int        `json:"image_height"`
+	Runs        int        `json:"runs"`
+	Rows        []benchRow `json:"rows"`
+}
+
 // benchMain is `siglipd bench`: vision-tower throughput on this machine,
-// for choosing batch_size and camera fps.
+// siglipd's path against a bare ONNX Runtime session, for every variant of
+// the model folder; for choosing batch_size, variant and camera fps.
 func benchMain(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("siglipd bench", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var mf modelFlags
 	mf.register(fs)
+	fs.Lookup("variant").Usage = "ONNX files to measure: all (every variant in the folder), fp32, fp16, quantized, ..."
+	fs.Lookup("variant").DefValue = "all"
+	mf.variant = "all"
 	batches := fs.IntSlice("batch", []int{1, 4, 8}, "batch sizes to measure")
-	runs := fs.Int("runs", 10, "timed runs per batch size (after one warm-up)")
-	frame := fs.String("frame", "1920x1080", "synthetic frame size WxH (resized to the model's input, as camera frames are)")
+	runs := fs.Int("runs", 5, "timed rounds per batch size (after one warm-up); each round runs every path once")
+	frame := fs.String("frame", "1920x1080", "camera frame size WxH for the frame column (resized to the model's input)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "siglipd bench: %v (see siglipd bench --help)\n", err)
 		return exitUsage
 	}
 	if *help {
-		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--batch 1,4,8] [--runs N] [--frame WxH]\n\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--variant all] [--batch 1,4,8] [--runs N] [--frame WxH] [--json]\n\n%s", fs.FlagUsages())
 		return exitOK
 	}
 	var w, h int
@@ -34,44 +84,241 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "siglipd bench: --frame %q: want WxH, e.g. 1920x1080\n", *frame)
 		return exitUsage
 	}
-	if err := mf.usage(); err != nil {
-		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
+	if *runs < 1 {
+		fmt.Fprintf(stderr, "siglipd bench: --runs %d: want at least 1\n", *runs)
 		return exitUsage
 	}
+	variants := []string{mf.variant}
+	if mf.variant == "all" {
+		variants = presentVariants(mf.dir)
+		if len(variants) == 0 {
+			variants = []string{"fp32"} // let open name what is missing
+		}
+	}
+	rep := benchReport{Model: mf.dir, CPU: cpuModel(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
+		FrameWidth: w, FrameHeight: h, Runs: *runs}
+	for _, v := range variants {
+		mf.variant = v
+		if err := mf.usage(); err != nil {
+			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
+			return exitUsage
+		}
+		rows, err := benchVariant(&mf, &rep, *batches, *runs)
+		if err != nil {
+			fmt.Fprintf(stderr, "siglipd bench: %s: %v\n", v, err)
+			return exitFailure
+		}
+		rep.Rows = append(rep.Rows, rows...)
+		if !*asJSON {
+			fmt.Fprintf(stderr, "siglipd bench: %s measured\n", v)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "model %s, device %s, ONNX Runtime %s\n%s, %d cores, %s; %d rounds per row\n\n",
+		rep.Model, rep.Device, rep.ORTVersion, rep.CPU, rep.Cores, rep.Date, rep.Runs)
+	fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %14s %12s\n", "variant", "batch", "raw img/s", "siglipd img/s",
+		"/raw", fmt.Sprintf("%dx%d fr/s", w, h), "CPU ms/img")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(stdout, "%-10s %5d %12.2f %12.2f %8.2f× %14.2f %12.1f\n", r.Variant, r.Batch, r.RawImagesPerSec,
+			r.SiglipdImagesPerSec, r.SiglipdImagesPerSec/r.RawImagesPerSec, r.FrameImagesPerSec, r.RawCPUPerImageMS)
+	}
+	fmt.Fprintf(stdout, "\nraw: a bare ONNX Runtime session fed a ready tensor; siglipd: frames at %dx%d through siglipd's path;\n"+
+		"%dx%d: camera frames resized first. CPU ms/img: the raw session's process CPU time per image.\n",
+		rep.ImageWidth, rep.ImageHeight, w, h)
+	return exitOK
+}
+
+// presentVariants lists the variants whose vision and text towers are in
+// the model folder, fp32 first.
+func presentVariants(dir string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range []string{"fp32", "quantized", "fp16", "int8", "uint8", "q4", "bnb4"} {
+		suffix := configs.Variants[v]
+		if seen[suffix] {
+			continue
+		}
+		if _, err := infer.FindModelFiles(dir, suffix); err == nil {
+			out = append(out, v)
+			seen[suffix] = true
+		}
+	}
+	return out
+}
+
+func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int) ([]benchRow, error) {
 	m, err := mf.open("")
 	if err != nil {
-		fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-		return exitFailure
+		return nil, err
 	}
 	defer m.Close()
 	info := m.Info()
-	img := infer.Image{Pix: make([]byte, 3*w*h), Width: w, Height: h, Stride: 3 * w}
-	for i := range img.Pix {
-		img.Pix[i] = byte(i * 7 % 251) // structured, not constant: no shortcut anywhere
+	rep.Device, rep.ORTVersion = info.Device, ort.GetVersion()
+	rep.ImageWidth, rep.ImageHeight = info.ImageWidth, info.ImageHeight
+	files, err := infer.FindModelFiles(mf.dir, configs.Variants[mf.variant])
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(stdout, "model %s, device %s, %dx%d frames → %dx%d\n", info.Dir, info.Device, w, h, info.ImageWidth, info.ImageHeight)
-	fmt.Fprintf(stdout, "%6s %12s %12s\n", "batch", "ms/batch", "images/s")
-	for _, n := range *batches {
+	raw, err := newRawVision(files.Vision, mf.threads)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.close()
+	small := structured(info.ImageWidth, info.ImageHeight)
+	big := structured(rep.FrameWidth, rep.FrameHeight)
+	var rows []benchRow
+	for _, n := range batches {
 		if n < 1 {
 			continue
 		}
-		imgs := make([]infer.Image, n)
-		for i := range imgs {
-			imgs[i] = img
+		smalls, bigs := repeat(small, n), repeat(big, n)
+		paths := []func() error{
+			func() error { return raw.run(n, info.ImageHeight, info.ImageWidth) },
+			func() error { _, err := m.EmbedImages(smalls); return err },
+			func() error { _, err := m.EmbedImages(bigs); return err },
 		}
-		if _, err := m.EmbedImages(imgs); err != nil {
-			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-			return exitFailure
-		}
-		start := time.Now()
-		for r := 0; r < *runs; r++ {
-			if _, err := m.EmbedImages(imgs); err != nil {
-				fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
-				return exitFailure
+		var wall, cpu [3]time.Duration
+		for round := -1; round < runs; round++ { // round -1 warms up
+			for i, p := range paths {
+				c0, t0 := processCPU(), time.Now()
+				if err := p(); err != nil {
+					return nil, err
+				}
+				if round >= 0 {
+					wall[i] += time.Since(t0)
+					cpu[i] += processCPU() - c0
+				}
 			}
 		}
-		per := time.Since(start) / time.Duration(*runs)
-		fmt.Fprintf(stdout, "%6d %12.1f %12.2f\n", n, float64(per.Microseconds())/1000, float64(n)/per.Seconds())
+		images := float64(n * runs)
+		perSec := func(i int) float64 { return images / wall[i].Seconds() }
+		cpuMS := func(i int) float64 { return float64(cpu[i].Microseconds()) / 1000 / images }
+		rows = append(rows, benchRow{Variant: mf.variant, Batch: n,
+			RawImagesPerSec: perSec(0), SiglipdImagesPerSec: perSec(1), FrameImagesPerSec: perSec(2),
+			RawCPUPerImageMS: cpuMS(0), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)})
 	}
-	return exitOK
+	return rows, nil
+}
+
+func repeat(img infer.Image, n int) []infer.Image {
+	out := make([]infer.Image, n)
+	for i := range out {
+		out[i] = img
+	}
+	return out
+}
+
+// structured is a frame with content that is neither constant nor random,
+// so no path can take a shortcut.
+func structured(w, h int) infer.Image {
+	img := infer.Image{Pix: make([]byte, 3*w*h), Width: w, Height: h, Stride: 3 * w}
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7 % 251)
+	}
+	return img
+}
+
+// rawVision is a bare ONNX Runtime session on a vision tower: default
+// session options (but the thread count siglipd was given), inputs
+// allocated per batch size and filled once, outputs allocated by ONNX
+// Runtime, nothing read back.
+type rawVision struct {
+	session *ort.DynamicAdvancedSession
+	fp16    bool
+	inputs  map[int]ort.Value
+}
+
+func newRawVision(path string, threads int) (*rawVision, error) {
+	ins, _, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("raw session: %s: %v", path, err)
+	}
+	r := &rawVision{inputs: map[int]ort.Value{}}
+	for _, in := range ins {
+		if in.Name == "pixel_values" {
+			r.fp16 = in.DataType == ort.TensorElementDataTypeFloat16
+		}
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	if threads > 0 {
+		if err := so.SetIntraOpNumThreads(threads); err != nil {
+			return nil, err
+		}
+	}
+	r.session, err = ort.NewDynamicAdvancedSession(path, []string{"pixel_values"}, []string{"pooler_output"}, so)
+	if err != nil {
+		return nil, fmt.Errorf("raw session: %s: %v", path, err)
+	}
+	return r, nil
+}
+
+func (r *rawVision) run(n, h, w int) error {
+	in, ok := r.inputs[n]
+	if !ok {
+		shape := ort.NewShape(int64(n), 3, int64(h), int64(w))
+		var err error
+		if r.fp16 {
+			data := make([]byte, 2*shape.FlattenedSize())
+			for i := 0; i < len(data); i += 2 {
+				binary.LittleEndian.PutUint16(data[i:], 0x3800) // 0.5
+			}
+			in, err = ort.NewCustomDataTensor(shape, data, ort.TensorElementDataTypeFloat16)
+		} else {
+			data := make([]float32, shape.FlattenedSize())
+			for i := range data {
+				data[i] = float32(i%251)/125 - 1
+			}
+			in, err = ort.NewTensor(shape, data)
+		}
+		if err != nil {
+			return err
+		}
+		r.inputs[n] = in
+	}
+	out := []ort.Value{nil}
+	if err := r.session.Run([]ort.Value{in}, out); err != nil {
+		return err
+	}
+	return out[0].Destroy()
+}
+
+func (r *rawVision) close() {
+	for _, v := range r.inputs {
+		v.Destroy()
+	}
+	r.session.Destroy()
+}
+
+// processCPU is the CPU time (user and system) of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuModel is /proc/cpuinfo's model name, for the report.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
 }

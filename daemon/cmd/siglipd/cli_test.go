@@ -184,6 +184,8 @@ func TestClassifyErrors(t *testing.T) {
 		{"bad variant", []string{"classify", "--model", "/m", "--variant", "fp64", "--label", "a", "x.png"}, exitUsage, `--variant "fp64"`},
 		{"negative --max-pixels", []string{"classify", "--model", "/m", "--label", "a", "--max-pixels", "-1", "x.png"}, exitUsage, "--max-pixels must be 0"},
 		{"bench without --model", []string{"bench"}, exitUsage, "--model DIR is required"},
+		{"bench with --runs 0", []string{"bench", "--model", "/m", "--runs", "0"}, exitUsage, "--runs 0: want at least 1"},
+		{"bench with a bad frame", []string{"bench", "--model", "/m", "--frame", "big"}, exitUsage, `--frame "big": want WxH`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -447,5 +449,42 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 				t.Fatalf("still running %s after %s", daemon.ShutdownTimeout, sig)
 			}
 		})
+	}
+}
+
+// TestBench: `siglipd bench` measures both paths on every variant in the
+// folder, and a variant the folder lacks is an error naming the file.
+func TestBench(t *testing.T) {
+	lib := testenv.ORTLib(t)
+	model := testenv.Model(t, "tiny")
+	env := []string{"SIGLIPD_ORT_LIB=" + lib}
+	stdout, stderr, code := run(t, env, "bench", "--model", model, "--batch", "1,2", "--runs", "2", "--frame", "320x240", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	if rep.Device != "cpu" || rep.ORTVersion == "" || rep.Cores < 1 || rep.FrameWidth != 320 || rep.ImageWidth != 64 || rep.Runs != 2 {
+		t.Errorf("report header: %+v", rep)
+	}
+	if len(rep.Rows) != 2 || rep.Rows[0].Variant != "fp32" || rep.Rows[0].Batch != 1 || rep.Rows[1].Batch != 2 {
+		t.Fatalf("rows %+v, want fp32 at batch 1 and 2 (the tiny preset has no other variant)", rep.Rows)
+	}
+	for _, r := range rep.Rows {
+		if !(r.RawImagesPerSec > 0 && r.SiglipdImagesPerSec > 0 && r.FrameImagesPerSec > 0) {
+			t.Errorf("batch %d: images/s %v %v %v, want all > 0", r.Batch, r.RawImagesPerSec, r.SiglipdImagesPerSec, r.FrameImagesPerSec)
+		}
+	}
+
+	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1", "--runs", "1")
+	if code != exitOK || !strings.Contains(stdout, "raw img/s") || !strings.Contains(stdout, "fp32") {
+		t.Errorf("text table: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	_, stderr, code = run(t, env, "bench", "--model", model, "--variant", "quantized", "--runs", "1")
+	if want := filepath.Join(model, "onnx", "vision_model_quantized.onnx"); code != exitFailure || !strings.Contains(stderr, want) {
+		t.Errorf("missing variant: exit %d, stderr %q; want exit 1 naming %s", code, stderr, want)
 	}
 }
