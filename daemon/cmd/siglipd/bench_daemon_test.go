@@ -200,8 +200,7 @@ func calibrate(b *testing.B, lib, model, ffmpeg string, videos map[string]*bench
 			if err != nil {
 				b.Fatalf("siglipd classify: %v", err)
 			}
-			var p [][]float64 // per label, per frame
-			p = make([][]float64, len(benchLabels))
+			p := make([][]float64, len(benchLabels)) // per label, per frame
 			sc := bufio.NewScanner(bytes.NewReader(stdout))
 			for sc.Scan() {
 				var line classifyResult
@@ -368,13 +367,16 @@ type daemonRow struct {
 	// Means from the daemon's histograms: a frame's wait for its batch, a
 	// batch's run, capture to the event being queued.
 	wait, batchRun, toQueue time.Duration
-	decodeCPU               time.Duration
+	decodeCPU               time.Duration // per decoded frame of the row's video
 }
 
+// runCount numbers the daemon runs, whose camera names it prefixes: the
+// subscriber tells their events apart by it.
 var runCount int
 
-// startBenchDaemon starts the built siglipd on the scenario and waits until it
-// is ready; it returns the process and its HTTP base URL.
+// startBenchDaemon starts the built siglipd on the scenario and waits until
+// it is ready; it returns the process, its HTTP base URL and its cameras'
+// name prefix.
 func startBenchDaemon(b *testing.B, lib, model string, broker *testenv.Mosquitto, v *benchVideo, th []float64, sc scenario) (*exec.Cmd, string, string) {
 	runCount++
 	prefix := fmt.Sprintf("r%d-", runCount)
