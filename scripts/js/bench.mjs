@@ -16,20 +16,12 @@
 //   (not timed), then per batch the processor (resize, normalise), the vision
 //   tower and SigLIP's sigmoid on each label, as siglipd does.
 // Frames are decoded before timing starts, for both.
-import { env, pipeline, AutoTokenizer, AutoProcessor, SiglipTextModel, SiglipVisionModel, RawImage }
+import { pipeline, AutoTokenizer, AutoProcessor, SiglipTextModel, SiglipVisionModel, RawImage }
   from '@huggingface/transformers';
-import path from 'node:path';
+import { readRequest, localModel } from './local.mjs';
 
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.useBrowserCache = false;
-env.useFSCache = false;
-
-const chunks = [];
-for await (const c of process.stdin) chunks.push(c);
-const req = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-env.localModelPath = path.dirname(path.resolve(req.model)) + '/';
-const model = path.basename(path.resolve(req.model));
+const req = await readRequest();
+const model = localModel(req.model);
 const opts = { dtype: req.dtype || 'fp32', device: 'cpu' };
 const images = await Promise.all(req.images.map((p) => RawImage.read(p)));
 const frame = (i) => images[i % images.length];

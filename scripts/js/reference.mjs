@@ -14,22 +14,12 @@
 //   {"op":"towers","model":DIR,"images":[PATH...],"texts":[...]}
 //       → {"pixel_values":{dims,data},"image_pooler":{...},"text_pooler":{...},
 //          "logits_per_image":{...}}   (the raw tensors, for debugging parity)
-import { env, pipeline, AutoTokenizer, AutoProcessor, SiglipModel, SiglipTextModel,
+import { pipeline, AutoTokenizer, AutoProcessor, SiglipModel, SiglipTextModel,
   SiglipVisionModel, RawImage } from '@huggingface/transformers';
-import path from 'node:path';
+import { readRequest, localModel } from './local.mjs';
 
-env.allowRemoteModels = false;
-env.allowLocalModels = true;
-env.useBrowserCache = false;
-env.useFSCache = false;
-
-const chunks = [];
-for await (const c of process.stdin) chunks.push(c);
-const req = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-// transformers.js joins localModelPath and the model id, and misreads ids of
-// more than two path segments: use the parent folder and the folder name.
-env.localModelPath = path.dirname(path.resolve(req.model)) + '/';
-const model = path.basename(path.resolve(req.model));
+const req = await readRequest();
+const model = localModel(req.model);
 const opts = { dtype: 'fp32', device: 'cpu' };
 const tensor = (t) => ({ dims: t.dims, data: Array.from(t.data, Number) });
 
