@@ -2,13 +2,14 @@ package testenv
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,11 +40,19 @@ type cdpReply struct {
 func StartBrowser(t testing.TB, width, height int) *Browser {
 	t.Helper()
 	bin := LookPath(t, "chromium")
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+	profile, err := os.MkdirTemp("", "siglipd-chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-		"--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,%d", width, height),
+		"--user-data-dir="+profile, fmt.Sprintf("--window-size=%d,%d", width, height),
 		"--remote-debugging-port=0", "about:blank")
+	// Its own process group: Chromium's helpers (the network service,
+	// renderers) are its children and write the profile too. Killing only
+	// the browser left them writing while the profile was removed, and the
+	// test failed on "directory not empty".
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +60,17 @@ func StartBrowser(t testing.TB, width, height int) *Browser {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
+	t.Cleanup(func() {
+		pgid := cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		cmd.Wait()
+		if !Eventually(10*time.Second, func() bool { return syscall.Kill(-pgid, 0) == syscall.ESRCH }) {
+			t.Logf("chromium's processes outlived SIGKILL by 10 s")
+		}
+		if err := os.RemoveAll(profile); err != nil {
+			t.Logf("chromium profile: %v", err)
+		}
+	})
 	// Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID".
 	urls := make(chan string, 1)
 	go func() {
