@@ -147,7 +147,7 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 	if m.tok, err = tokenizer.LoadPretrained(files.Tokenizer, files.TokenizerConfig); err != nil {
 		return nil, cfg, fmt.Errorf("tokenizer: %w", err)
 	}
-	if m.pre, err = readPreprocessor(files.Preprocessor, opts.Resize); err != nil {
+	if m.pre, err = ReadPreprocessor(files.Preprocessor, opts.Resize); err != nil {
 		return nil, cfg, err
 	}
 	if m.logitScale, m.logitBias, err = logitParams(files, opts); err != nil {
@@ -188,7 +188,9 @@ func readModelConfig(path string) (modelConfig, error) {
 	return c, nil
 }
 
-func readPreprocessor(path, resize string) (*imageproc.Processor, error) {
+// ReadPreprocessor reads a preprocessor_config.json into the image
+// processor siglipd scores frames with (resize "exact" or "fast").
+func ReadPreprocessor(path, resize string) (*imageproc.Processor, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("image preprocessor config %s: %w", path, err)

@@ -22,7 +22,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"gocv.io/x/gocv"
 
-	"github.com/siglipd/siglipd/infer/imageproc"
+	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/rules"
 )
@@ -272,22 +272,10 @@ func decodeCPU(b *testing.B, path string) time.Duration {
 	return (processCPU() - c0) / time.Duration(n)
 }
 
-// resizeCPU is the CPU time of preprocessing one w×h frame for the model
-// (its preprocessor_config.json's size and filter), as siglipd does.
+// resizeCPU is the CPU time of preprocessing one w×h frame for the model,
+// with the processor siglipd builds from its preprocessor_config.json.
 func resizeCPU(b *testing.B, model string, w, h int) time.Duration {
-	raw, err := os.ReadFile(filepath.Join(model, "preprocessor_config.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var pc struct {
-		Resample int                         `json:"resample"`
-		Size     struct{ Height, Width int } `json:"size"`
-	}
-	if err := json.Unmarshal(raw, &pc); err != nil {
-		b.Fatal(err)
-	}
-	p, err := imageproc.New(imageproc.Config{Width: pc.Size.Width, Height: pc.Size.Height, Resample: pc.Resample,
-		DoResize: true, DoRescale: true, RescaleFactor: 1.0 / 255, DoNormalize: true, Mean: [3]float64{.5, .5, .5}, Std: [3]float64{.5, .5, .5}})
+	p, err := infer.ReadPreprocessor(filepath.Join(model, "preprocessor_config.json"), "exact")
 	if err != nil {
 		b.Fatal(err)
 	}
