@@ -20,8 +20,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/siglipd/siglipd/infer/imageproc"
+	"github.com/siglipd/siglipd/infer/oip"
 	"github.com/siglipd/siglipd/infer/onnxpb"
 	"github.com/siglipd/siglipd/infer/tokenizer"
 )
@@ -50,6 +52,10 @@ type Options struct {
 	Resize  string
 	Library LibraryChoice
 	Logger  *slog.Logger
+	// Remote, when set, runs the towers on an inference server instead of
+	// ONNX Runtime here; Device, Threads, GraphOptimization and Library
+	// are then unused, and the model folder needs no tower files.
+	Remote *Remote
 }
 
 // Model is a loaded SigLIP model. Its methods are safe for concurrent use.
@@ -63,8 +69,11 @@ type Model struct {
 	text       *tower
 	logitScale float64 // exp(logit_scale), the multiplier itself
 	logitBias  float64
-	device     string // the execution provider in use
+	device     string // the execution provider in use, or "remote host:port"
 	textCache  *embeddingCache
+	opened     time.Time
+	client     *oip.Client  // the remote backend's connection
+	state      *serverState // the remote backend's server state
 }
 
 // Info describes a loaded model for logs and status pages.
@@ -77,6 +86,7 @@ type Info struct {
 	LogitScale  float64 // exp(logit_scale)
 	LogitBias   float64
 	Library     string
+	Backend     string // "local" or "remote"
 }
 
 // Open loads a model folder. Errors name the file at fault.
@@ -86,6 +96,17 @@ func Open(opts Options) (*Model, error) {
 		return nil, err
 	}
 	opts, files := m.opts, m.files
+	if opts.Remote != nil {
+		if err := m.openRemote(); err != nil {
+			m.closeClient()
+			return nil, err
+		}
+		if err := m.checkShapes(cfg); err != nil {
+			m.Close()
+			return nil, err
+		}
+		return m, nil
+	}
 	if _, err := LoadRuntime(opts.Library); err != nil {
 		return nil, err
 	}
@@ -106,13 +127,17 @@ func Open(opts Options) (*Model, error) {
 // Info describes the loaded model.
 func (m *Model) Info() Info {
 	c := m.pre.Config()
-	return Info{Dir: m.files.Dir, Device: m.device, ImageWidth: c.Width, ImageHeight: c.Height,
-		EmbedDim: m.vision.outDim, LogitScale: m.logitScale, LogitBias: m.logitBias, Library: runtimeState.path}
+	info := Info{Dir: m.files.Dir, Device: m.device, ImageWidth: c.Width, ImageHeight: c.Height,
+		EmbedDim: m.vision.outDim, LogitScale: m.logitScale, LogitBias: m.logitBias, Library: runtimeState.path, Backend: "local"}
+	if m.client != nil {
+		info.Backend, info.Library = "remote", ""
+	}
+	return info
 }
 
 // Close releases the ONNX Runtime sessions.
 func (m *Model) Close() error {
-	return errors.Join(m.vision.close(), m.text.close())
+	return errors.Join(m.vision.close(), m.text.close(), m.closeClient())
 }
 
 // Check does what Open does before it loads ONNX Runtime: it finds the
@@ -135,11 +160,11 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 	if opts.Device == "" {
 		opts.Device = "cpu"
 	}
-	files, err := FindModelFiles(opts.Dir, opts.Suffix)
+	files, err := findModelFiles(opts.Dir, opts.Suffix, opts.Remote == nil)
 	if err != nil {
 		return nil, modelConfig{}, err
 	}
-	m := &Model{files: files, opts: opts, log: opts.Logger, textCache: newEmbeddingCache()}
+	m := &Model{files: files, opts: opts, log: opts.Logger, textCache: newEmbeddingCache(), opened: time.Now()}
 	cfg, err := readModelConfig(files.Config)
 	if err != nil {
 		return nil, cfg, err
@@ -320,11 +345,11 @@ func (m *Model) checkShapes(cfg modelConfig) error {
 	c := m.pre.Config()
 	if h, w := m.vision.inDims[2], m.vision.inDims[3]; (h > 0 && int(h) != c.Height) || (w > 0 && int(w) != c.Width) {
 		return fmt.Errorf("vision tower %s takes %dx%d images but %s says %dx%d",
-			m.files.Vision, w, h, m.files.Preprocessor, c.Width, c.Height)
+			m.vision.path, w, h, m.files.Preprocessor, c.Width, c.Height)
 	}
 	if m.vision.outDim > 0 && m.text.outDim > 0 && m.vision.outDim != m.text.outDim {
 		return fmt.Errorf("vision tower %s gives %d-dimensional embeddings but text tower %s gives %d",
-			m.files.Vision, m.vision.outDim, m.files.Text, m.text.outDim)
+			m.vision.path, m.vision.outDim, m.text.path, m.text.outDim)
 	}
 	if n := cfg.TextConfig.MaxPositions; n > 0 && n < m.tok.MaxLength {
 		return fmt.Errorf("tokenizer pads to %d tokens but %s allows %d positions", m.tok.MaxLength, m.files.Config, n)

@@ -32,6 +32,12 @@ type ModelFiles struct {
 // suffix and checks that the required ones exist. The error names the first
 // missing file by its full path.
 func FindModelFiles(dir, suffix string) (ModelFiles, error) {
+	return findModelFiles(dir, suffix, true)
+}
+
+// findModelFiles is FindModelFiles; without towers (the remote backend)
+// the tower files need not exist.
+func findModelFiles(dir, suffix string, towers bool) (ModelFiles, error) {
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -51,13 +57,15 @@ func FindModelFiles(dir, suffix string) (ModelFiles, error) {
 		Text:            filepath.Join(dir, "onnx", "text_model"+suffix+".onnx"),
 		Full:            filepath.Join(dir, "onnx", "model"+suffix+".onnx"),
 	}
-	for _, req := range []struct{ path, what string }{
+	required := []struct{ path, what string }{
 		{f.Config, "model config"},
 		{f.Preprocessor, "image preprocessor config"},
 		{f.Tokenizer, "tokenizer"},
-		{f.Vision, "vision tower"},
-		{f.Text, "text tower"},
-	} {
+	}
+	if towers {
+		required = append(required, []struct{ path, what string }{{f.Vision, "vision tower"}, {f.Text, "text tower"}}...)
+	}
+	for _, req := range required {
 		if _, err := os.Stat(req.path); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return ModelFiles{}, fmt.Errorf("%s %s: missing from the model folder", req.what, req.path)

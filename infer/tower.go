@@ -32,12 +32,14 @@ func (k towerKind) String() string {
 // token for text), as named in the Hugging Face and Xenova exports.
 const pooledOutput = "pooler_output"
 
-// tower is one ONNX Runtime session (vision_model.onnx or text_model.onnx).
+// tower is one SigLIP tower (vision_model.onnx or text_model.onnx): an ONNX
+// Runtime session, or a model on an inference server (remote.go).
 type tower struct {
 	kind    towerKind
-	path    string
+	path    string // the file, or the served model (for messages)
 	session *ort.DynamicAdvancedSession
-	input   string // pixel_values or input_ids
+	remote  *remoteTower // set instead of session for the remote backend
+	input   string       // pixel_values or input_ids
 	// inType is the input's element type: float32 or float16 pixels,
 	// int64 or int32 ids.
 	inType  ort.TensorElementDataType
@@ -64,13 +66,11 @@ type batchInput struct {
 	f16 []uint16  // pixel data, when it takes float16 (f32 is scratch)
 	i64 []int64
 	i32 []int32
+	// shape is the input's shape (remote towers, which send it).
+	shape ort.Shape
 }
 
 func openTower(path string, kind towerKind, opts Options) (*tower, string, error) {
-	wantIn := "pixel_values"
-	if kind == textTower {
-		wantIn = "input_ids"
-	}
 	infoOpts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, "", err
@@ -81,50 +81,10 @@ func openTower(path string, kind towerKind, opts Options) (*tower, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("%s %s: cannot load it as ONNX: %v", kind, path, err)
 	}
-	t := &tower{kind: kind, path: path, inputs: map[int]*batchInput{}}
-	for _, in := range ins {
-		if in.Name == wantIn {
-			t.input, t.inType, t.inDims = in.Name, in.DataType, in.Dimensions
-		}
+	t, err := describeTower(kind, path, ins, outs)
+	if err != nil {
+		return nil, "", err
 	}
-	if t.input == "" {
-		return nil, "", fmt.Errorf("%s %s: has no %s input (inputs: %s) — is it the right file?", kind, path, wantIn, strings.Join(inputNames(ins), ", "))
-	}
-	for _, in := range ins {
-		switch {
-		case in.Name == wantIn:
-		case kind == textTower && in.Name == "attention_mask":
-			t.mask = in.Name
-		default:
-			return nil, "", fmt.Errorf("%s %s: unexpected input %q (inputs: %s; want %s)", kind, path, in.Name, strings.Join(inputNames(ins), ", "), wantIn)
-		}
-	}
-	switch {
-	case kind == visionTower && (t.inType == ort.TensorElementDataTypeFloat || t.inType == ort.TensorElementDataTypeFloat16) && len(t.inDims) == 4 && (t.inDims[1] == 3 || t.inDims[1] < 0):
-	case kind == textTower && (t.inType == ort.TensorElementDataTypeInt64 || t.inType == ort.TensorElementDataTypeInt32) && len(t.inDims) == 2:
-	default:
-		return nil, "", fmt.Errorf("%s %s: input %s is %s %v, not a SigLIP %s input", kind, path, t.input, t.inType, t.inDims, map[towerKind]string{visionTower: "[batch, 3, height, width] float", textTower: "[batch, length] integer"}[kind])
-	}
-	var outNames []string
-	for _, o := range outs {
-		outNames = append(outNames, o.Name)
-		if o.Name == pooledOutput {
-			t.outType = o.DataType
-			if len(o.Dimensions) == 2 && o.Dimensions[1] > 0 {
-				t.outDim = int(o.Dimensions[1])
-			}
-		}
-	}
-	if t.outType == 0 {
-		return nil, "", fmt.Errorf("%s %s: has no %s output (outputs: %s)", kind, path, pooledOutput, strings.Join(outNames, ", "))
-	}
-	if t.outType != ort.TensorElementDataTypeFloat && t.outType != ort.TensorElementDataTypeFloat16 {
-		return nil, "", fmt.Errorf("%s %s: output %s is %s, want float or float16", kind, path, pooledOutput, t.outType)
-	}
-	if t.outType == ort.TensorElementDataTypeFloat16 && t.outDim == 0 {
-		return nil, "", fmt.Errorf("%s %s: float16 output %s has no fixed size", kind, path, pooledOutput)
-	}
-
 	sessOpts, device, err := sessionOptions(opts)
 	if err != nil {
 		return nil, "", err
@@ -139,6 +99,60 @@ func openTower(path string, kind towerKind, opts Options) (*tower, string, error
 		return nil, "", fmt.Errorf("%s %s: ONNX Runtime could not create a session: %v", kind, path, err)
 	}
 	return t, device, nil
+}
+
+// describeTower checks a tower's inputs and outputs — from the ONNX file,
+// or from an inference server's metadata — and returns the tower they
+// describe, without a session. where names the file or the served model.
+func describeTower(kind towerKind, where string, ins, outs []ort.InputOutputInfo) (*tower, error) {
+	wantIn := "pixel_values"
+	if kind == textTower {
+		wantIn = "input_ids"
+	}
+	t := &tower{kind: kind, path: where, inputs: map[int]*batchInput{}}
+	for _, in := range ins {
+		if in.Name == wantIn {
+			t.input, t.inType, t.inDims = in.Name, in.DataType, in.Dimensions
+		}
+	}
+	if t.input == "" {
+		return nil, fmt.Errorf("%s %s: has no %s input (inputs: %s) — is it the right model?", kind, where, wantIn, strings.Join(inputNames(ins), ", "))
+	}
+	for _, in := range ins {
+		switch {
+		case in.Name == wantIn:
+		case kind == textTower && in.Name == "attention_mask":
+			t.mask = in.Name
+		default:
+			return nil, fmt.Errorf("%s %s: unexpected input %q (inputs: %s; want %s)", kind, where, in.Name, strings.Join(inputNames(ins), ", "), wantIn)
+		}
+	}
+	switch {
+	case kind == visionTower && (t.inType == ort.TensorElementDataTypeFloat || t.inType == ort.TensorElementDataTypeFloat16) && len(t.inDims) == 4 && (t.inDims[1] == 3 || t.inDims[1] < 0):
+	case kind == textTower && (t.inType == ort.TensorElementDataTypeInt64 || t.inType == ort.TensorElementDataTypeInt32) && len(t.inDims) == 2:
+	default:
+		return nil, fmt.Errorf("%s %s: input %s is %s %v, not a SigLIP %s input", kind, where, t.input, t.inType, t.inDims, map[towerKind]string{visionTower: "[batch, 3, height, width] float", textTower: "[batch, length] integer"}[kind])
+	}
+	var outNames []string
+	for _, o := range outs {
+		outNames = append(outNames, o.Name)
+		if o.Name == pooledOutput {
+			t.outType = o.DataType
+			if len(o.Dimensions) == 2 && o.Dimensions[1] > 0 {
+				t.outDim = int(o.Dimensions[1])
+			}
+		}
+	}
+	if t.outType == 0 {
+		return nil, fmt.Errorf("%s %s: has no %s output (outputs: %s)", kind, where, pooledOutput, strings.Join(outNames, ", "))
+	}
+	if t.outType != ort.TensorElementDataTypeFloat && t.outType != ort.TensorElementDataTypeFloat16 {
+		return nil, fmt.Errorf("%s %s: output %s is %s, want float or float16", kind, where, pooledOutput, t.outType)
+	}
+	if t.outType == ort.TensorElementDataTypeFloat16 && t.outDim == 0 {
+		return nil, fmt.Errorf("%s %s: float16 output %s has no fixed size", kind, where, pooledOutput)
+	}
+	return t, nil
 }
 
 func inputNames(infos []ort.InputOutputInfo) []string {
@@ -237,6 +251,10 @@ func firstLine(err error) string {
 }
 
 func (t *tower) close() error {
+	if t != nil && t.remote != nil {
+		t.remote = nil // the Model closes the shared client
+		return nil
+	}
 	if t == nil || t.session == nil {
 		return nil
 	}
@@ -261,32 +279,21 @@ func (t *tower) close() error {
 // For images the caller writes n·3·H·W floats into in.f32; for text n·L ids
 // into in.i64 (or i32).
 func (t *tower) batch(n int, perItem int64) (*batchInput, error) {
+	if t.remote != nil {
+		return t.remoteBatch(n, perItem)
+	}
 	if t.session == nil {
 		return nil, fmt.Errorf("%s %s: the model is closed", t.kind, t.path)
 	}
 	if in, ok := t.inputs[n]; ok {
 		return in, nil
 	}
-	shape := make(ort.Shape, len(t.inDims))
-	copy(shape, t.inDims)
-	shape[0] = int64(n)
-	for i := 1; i < len(shape); i++ {
-		if shape[i] <= 0 {
-			// A dynamic dimension: known from the caller (64 tokens, or the
-			// preprocessor's image size for a fully dynamic vision input).
-			switch {
-			case t.kind == textTower:
-				shape[i] = perItem
-			case i == 1:
-				shape[i] = 3
-			default:
-				return nil, fmt.Errorf("%s %s: input dimension %d is dynamic", t.kind, t.path, i)
-			}
-		}
+	shape, err := t.batchShape(n, perItem)
+	if err != nil {
+		return nil, err
 	}
 	in := &batchInput{}
 	var v ort.Value
-	var err error
 	switch t.inType {
 	case ort.TensorElementDataTypeFloat:
 		var tt *ort.Tensor[float32]
@@ -346,6 +353,29 @@ func (t *tower) batch(n int, perItem int64) (*batchInput, error) {
 	return in, nil
 }
 
+// batchShape is the input shape of a batch of n: the tower's dimensions
+// with the dynamic ones filled in.
+func (t *tower) batchShape(n int, perItem int64) (ort.Shape, error) {
+	shape := make(ort.Shape, len(t.inDims))
+	copy(shape, t.inDims)
+	shape[0] = int64(n)
+	for i := 1; i < len(shape); i++ {
+		if shape[i] <= 0 {
+			// A dynamic dimension: known from the caller (64 tokens, or the
+			// preprocessor's image size for a fully dynamic vision input).
+			switch {
+			case t.kind == textTower:
+				shape[i] = perItem
+			case i == 1:
+				shape[i] = 3
+			default:
+				return nil, fmt.Errorf("%s %s: input dimension %d is dynamic", t.kind, t.path, i)
+			}
+		}
+	}
+	return shape, nil
+}
+
 // run runs the session on a filled batch input and returns the pooled
 // embeddings, one row per item, as float32.
 func (t *tower) run(in *batchInput, n int) ([][]float32, error) {
@@ -353,6 +383,9 @@ func (t *tower) run(in *batchInput, n int) ([][]float32, error) {
 		for i, f := range in.f32 {
 			in.f16[i] = onnxpb.FloatToHalf(f)
 		}
+	}
+	if t.remote != nil {
+		return t.remoteRun(in, n)
 	}
 	outs := []ort.Value{in.out} // nil: ONNX Runtime allocates it
 	if err := t.session.Run(in.values, outs); err != nil {

@@ -56,4 +56,18 @@ if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check --no-input -r "$req"
   echo "$want" >"$venv/requirements.sha256"
 fi
+# MLServer, the Open Inference Protocol server the remote-backend tests and
+# benchmark run (scripts/oip/onnx_runtime.py serves ONNX files with it),
+# pinned in scripts/requirements-oip.txt, in its own venv: its pins
+# (protobuf, onnxruntime's dependencies) are not the quantizer's.
+venv=.deps/oip
+req=scripts/requirements-oip.txt
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing MLServer from $req into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-input --only-binary=:all: -r "$req"
+  echo "$want" >"$venv/requirements.sha256"
+fi
 echo "setup: done"
