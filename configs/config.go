@@ -64,8 +64,13 @@ type Model struct {
 	Resize string `yaml:"resize"`
 }
 
-// Inference configures the ONNX Runtime session that runs the vision tower.
+// Inference configures where the towers run: ONNX Runtime in this process
+// (backend local), or an Open Inference Protocol server (backend remote).
 type Inference struct {
+	// Backend is "local" or "remote".
+	Backend string `yaml:"backend"`
+	// Remote is the inference server of the remote backend.
+	Remote RemoteInference `yaml:"remote"`
 	// Device is "cpu", "auto" (the best provider the library has, else CPU),
 	// "cuda", "cuda:N", "tensorrt" or "openvino".
 	Device       string   `yaml:"device"`
@@ -77,6 +82,28 @@ type Inference struct {
 	GraphOptimization string `yaml:"graph_optimization"`
 	// ORTLib is the path of libonnxruntime.so; --ort-lib and SIGLIPD_ORT_LIB win over it.
 	ORTLib string `yaml:"ort_lib"`
+}
+
+// RemoteInference is an Open Inference Protocol (KServe v2) server that
+// serves the SigLIP towers over gRPC: NVIDIA Triton, KServe, Seldon MLServer.
+type RemoteInference struct {
+	// URL is grpc://host:port, or grpcs://host:port for TLS.
+	URL URL `yaml:"url"`
+	// VisionModel and TextModel are the served models' names.
+	VisionModel string `yaml:"vision_model"`
+	TextModel   string `yaml:"text_model"`
+	// ModelVersion is the served version of both; "" lets the server choose.
+	ModelVersion string   `yaml:"model_version"`
+	Timeout      Duration `yaml:"timeout"` // one call; a server slower than this counts as down
+	TLS          TLS      `yaml:"tls"`
+	// Headers are sent with every call, e.g. {name: authorization, value: "Bearer ${TOKEN}"}.
+	Headers []Header `yaml:"headers"`
+}
+
+// Header is a request header (gRPC metadata); its value is a secret.
+type Header struct {
+	Name  string `yaml:"name"`
+	Value Secret `yaml:"value"`
 }
 
 // MQTT configures the broker connection and the topics siglipd publishes.
@@ -95,7 +122,7 @@ type MQTT struct {
 	Snapshots   Snapshots `yaml:"snapshots"`
 }
 
-// TLS configures a TLS connection to the broker.
+// TLS configures a TLS connection (to the broker, or the inference server).
 type TLS struct {
 	CAFile             string `yaml:"ca_file"`
 	CertFile           string `yaml:"cert_file"`
@@ -224,6 +251,8 @@ func Default() Config {
 			Resize:   "exact",
 		},
 		Inference: Inference{
+			Backend:           "local",
+			Remote:            RemoteInference{VisionModel: "siglip_vision", TextModel: "siglip_text", Timeout: Duration(10 * time.Second)},
 			Device:            "cpu",
 			BatchSize:         8,
 			MaxBatchWait:      Duration(50 * time.Millisecond),

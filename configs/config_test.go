@@ -412,6 +412,60 @@ cameras:
 			want: []string{`cams.yaml:9: model: duplicate key (first at line 1)`},
 		},
 		{
+			name: "remote backend without a url",
+			src:  base + "inference: {backend: remote}\n",
+			want: []string{`cams.yaml:9: inference.remote.url: is required when inference.backend is remote (e.g. grpc://triton:8001)`},
+		},
+		{
+			name: "unknown backend",
+			src:  base + "inference: {backend: triton}\n",
+			want: []string{`cams.yaml:9: inference.backend: must be local (ONNX Runtime here) or remote (an Open Inference Protocol server), got "triton"`},
+		},
+		{
+			name: "remote url problems",
+			src: base + `inference:
+  backend: remote
+  remote:
+    url: http://triton:8000
+    vision_model: ""
+    timeout: 0s
+`,
+			want: []string{
+				`cams.yaml:12: inference.remote.url: scheme must be grpc or grpcs (the Open Inference Protocol's gRPC service), got "http"`,
+				`cams.yaml:13: inference.remote.vision_model: must name the served model`,
+				`cams.yaml:14: inference.remote.timeout: must be between 0s and 5m, got 0s`,
+			},
+		},
+		{
+			name: "remote url without port, credentials in the url",
+			src:  base + "inference: {backend: remote, remote: {url: \"grpc://triton\"}}\n",
+			want: []string{`cams.yaml:9: inference.remote.url: must name the gRPC port (Triton serves it on 8001, KServe and MLServer on 8081), got grpc://triton`},
+		},
+		{
+			name: "remote url with a password is redacted",
+			src:  base + "inference: {backend: remote, remote: {url: \"grpc://u:S3cret@triton:8001\"}}\n",
+			want: []string{`cams.yaml:9: inference.remote.url: must be only scheme://host:port (credentials go in inference.remote.headers), got grpc://u:***@triton:8001`},
+		},
+		{
+			name: "remote tls and headers",
+			src: base + `inference:
+  backend: remote
+  remote:
+    url: grpc://triton:8001
+    tls: {ca_file: /etc/ca.pem}
+    headers:
+      - {name: Authorization, value: "Bearer x"}
+      - {name: grpc-timeout, value: 1S}
+      - {name: x-api-key, value: ""}
+`,
+			want: []string{
+				`cams.yaml:13: inference.remote.tls.ca_file: is set but inference.remote.url (grpc://triton:8001) is not TLS: use grpcs://`,
+				`cams.yaml:15: inference.remote.headers[0].name: must be a lower-case header name of letters, digits, -, _ and . (not ending in -bin), got "Authorization"`,
+				`cams.yaml:16: inference.remote.headers[1].name: grpc-timeout is a header gRPC sets itself`,
+				`cams.yaml:17: inference.remote.headers[2].value: is empty (was a ${VARIABLE:-} empty?)`,
+			},
+		},
+		{
 			name: "several problems at once",
 			src: `model: {path: /m, resize: nearest}
 sink: kafka

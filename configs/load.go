@@ -124,6 +124,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.MQTT.TLS.CAFile)
 	abs(&c.MQTT.TLS.CertFile)
 	abs(&c.MQTT.TLS.KeyFile)
+	abs(&c.Inference.Remote.TLS.CAFile)
+	abs(&c.Inference.Remote.TLS.CertFile)
+	abs(&c.Inference.Remote.TLS.KeyFile)
 	for i := range c.Cameras {
 		u := string(c.Cameras[i].URL)
 		if kind, _ := ParseSource(u); kind == SourceFile && !strings.Contains(u, "://") {

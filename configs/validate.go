@@ -135,6 +135,66 @@ func (in *Inference) validate(v *validator) {
 	if !oneOf(in.GraphOptimization, "disabled", "basic", "extended", "all") {
 		v.add("inference.graph_optimization", "must be disabled, basic, extended or all, got %q", in.GraphOptimization)
 	}
+	switch in.Backend {
+	case "local":
+	case "remote":
+		in.Remote.validate(v)
+	default:
+		v.add("inference.backend", "must be local (ONNX Runtime here) or remote (an Open Inference Protocol server), got %q", in.Backend)
+	}
+}
+
+// headerRe is a gRPC metadata key siglipd may send: lower-case, as HTTP/2
+// wants, and not binary (-bin) or reserved (grpc-).
+var headerRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+func (r *RemoteInference) validate(v *validator) {
+	const p = "inference.remote."
+	u, err := url.Parse(r.URL.Reveal())
+	switch {
+	case r.URL == "":
+		v.add(p+"url", "is required when inference.backend is remote (e.g. grpc://triton:8001)")
+	case err != nil:
+		v.add(p+"url", "invalid URL: %s", RedactURL(err.Error()))
+	case !oneOf(u.Scheme, "grpc", "grpcs"):
+		v.add(p+"url", "scheme must be grpc or grpcs (the Open Inference Protocol's gRPC service), got %q", u.Scheme)
+	case u.Hostname() == "":
+		v.add(p+"url", "has no host")
+	case u.Port() == "":
+		v.add(p+"url", "must name the gRPC port (Triton serves it on 8001, KServe and MLServer on 8081), got %s", r.URL)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
+		v.add(p+"url", "must be only scheme://host:port (credentials go in inference.remote.headers), got %s", r.URL)
+	}
+	for _, m := range []struct{ key, name string }{{"vision_model", r.VisionModel}, {"text_model", r.TextModel}} {
+		if strings.TrimSpace(m.name) == "" {
+			v.add(p+m.key, "must name the served model")
+		}
+	}
+	if r.Timeout <= 0 || r.Timeout.D() > 5*time.Minute {
+		v.add(p+"timeout", "must be between 0s and 5m, got %s", r.Timeout)
+	}
+	if u != nil && err == nil && u.Scheme != "grpcs" {
+		for _, f := range []struct{ key, file string }{{"ca_file", r.TLS.CAFile}, {"cert_file", r.TLS.CertFile}, {"key_file", r.TLS.KeyFile}} {
+			if f.file != "" {
+				v.add(p+"tls."+f.key, "is set but inference.remote.url (%s) is not TLS: use grpcs://", r.URL)
+				break
+			}
+		}
+	}
+	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+		v.add(p+"tls", "cert_file and key_file must be given together")
+	}
+	for i, h := range r.Headers {
+		key := fmt.Sprintf("%sheaders[%d]", p, i)
+		switch k := h.Name; {
+		case !headerRe.MatchString(k) || strings.HasSuffix(k, "-bin"):
+			v.add(key+".name", "must be a lower-case header name of letters, digits, -, _ and . (not ending in -bin), got %q", k)
+		case strings.HasPrefix(k, "grpc-") || k == "te" || k == "content-type" || k == "user-agent":
+			v.add(key+".name", "%s is a header gRPC sets itself", k)
+		case h.Value == "":
+			v.add(key+".value", "is empty (was a ${VARIABLE:-} empty?)")
+		}
+	}
 }
 
 func (m *MQTT) validate(v *validator) {

@@ -41,6 +41,15 @@ func (d *daemon) FramesSkipped(camera string) uint64 {
 	return d.batch.framesSkipped(camera)
 }
 
+// FramesFailed is how many of the camera's frames were in a batch the
+// model failed to score (the remote backend's server down, mostly).
+func (d *daemon) FramesFailed(camera string) uint64 {
+	if d.batch == nil {
+		return 0
+	}
+	return d.batch.framesFailed(camera)
+}
+
 // History is a camera × label's score history since a time.
 func (d *daemon) History(camera, label string, since time.Time) history.Result {
 	return d.history.Query(camera, label, since)
@@ -51,3 +60,15 @@ func (d *daemon) Sink() publish.Status { return d.sink.Status() }
 
 // Model describes the model in use.
 func (d *daemon) Model() infer.Info { return d.model.Info() }
+
+// serverStater is a Classifier that runs its towers somewhere that may be
+// down: infer.Model.
+type serverStater interface{ Server() infer.ServerState }
+
+// Server is the inference server's state: always up for the local backend.
+func (d *daemon) Server() infer.ServerState {
+	if s, ok := d.model.(serverStater); ok {
+		return s.Server()
+	}
+	return infer.ServerState{Backend: "local", Up: true, Since: d.started}
+}

@@ -57,6 +57,7 @@ type batcher struct {
 
 	mu              sync.Mutex
 	scored, skipped map[string]uint64    // frames, per camera
+	failed          map[string]uint64    // frames of failed batches, per camera
 	embedding       map[string][]float32 // per camera, its last scored frame's image embedding
 }
 
@@ -74,7 +75,7 @@ func newBatcher(in *capture.Latest, model infer.Classifier, sets *scoring, size 
 		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
 		fails:   newRepeatLog(log, "inference failed; frames of this batch are dropped"),
 		stopped: make(chan struct{}), done: make(chan struct{}), gates: map[string]*gate{},
-		scored: map[string]uint64{}, skipped: map[string]uint64{}, embedding: map[string][]float32{},
+		scored: map[string]uint64{}, skipped: map[string]uint64{}, failed: map[string]uint64{}, embedding: map[string][]float32{},
 	}
 }
 
@@ -194,6 +195,7 @@ func (b *batcher) score(frames []*capture.Frame) {
 	if err != nil {
 		b.fails.add("batch", len(kept), "err", err)
 		for _, f := range kept {
+			b.count(b.failed, f.Camera)
 			f.Close()
 		}
 		return
@@ -233,6 +235,13 @@ func (b *batcher) lastEmbedding(camera string) []float32 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.embedding[camera]
+}
+
+// framesFailed is how many of the camera's frames were in failed batches.
+func (b *batcher) framesFailed(camera string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed[camera]
 }
 
 // framesSkipped is how many of the camera's frames the change gate spared

@@ -96,7 +96,9 @@ func (noStatus) Cameras() []capture.Status   { return nil }
 func (noStatus) FramesDropped(string) uint64 { return 0 }
 func (noStatus) FramesScored(string) uint64  { return 0 }
 func (noStatus) FramesSkipped(string) uint64 { return 0 }
+func (noStatus) FramesFailed(string) uint64  { return 0 }
 func (noStatus) Sink() publish.Status        { return publish.Status{} }
+func (noStatus) Server() infer.ServerState   { return infer.ServerState{Backend: "local", Up: true} }
 
 // batcherRig is a batcher on a fresh hand-off with the fake model and
 // labels for the given cameras; its output is collected.

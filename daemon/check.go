@@ -37,12 +37,16 @@ func Check(cfg *configs.Config, lib infer.LibraryChoice, getenv func(string) str
 		}
 		dir = d
 	}
-	if dir != "" {
-		if err := infer.Check(modelOptions(cfg, dir, lib, nil)); err != nil {
+	opts, err := modelOptions(cfg, dir, lib, nil)
+	if err != nil {
+		errs = append(errs, cfg.ErrorAt("inference.remote.tls", "%v", err))
+	}
+	if dir != "" && err == nil {
+		if err := infer.Check(opts); err != nil {
 			errs = append(errs, cfg.ErrorAt(key, "%v", err))
 		}
 	}
-	if _, err := infer.LoadRuntime(lib); err != nil {
+	if _, err := infer.LoadRuntime(lib); err != nil && cfg.Inference.Backend == "local" {
 		key := "" // chosen by --ort-lib or SIGLIPD_ORT_LIB, or not chosen: no line to name
 		if lib.Flag == "" && lib.Env == "" && lib.Config != "" {
 			key = "inference.ort_lib"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
 )
 
@@ -41,7 +42,9 @@ type statusSource interface {
 	FramesDropped(camera string) uint64
 	FramesScored(camera string) uint64
 	FramesSkipped(camera string) uint64
+	FramesFailed(camera string) uint64
 	Sink() publish.Status
+	Server() infer.ServerState
 }
 
 func newMetrics(src statusSource) *metrics {
@@ -81,6 +84,7 @@ var (
 	descFramesDropped = prometheus.NewDesc("siglipd_frames_dropped_total", "Sampled frames replaced by a newer one before the batcher took them.", []string{"camera"}, nil)
 	descFramesScored  = prometheus.NewDesc("siglipd_frames_scored_total", "Frames scored by the model.", []string{"camera"}, nil)
 	descFramesSkipped = prometheus.NewDesc("siglipd_frames_skipped_total", "Sampled frames not scored because they looked like the last scored one (skip_unchanged).", []string{"camera"}, nil)
+	descFramesFailed  = prometheus.NewDesc("siglipd_frames_failed_total", "Frames in a batch the model failed to score (the inference server down, mostly); the next frames are scored as usual.", []string{"camera"}, nil)
 	descReconnects    = prometheus.NewDesc("siglipd_camera_reconnects_total", "Reconnection attempts.", []string{"camera"}, nil)
 	descStalls        = prometheus.NewDesc("siglipd_camera_stalls_total", "Times the stall watchdog fired.", []string{"camera"}, nil)
 	descCameraUp      = prometheus.NewDesc("siglipd_camera_connected", "1 when frames are arriving.", []string{"camera"}, nil)
@@ -91,14 +95,17 @@ var (
 	descEventsDropped = prometheus.NewDesc("siglipd_events_dropped_total", "Events not delivered: the oldest when the MQTT outbox was full, or a line stdout could not take.", nil, nil)
 	descPublished     = prometheus.NewDesc("siglipd_messages_published_total", "Messages acknowledged by the broker (or written to stdout).", nil, nil)
 	descConnFailures  = prometheus.NewDesc("siglipd_broker_connect_failures_total", "Failed connection attempts to the broker.", nil, nil)
+	descServerUp      = prometheus.NewDesc("siglipd_inference_server_up", "1 when the inference server answers (always 1 for the local backend).", []string{"backend"}, nil)
+	descServerFails   = prometheus.NewDesc("siglipd_inference_server_failures_total", "Failed calls to the remote backend's inference server.", []string{"backend"}, nil)
 )
 
 // statusCollector turns camera, hand-off and sink status into metrics.
 type statusCollector struct{ src statusSource }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descReconnects, descStalls,
-		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures} {
+	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descFramesFailed, descReconnects, descStalls,
+		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures,
+		descServerUp, descServerFails} {
 		ch <- d
 	}
 }
@@ -111,6 +118,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFramesDropped, prometheus.CounterValue, float64(c.src.FramesDropped(cam)), cam)
 		ch <- prometheus.MustNewConstMetric(descFramesScored, prometheus.CounterValue, float64(c.src.FramesScored(cam)), cam)
 		ch <- prometheus.MustNewConstMetric(descFramesSkipped, prometheus.CounterValue, float64(c.src.FramesSkipped(cam)), cam)
+		ch <- prometheus.MustNewConstMetric(descFramesFailed, prometheus.CounterValue, float64(c.src.FramesFailed(cam)), cam)
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), cam)
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(st.Stalls), cam)
 		up := 0.0
@@ -133,6 +141,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEventsDropped, prometheus.CounterValue, float64(s.EventsDropped))
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(s.Published))
 	ch <- prometheus.MustNewConstMetric(descConnFailures, prometheus.CounterValue, float64(s.ConnectFailures))
+	srv := c.src.Server()
+	up := 0.0
+	if srv.Up {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descServerUp, prometheus.GaugeValue, up, srv.Backend)
+	ch <- prometheus.MustNewConstMetric(descServerFails, prometheus.CounterValue, float64(srv.Failures), srv.Backend)
 }
 
 // handler serves the registry (/metrics).

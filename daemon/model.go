@@ -3,11 +3,15 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/infer/hub"
+	"github.com/siglipd/siglipd/infer/oip"
 )
 
 // openModel opens cfg's model (or uses the one a test gives), fetching it
@@ -30,19 +35,38 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 		if err != nil {
 			return nil, err
 		}
-		m, err := infer.Open(modelOptions(cfg, dir, d.opts.ORTLib, d.log))
+		opts, err := modelOptions(cfg, dir, d.opts.ORTLib, d.log)
 		if err != nil {
-			return nil, err // infer's errors name the file or library
+			return nil, cfg.ErrorAt("inference.remote.tls", "%v", err)
+		}
+		m, err := d.openWaiting(ctx, opts)
+		if err != nil {
+			return nil, err // infer's errors name the file, library or served model
 		}
 		d.model, closeModel = m, func() { m.Close() }
 	}
-	if err := selfCheck(d.model); err != nil {
+	err := selfCheck(d.model)
+	for wait := newServerWait(d.log); infer.ServerUnavailable(err); err = selfCheck(d.model) {
+		if !wait.next(ctx, err) {
+			closeModel()
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
 		closeModel()
 		return nil, err
 	}
 	start := time.Now()
 	for _, c := range cfg.Cameras {
 		set, err := d.model.EmbedLabels(inferLabels(c))
+		for wait := newServerWait(d.log); infer.ServerUnavailable(err); {
+			// The server went away since Open: wait for it, as there.
+			if !wait.next(ctx, err) {
+				closeModel()
+				return nil, ctx.Err()
+			}
+			set, err = d.model.EmbedLabels(inferLabels(c))
+		}
 		if err != nil {
 			closeModel()
 			return nil, fmt.Errorf("camera %q labels: %w", c.Name, err)
@@ -51,10 +75,61 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 		d.sets.setGate(c.Name, c.SkipUnchanged)
 	}
 	info := d.model.Info()
-	d.log.Info("model ready", "model", info.Dir, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
+	d.log.Info("model ready", "model", info.Dir, "backend", info.Backend, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
 		"batch_size", cfg.Inference.BatchSize, "labels", countLabels(cfg), "text_embedding", time.Since(start).Round(time.Millisecond),
 		"onnxruntime", infer.RuntimeVersion(), "library", info.Library)
 	return closeModel, nil
+}
+
+// openWaiting opens the model; an inference server that is not there yet
+// (the remote backend) is waited for, with backoff, until ctx ends:
+// daemons and their server often start together, and a server that
+// restarts must not leave its daemons down for good. Any other error —
+// a server serving another model among them — is returned at once.
+func (d *daemon) openWaiting(ctx context.Context, opts infer.Options) (*infer.Model, error) {
+	wait := newServerWait(d.log)
+	for {
+		m, err := infer.Open(opts)
+		if !infer.ServerUnavailable(err) {
+			return m, err
+		}
+		if !wait.next(ctx, err) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// serverWait paces retries while the inference server is unavailable at
+// start: 0.5 s doubling to 10 s, one log line per attempt up to the
+// fifth, then one a minute.
+type serverWait struct {
+	log      *slog.Logger
+	delay    time.Duration
+	attempts int
+	start    time.Time
+	logged   time.Time
+}
+
+func newServerWait(log *slog.Logger) *serverWait {
+	return &serverWait{log: log, delay: 500 * time.Millisecond, start: time.Now()}
+}
+
+// next logs err and sleeps before the next attempt; false when ctx ended.
+func (w *serverWait) next(ctx context.Context, err error) bool {
+	w.attempts++
+	if w.attempts <= 5 || time.Since(w.logged) >= time.Minute {
+		w.log.Warn("waiting for the inference server", "attempt", w.attempts, "waited", time.Since(w.start).Round(time.Second), "err", err)
+		w.logged = time.Now()
+	}
+	t := time.NewTimer(w.delay)
+	defer t.Stop()
+	w.delay = min(2*w.delay, 10*time.Second)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // ModelDir is cfg's model folder: model.path, or the hub cache's snapshot
@@ -71,7 +146,15 @@ func ModelDir(ctx context.Context, cfg *configs.Config, client hub.Client, log *
 	suffix := configs.Variants[m.Variant]
 	withFull := m.LogitScale == nil || m.LogitBias == nil
 	start := time.Now()
-	dir, err := client.Fetch(ctx, m.ID, m.Revision, infer.HubFiles(suffix, withFull))
+	want := infer.HubFiles(suffix, withFull)
+	if cfg.Inference.Backend == "remote" {
+		// The server has the towers; here only the tokenizer, the
+		// preprocessor and the logit parameters are read.
+		want = slices.DeleteFunc(want, func(w hub.Want) bool {
+			return strings.HasPrefix(w.Path, "onnx/vision_model") || strings.HasPrefix(w.Path, "onnx/text_model")
+		})
+	}
+	dir, err := client.Fetch(ctx, m.ID, m.Revision, want)
 	if err == nil && withFull && suffix != "" && !exists(filepath.Join(dir, "onnx", "model"+suffix+".onnx")) {
 		// No full model of this variant: logit_scale and logit_bias come
 		// from the fp32 one, as infer reads them.
@@ -107,8 +190,10 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log *slog.Logger) infer.Options {
-	return infer.Options{
+// modelOptions are infer's options for cfg's model in dir; the error is a
+// remote backend's TLS files that cannot be read.
+func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log *slog.Logger) (infer.Options, error) {
+	opts := infer.Options{
 		Dir:               dir,
 		Suffix:            configs.Variants[cfg.Model.Variant],
 		Device:            cfg.Inference.Device,
@@ -121,6 +206,33 @@ func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log 
 		Library:           lib,
 		Logger:            log,
 	}
+	if cfg.Inference.Backend != "remote" {
+		return opts, nil
+	}
+	r := cfg.Inference.Remote
+	u, err := url.Parse(r.URL.Reveal())
+	if err != nil {
+		return opts, fmt.Errorf("inference.remote.url: %s", configs.RedactURL(err.Error()))
+	}
+	remote := &infer.Remote{
+		Server:      oip.Options{Target: u.Host, Headers: map[string]string{}},
+		VisionModel: r.VisionModel, TextModel: r.TextModel, Version: r.ModelVersion, Timeout: r.Timeout.D(),
+	}
+	for _, h := range r.Headers {
+		remote.Server.Headers[h.Name] = h.Value.Reveal()
+	}
+	if u.Scheme == "grpcs" {
+		tlsConf, err := r.TLS.Load()
+		if err != nil {
+			return opts, err
+		}
+		if tlsConf == nil {
+			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		remote.Server.TLS = tlsConf
+	}
+	opts.Remote = remote
+	return opts, nil
 }
 
 // selfCheck refuses to start when two clearly different images get the same

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -362,29 +361,7 @@ func CheckTLS(caFile, certFile, keyFile string) error {
 // tlsConfig builds the TLS settings from the files, at each attempt. nil
 // for a plain connection.
 func (o *MQTTOptions) tlsConfig() (*tls.Config, error) {
-	if o.CAFile == "" && o.CertFile == "" && !o.InsecureSkipVerify {
-		return nil, nil // system roots, for a TLS scheme; nothing for a plain one
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: CA file %s: %w", o.CAFile, unwrapPath(err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS: CA file %s: no PEM certificate in it", o.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: client certificate %s and key %s: %w", o.CertFile, o.KeyFile, unwrapPath(err))
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
+	return configs.TLS{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile, InsecureSkipVerify: o.InsecureSkipVerify}.Load()
 }
 
 // explain turns a connection error into one line a user can act on. It

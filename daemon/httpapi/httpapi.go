@@ -41,8 +41,12 @@ type Backend interface {
 	FramesDropped(camera string) uint64 // sampled frames replaced before inference took them
 	FramesScored(camera string) uint64  // frames the model scored
 	FramesSkipped(camera string) uint64 // frames the change gate spared the model
+	FramesFailed(camera string) uint64  // frames in a batch the model failed to score
 	Sink() publish.Status
 	Model() infer.Info
+	// Server is the inference server's state (always up for the local
+	// backend).
+	Server() infer.ServerState
 	// History is a camera × label's score history since a time.
 	History(camera, label string, since time.Time) history.Result
 }
@@ -158,24 +162,36 @@ type Ready struct {
 	Cameras map[string]string `json:"cameras"`
 }
 
-// handleReady: ready means the model is loaded (it is, once the server
-// runs) and events can be delivered (the broker is connected). Cameras are
-// listed but do not decide: one dead camera should not make an orchestrator
-// restart a daemon serving the rest.
+// handleReady: ready means the model can score (loaded, which it is once
+// the server runs, and for the remote backend its inference server
+// answering) and events can be delivered (the broker is connected).
+// Cameras are listed but do not decide: one dead camera should not make an
+// orchestrator restart a daemon serving the rest.
 func (a *api) handleReady(w http.ResponseWriter, r *http.Request) {
-	st := Ready{Model: true, Cameras: map[string]string{}}
+	srv := a.Backend.Server()
+	st := Ready{Model: srv.Up, Cameras: map[string]string{}}
 	sink := a.Backend.Sink()
 	st.Sink = sink.Connected
 	for _, c := range a.Backend.Cameras() {
 		st.Cameras[c.Name] = string(c.State)
 	}
 	st.Ready = st.Model && st.Sink
-	if !st.Sink {
-		st.Reason = "not connected to the broker"
-		if sink.LastError != "" {
-			st.Reason += ": " + sink.LastError
+	var reasons []string
+	if !st.Model {
+		reason := "inference server " + srv.Server + " is down"
+		if srv.LastError != "" {
+			reason += ": " + srv.LastError
 		}
+		reasons = append(reasons, reason)
 	}
+	if !st.Sink {
+		reason := "not connected to the broker"
+		if sink.LastError != "" {
+			reason += ": " + sink.LastError
+		}
+		reasons = append(reasons, reason)
+	}
+	st.Reason = strings.Join(reasons, "; ")
 	code := http.StatusOK
 	if !st.Ready {
 		code = http.StatusServiceUnavailable
@@ -195,9 +211,20 @@ type Status struct {
 
 // Model is the model in use.
 type Model struct {
-	Dir    string `json:"dir"`
-	Device string `json:"device"`
-	Input  string `json:"input"`
+	Dir     string           `json:"dir"`
+	Device  string           `json:"device"`
+	Input   string           `json:"input"`
+	Backend string           `json:"backend"`          // local or remote
+	Server  *InferenceServer `json:"server,omitempty"` // the remote backend's inference server
+}
+
+// InferenceServer is the remote backend's inference server as the last calls found it.
+type InferenceServer struct {
+	Address   string    `json:"address"`
+	Up        bool      `json:"up"`
+	Since     time.Time `json:"since"`                // when up last changed
+	LastError string    `json:"last_error,omitempty"` // kept after recovery
+	Failures  uint64    `json:"failures"`             // failed calls since start
 }
 
 // Sink is where events go and whether they get there.
@@ -231,6 +258,7 @@ type Camera struct {
 	FramesSampled uint64     `json:"frames_sampled"`
 	FramesDropped uint64     `json:"frames_dropped"`
 	FramesSkipped uint64     `json:"frames_skipped"`
+	FramesFailed  uint64     `json:"frames_failed"`
 	FramesScored  uint64     `json:"frames_scored"`
 	FPSDecoded    float64    `json:"fps_decoded"`
 	FPSSampled    float64    `json:"fps_sampled"`
@@ -262,9 +290,12 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{
 		Version: a.Version,
 		Uptime:  time.Since(a.Started).Round(time.Second).String(),
-		Model:   Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight)},
+		Model:   Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight), Backend: info.Backend},
 		Sink:    Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
 		Batch:   Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
+	}
+	if srv := b.Server(); srv.Backend == "remote" {
+		st.Model.Server = &InferenceServer{Address: srv.Server, Up: srv.Up, Since: srv.Since, LastError: srv.LastError, Failures: srv.Failures}
 	}
 	running := map[string]capture.Status{}
 	for _, s := range b.Cameras() {
@@ -276,7 +307,8 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 			c = Camera{Name: s.Name, URL: s.URL, State: string(s.State), LastError: s.LastError,
 				FramesDecoded: s.FramesDecoded, FramesSampled: s.FramesSampled,
 				FramesDropped: b.FramesDropped(s.Name), FramesSkipped: b.FramesSkipped(s.Name), FramesScored: b.FramesScored(s.Name),
-				FPSDecoded: s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height}
+				FramesFailed: b.FramesFailed(s.Name),
+				FPSDecoded:   s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height}
 			if !s.LastFrame.IsZero() {
 				t := s.LastFrame
 				c.LastFrame = &t

@@ -242,6 +242,11 @@ func TestCheck(t *testing.T) {
 	// Passwords in a broker URL and in a camera URL's query string too.
 	withURLs := writeConfig(t, `model: {path: `+model+`}
 mqtt: {broker: "tcp://siglipd:BrokerPw1@10.0.0.5:1883"}
+inference:
+  backend: remote
+  remote:
+    url: grpc://triton.lan:8001
+    headers: [{name: authorization, value: "Bearer ServerTok3"}]
 cameras:
   - name: door
     url: http://10.0.0.7/video.mjpg?user=admin&pwd=CamPw2
@@ -251,12 +256,12 @@ cameras:
 	if code != 0 {
 		t.Fatalf("--check: exit %d\n%s", code, stderr)
 	}
-	for _, secret := range []string{"BrokerPw1", "CamPw2"} {
+	for _, secret := range []string{"BrokerPw1", "CamPw2", "ServerTok3"} {
 		if strings.Contains(stdout+stderr, secret) {
 			t.Errorf("--check output contains the secret %q:\n%s", secret, stdout)
 		}
 	}
-	for _, want := range []string{"broker: tcp://siglipd:***@10.0.0.5:1883", "url: http://10.0.0.7/video.mjpg?user=admin&pwd=***"} {
+	for _, want := range []string{"broker: tcp://siglipd:***@10.0.0.5:1883", "url: http://10.0.0.7/video.mjpg?user=admin&pwd=***", "value: '***'"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--check output lacks %q:\n%s", want, stdout)
 		}

@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/internal/testenv"
+	"github.com/siglipd/siglipd/rules"
+)
+
+// TestRemoteBackendEndToEnd is issue 16's fault story with real parts: two
+// daemons, each with its own camera, client_id and topic prefix, score on
+// one MLServer serving the colour model's towers over the Open Inference
+// Protocol, and publish to one broker. Both see red and start an event.
+// The server is killed; the daemons say so (/readyz, /api/status,
+// /metrics) and keep running. While it is down the cameras turn grey, and
+// once it is back — same daemons, no restart — each ends its red event:
+// one start and one end per daemon, nothing lost, nothing twice.
+func TestRemoteBackendEndToEnd(t *testing.T) {
+	testenv.Integration(t)
+	dir := testenv.Model(t, "colour")
+	srv := testenv.StartMLServer(t, map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
+	})
+	broker := testenv.StartMosquitto(t)
+	sub := subscribe(t, broker.URL(), "#")
+	type edge struct {
+		name string
+		cam  *testenv.RTSPServer
+		d    *running
+	}
+	var edges []*edge
+	for _, name := range []string{"north", "south"} {
+		cam := testenv.StartRTSP(t, testenv.RTSPOptions{Color: "ff0000"})
+		d := startDaemon(t, fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+inference:
+  backend: remote
+  batch_size: 4
+  remote: {url: "grpc://%s", timeout: 5s}
+mqtt: {broker: %s, client_id: %s, topic_prefix: %s}
+http: {listen: "127.0.0.1:0"}
+label_defaults: {threshold: 0.5, min_frames: 2, off_frames: 2, cooldown: 0s}
+cameras:
+  - name: door
+    url: %s
+    fps: 4
+    labels: [{name: red}, {name: green}]
+`, t.TempDir(), dir, srv.Addr(), broker.URL(), name, name, cam.URL()), nil)
+		edges = append(edges, &edge{name: name, cam: cam, d: d})
+	}
+	events := func(prefix, label, typ string) int { return count(sub.eventsUnder(prefix+"/"), label, typ) }
+	for _, e := range edges {
+		testenv.WaitFor(t, 40*time.Second, func() bool { return events(e.name, "red", "start") == 1 },
+			"%s: a start event for red through the remote backend; daemon log:\n%s", e.name, e.d.logs)
+		if st := e.d.status().Model; st.Backend != "remote" || st.Server == nil || !st.Server.Up || st.Server.Address != srv.Addr() {
+			t.Fatalf("%s: /api/status model %+v, want the remote backend up at %s", e.name, st, srv.Addr())
+		}
+	}
+
+	srv.Kill()
+	for _, e := range edges {
+		d := e.d
+		testenv.WaitFor(t, 20*time.Second, func() bool { code, _ := d.get("/readyz"); return code == 503 },
+			"%s: /readyz 503 with the inference server down", e.name)
+		_, body := d.get("/readyz")
+		var ready httpapi.Ready
+		if err := json.Unmarshal(body, &ready); err != nil || ready.Model || !ready.Sink || !strings.Contains(ready.Reason, "inference server "+srv.Addr()+" is down") {
+			t.Errorf("%s: /readyz body %s, want model false, sink true and the server named", e.name, body)
+		}
+		st := d.status().Model.Server
+		if st == nil || st.Up || st.LastError == "" {
+			t.Errorf("%s: /api/status server %+v, want down with the error", e.name, st)
+		}
+		testenv.WaitFor(t, 20*time.Second, func() bool {
+			fams := d.metrics()
+			return counterSum(fams, "siglipd_inference_server_up") == 0 && counterSum(fams, "siglipd_frames_failed_total") > 0
+		}, "%s: /metrics to show the server down and frames failing", e.name)
+		e.cam.SetColor(color.RGBA{128, 128, 128, 255})
+	}
+	// Nothing can end while nobody scores: the grey frames are not seen.
+	for _, e := range edges {
+		if n := events(e.name, "red", "end"); n != 0 {
+			t.Fatalf("%s: %d end events while the server was down", e.name, n)
+		}
+	}
+
+	downAt := time.Now()
+	srv.Start()
+	for _, e := range edges {
+		d := e.d
+		testenv.WaitFor(t, 40*time.Second, func() bool { return events(e.name, "red", "end") == 1 },
+			"%s: the red event to end once the server is back; daemon log:\n%s", e.name, d.logs)
+		testenv.WaitFor(t, 20*time.Second, func() bool { code, _ := d.get("/readyz"); return code == 200 },
+			"%s: /readyz 200 again", e.name)
+		fams := d.metrics()
+		if counterSum(fams, "siglipd_inference_server_up") != 1 || counterSum(fams, "siglipd_inference_server_failures_total") == 0 {
+			t.Errorf("%s: after recovery server_up %v, failures %v", e.name,
+				counterSum(fams, "siglipd_inference_server_up"), counterSum(fams, "siglipd_inference_server_failures_total"))
+		}
+		t.Logf("%s: red ended %s after the restart began (MLServer's start included); %v frames failed while the server was down",
+			e.name, time.Since(downAt).Round(100*time.Millisecond), counterSum(fams, "siglipd_frames_failed_total"))
+	}
+	for _, e := range edges {
+		e.d.stop()
+	}
+	for _, e := range edges {
+		for _, c := range []struct {
+			label, typ string
+			want       int
+		}{{"red", "start", 1}, {"red", "end", 1}, {"green", "start", 0}} {
+			if n := events(e.name, c.label, c.typ); n != c.want {
+				t.Errorf("%s: %d %s %s events, want %d", e.name, n, c.label, c.typ, c.want)
+			}
+		}
+	}
+}
+
+// eventsUnder is the events received on topics that start with prefix.
+func (s *subscriber) eventsUnder(prefix string) []rules.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var evs []rules.Event
+	for _, m := range s.msgs {
+		var ev rules.Event
+		if strings.HasPrefix(m.Topic(), prefix) && strings.HasSuffix(m.Topic(), "/events") && json.Unmarshal(m.Payload(), &ev) == nil {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
