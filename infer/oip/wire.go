@@ -291,7 +291,7 @@ func decodeInferResponse(b []byte) ([]Tensor, error) {
 	for _, t := range outs {
 		n := int64(1)
 		for _, d := range t.Shape {
-			if d < 0 {
+			if d < 0 || (d > 0 && n > math.MaxInt64/8/d) {
 				return nil, fmt.Errorf("output %s has shape %v", t.Name, t.Shape)
 			}
 			n *= d
