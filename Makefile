@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench clean
+.PHONY: all setup build install test ci vet demo bench bench-remote clean
 
 all: build
 
@@ -53,6 +53,11 @@ demo: setup build
 # Vision-tower throughput on the base preset (SigLIP base dimensions).
 bench: setup
 	scripts/bench.sh
+
+# The remote backend on loopback: local against MLServer at batch 1/4/8,
+# one and two daemons on one server.
+bench-remote: setup
+	scripts/bench.sh remote
 
 clean:
 	rm -rf bin

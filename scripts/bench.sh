@@ -9,6 +9,10 @@
 #
 #   BENCH_WINDOW=40s   how long each daemon row is measured
 #   BENCH_SOAK=30m     instead: the memory soak (RSS every minute, ±5 %)
+#
+#   scripts/bench.sh remote   `make bench-remote` (BenchmarkRemote): the
+#                             remote backend against MLServer on loopback,
+#                             about 5 minutes; kept in out/bench/remote-*.md
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,6 +25,13 @@ if [ ! -f .deps/models/base/onnx/model_quantized.onnx ]; then
   .deps/py/bin/python scripts/quantize.py .deps/models/base --modes quantized
 fi
 mkdir -p out/bench
+if [ "${1:-}" = remote ]; then
+  out=out/bench/remote-$(date +%Y-%m-%d-%H%M).md
+  SIGLIPD_BENCH_OUT=$root/$out SIGLIPD_BENCH_WINDOW=${BENCH_WINDOW:-40s} \
+    go test -run '^$' -bench Remote -benchtime 1x -timeout 60m ./daemon/cmd/siglipd
+  echo "bench: the table is in $out"
+  exit 0
+fi
 out=out/bench/$(date +%Y-%m-%d-%H%M).md
 SIGLIPD_BENCH_OUT=$root/$out SIGLIPD_BENCH_WINDOW=${BENCH_WINDOW:-40s} SIGLIPD_BENCH_SOAK=${BENCH_SOAK:-} \
   go test -run '^$' -bench Table -benchtime 1x -timeout 90m ./daemon/cmd/siglipd

@@ -46,19 +46,28 @@ func MLServerPath(t testing.TB) string {
 // failed, in t.Cleanup.
 func StartMLServer(t testing.TB, models map[string]string) *MLServer {
 	t.Helper()
+	return StartMLServerThreads(t, models, 1)
+}
+
+// StartMLServerThreads is StartMLServer with ONNX Runtime's intra-op
+// threads per model: 1 keeps tests beside each other light, 0 lets ONNX
+// Runtime use every core (benchmarks).
+func StartMLServerThreads(t testing.TB, models map[string]string, threads int) *MLServer {
+	t.Helper()
 	s := &MLServer{t: t, bin: MLServerPath(t), dir: t.TempDir(), httpPort: FreePort(t), grpcPort: FreePort(t)}
 	s.log = filepath.Join(s.dir, "mlserver.log")
 	repo := filepath.Join(s.dir, "repo")
 	// parallel_workers 0: inference in the server process (the worker
 	// processes of the default fail to start with the uvloop pip
 	// installs); host 127.0.0.1 rather than every interface; no third
-	// (metrics) port.
-	settings := map[string]any{"host": "127.0.0.1", "parallel_workers": 0, "metrics_endpoint": nil, "gzip_enabled": false, "load_models_at_startup": true}
+	// (metrics) port; gRPC messages up to 256 MiB, not 4.
+	settings := map[string]any{"host": "127.0.0.1", "parallel_workers": 0, "metrics_endpoint": nil, "gzip_enabled": false,
+		"load_models_at_startup": true, "grpc_max_message_length": 256 << 20}
 	writeJSONFile(t, filepath.Join(repo, "settings.json"), settings)
 	for name, path := range models {
 		writeJSONFile(t, filepath.Join(repo, name, "model-settings.json"), map[string]any{
 			"name": name, "implementation": "onnx_runtime.OnnxModel", "platform": "onnxruntime_onnx",
-			"parameters": map[string]any{"uri": path, "version": "1", "extra": map[string]any{"intra_op_num_threads": 1}},
+			"parameters": map[string]any{"uri": path, "version": "1", "extra": map[string]any{"intra_op_num_threads": threads}},
 		})
 	}
 	t.Cleanup(func() {
@@ -143,6 +152,16 @@ func (s *MLServer) Start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Pid is the running server's process id (0 when stopped).
+func (s *MLServer) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/infer/oip"
 )
 
 // benchRow is one variant × batch size of `siglipd bench`. "raw" is a bare
@@ -37,6 +39,12 @@ type benchRow struct {
 	RawCPUPerImageMS     float64 `json:"raw_cpu_ms_per_image"`
 	SiglipdCPUPerImageMS float64 `json:"siglipd_cpu_ms_per_image"`
 	FrameCPUPerImageMS   float64 `json:"frame_cpu_ms_per_image"`
+	// With --remote: siglipd's path with the towers on the inference
+	// server (same frames as "siglipd"), and the time of one batch on
+	// each path: the latency a batch adds.
+	RemoteImagesPerSec float64 `json:"remote_images_per_s,omitempty"`
+	SiglipdMSPerBatch  float64 `json:"siglipd_ms_per_batch,omitempty"`
+	RemoteMSPerBatch   float64 `json:"remote_ms_per_batch,omitempty"`
 }
 
 // benchReport is `siglipd bench --json`.
@@ -52,6 +60,7 @@ type benchReport struct {
 	ImageWidth  int        `json:"image_width"`
 	ImageHeight int        `json:"image_height"`
 	Runs        int        `json:"runs"`
+	Remote      string     `json:"remote,omitempty"` // the --remote server
 	Rows        []benchRow `json:"rows"`
 }
 
@@ -70,13 +79,16 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 5, "timed rounds per batch size (after one warm-up); each round runs every path once")
 	frame := fs.String("frame", "1920x1080", "camera frame size WxH for the frame column (resized to the model's input)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	remote := fs.String("remote", "", "also time the remote backend: an Open Inference Protocol server's gRPC URL, grpc://host:port, serving the variant's towers")
+	visionModel := fs.String("vision-model", "siglip_vision", "with --remote: the served vision tower")
+	textModel := fs.String("text-model", "siglip_text", "with --remote: the served text tower")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "siglipd bench: %v (see siglipd bench --help)\n", err)
 		return exitUsage
 	}
 	if *help {
-		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--variant all] [--batch 1,4,8] [--runs N] [--frame WxH] [--json]\n\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--variant all] [--batch 1,4,8] [--runs N] [--frame WxH] [--remote grpc://HOST:PORT] [--json]\n\n%s", fs.FlagUsages())
 		return exitOK
 	}
 	var w, h int
@@ -88,6 +100,18 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "siglipd bench: --runs %d: want at least 1\n", *runs)
 		return exitUsage
 	}
+	var remoteOpts *infer.Remote
+	if *remote != "" {
+		u, err := url.Parse(*remote)
+		if err != nil || u.Scheme != "grpc" || u.Port() == "" {
+			fmt.Fprintf(stderr, "siglipd bench: --remote %q: want grpc://host:port\n", configs.RedactURL(*remote))
+			return exitUsage
+		}
+		remoteOpts = &infer.Remote{Server: oip.Options{Target: u.Host}, VisionModel: *visionModel, TextModel: *textModel, Timeout: time.Minute}
+		if mf.variant == "all" {
+			mf.variant = "fp32" // the server serves one variant; compare with the same files here
+		}
+	}
 	variants := []string{mf.variant}
 	if mf.variant == "all" {
 		variants = presentVariants(mf.dir)
@@ -96,14 +120,14 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	rep := benchReport{Model: mf.dir, CPU: cpuModel(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
-		FrameWidth: w, FrameHeight: h, Runs: *runs}
+		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote}
 	for _, v := range variants {
 		mf.variant = v
 		if err := mf.usage(); err != nil {
 			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
 			return exitUsage
 		}
-		rows, err := benchVariant(&mf, &rep, *batches, *runs)
+		rows, err := benchVariant(&mf, &rep, *batches, *runs, remoteOpts)
 		if err != nil {
 			fmt.Fprintf(stderr, "siglipd bench: %s: %v\n", v, err)
 			return exitFailure
@@ -126,6 +150,15 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	for _, r := range rep.Rows {
 		fmt.Fprintf(stdout, "%-10s %5d %12.2f %12.2f %8.2f× %14.2f %12.1f\n", r.Variant, r.Batch, r.RawImagesPerSec,
 			r.SiglipdImagesPerSec, r.SiglipdImagesPerSec/r.RawImagesPerSec, r.FrameImagesPerSec, r.RawCPUPerImageMS)
+	}
+	if rep.Remote != "" {
+		fmt.Fprintf(stdout, "\nremote backend %s against local, same frames, alternating rounds:\n", configs.RedactURL(rep.Remote))
+		fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %15s %15s\n", "variant", "batch", "local img/s", "remote img/s",
+			"/local", "local ms/batch", "remote ms/batch")
+		for _, r := range rep.Rows {
+			fmt.Fprintf(stdout, "%-10s %5d %12.2f %12.2f %8.2f× %15.1f %15.1f\n", r.Variant, r.Batch, r.SiglipdImagesPerSec,
+				r.RemoteImagesPerSec, r.RemoteImagesPerSec/r.SiglipdImagesPerSec, r.SiglipdMSPerBatch, r.RemoteMSPerBatch)
+		}
 	}
 	fmt.Fprintf(stdout, "\nraw: a bare ONNX Runtime session fed a ready tensor; siglipd: frames at %dx%d through siglipd's path;\n"+
 		"%dx%d: camera frames resized first. CPU ms/img: the raw session's process CPU time per image.\n",
@@ -151,12 +184,19 @@ func presentVariants(dir string) []string {
 	return out
 }
 
-func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int) ([]benchRow, error) {
+func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, remote *infer.Remote) ([]benchRow, error) {
 	m, err := mf.open("")
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
+	var rm *infer.Model
+	if remote != nil {
+		if rm, err = infer.Open(infer.Options{Dir: mf.dir, Suffix: configs.Variants[mf.variant], Resize: mf.resize, Remote: remote}); err != nil {
+			return nil, err
+		}
+		defer rm.Close()
+	}
 	info := m.Info()
 	rep.Device, rep.ORTVersion = info.Device, ort.GetVersion()
 	rep.ImageWidth, rep.ImageHeight = info.ImageWidth, info.ImageHeight
@@ -182,7 +222,10 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int) ([]
 			func() error { _, err := m.EmbedImages(smalls); return err },
 			func() error { _, err := m.EmbedImages(bigs); return err },
 		}
-		var wall, cpu [3]time.Duration
+		if rm != nil {
+			paths = append(paths, func() error { _, err := rm.EmbedImages(smalls); return err })
+		}
+		var wall, cpu [4]time.Duration
 		for round := -1; round < runs; round++ { // round -1 warms up
 			for i, p := range paths {
 				c0, t0 := processCPU(), time.Now()
@@ -198,9 +241,15 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int) ([]
 		images := float64(n * runs)
 		perSec := func(i int) float64 { return images / wall[i].Seconds() }
 		cpuMS := func(i int) float64 { return float64(cpu[i].Microseconds()) / 1000 / images }
-		rows = append(rows, benchRow{Variant: mf.variant, Batch: n,
+		row := benchRow{Variant: mf.variant, Batch: n,
 			RawImagesPerSec: perSec(0), SiglipdImagesPerSec: perSec(1), FrameImagesPerSec: perSec(2),
-			RawCPUPerImageMS: cpuMS(0), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)})
+			RawCPUPerImageMS: cpuMS(0), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)}
+		if rm != nil {
+			perBatch := func(i int) float64 { return float64(wall[i].Microseconds()) / 1000 / float64(runs) }
+			row.RemoteImagesPerSec = perSec(3)
+			row.SiglipdMSPerBatch, row.RemoteMSPerBatch = perBatch(1), perBatch(3)
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
 }

@@ -110,6 +110,12 @@ type scenario struct {
 	fps     float64
 	labels  int
 	gate    bool
+	// remote is the gRPC URL of the inference server the daemons use
+	// (inference.backend remote), "" for the local backend; daemons is how
+	// many run side by side (default 1), each with its own cameras.
+	remote    string
+	daemons   int
+	serverPid int // the server's process, whose CPU the row reports
 }
 
 // The rows. One camera at 1 fps leaves the model time to spare: its
@@ -356,6 +362,7 @@ type daemonRow struct {
 	// batch's run, capture to the event being queued.
 	wait, batchRun, toQueue time.Duration
 	decodeCPU               time.Duration // per decoded frame of the row's video
+	serverCPU               time.Duration // the inference server process (remote rows)
 }
 
 // runCount numbers the daemon runs, whose camera names it prefixes: the
@@ -379,14 +386,18 @@ func startBenchDaemon(b *testing.B, lib, model string, broker *testenv.Mosquitto
 		cams = append(cams, fmt.Sprintf("{name: %s%d, url: %q, loop: true, fps: %g, skip_unchanged: {enabled: %t}, labels: [%s]}",
 			prefix, i, v.path, sc.fps, sc.gate, strings.Join(labels, ", ")))
 	}
+	inference := ""
+	if sc.remote != "" {
+		inference = fmt.Sprintf("inference: {backend: remote, remote: {url: %q, timeout: 60s}}\n", sc.remote)
+	}
 	cfg := fmt.Sprintf(`model: {path: %s}
 state_dir: %s
 sink: mqtt
-mqtt: {broker: %q, client_id: %q}
+mqtt: {broker: %q, client_id: %q, topic_prefix: %q}
 http: {listen: "127.0.0.1:%d"}
-cameras:
+%scameras:
   - %s
-`, model, b.TempDir(), broker.URL(), "bench-"+prefix, port, strings.Join(cams, "\n  - "))
+`, model, b.TempDir(), broker.URL(), "bench-"+prefix, "bench-"+strings.TrimSuffix(prefix, "-"), port, inference, strings.Join(cams, "\n  - "))
 	path := filepath.Join(b.TempDir(), "cams.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
@@ -413,24 +424,58 @@ cameras:
 	return cmd, base, prefix
 }
 
+// runScenario measures sc's daemons (one unless sc.daemons says more) over
+// the same window; the row sums them (means and latencies over all).
 func runScenario(b *testing.B, lib, model string, broker *testenv.Mosquitto, sub *eventLog, videos map[string]*benchVideo, thresholds map[string][]float64, sc scenario, window time.Duration) daemonRow {
 	v := videos[sc.video]
-	cmd, base, prefix := startBenchDaemon(b, lib, model, broker, v, thresholds[sc.video], sc)
+	type started struct {
+		cmd          *exec.Cmd
+		base, prefix string
+		m0           map[string]float64
+		c0           time.Duration
+	}
+	var ds []*started
+	for range max(sc.daemons, 1) {
+		cmd, base, prefix := startBenchDaemon(b, lib, model, broker, v, thresholds[sc.video], sc)
+		ds = append(ds, &started{cmd: cmd, base: base, prefix: prefix})
+	}
 	time.Sleep(10 * time.Second) // warm-up: first batches allocate, cameras open
-	m0, c0, t0 := scrape(b, base), pidCPU(b, cmd.Process.Pid), time.Now()
+	var s0 time.Duration
+	if sc.serverPid != 0 {
+		s0 = pidCPU(b, sc.serverPid)
+	}
+	t0 := time.Now()
+	for _, d := range ds {
+		d.m0, d.c0 = scrape(b, d.base), pidCPU(b, d.cmd.Process.Pid)
+	}
 	time.Sleep(window) // the measuring window
-	m1, c1, t1 := scrape(b, base), pidCPU(b, cmd.Process.Pid), time.Now()
-	row := daemonRow{sc: sc, seconds: t1.Sub(t0).Seconds(), cpu: c1 - c0, peakRSS: peakRSS(b, cmd.Process.Pid), decodeCPU: v.decodeCPU}
-	d := func(name string) float64 { return m1[name] - m0[name] }
+	row := daemonRow{sc: sc, decodeCPU: v.decodeCPU}
+	sums := map[string]float64{}
+	for _, d := range ds {
+		m1 := scrape(b, d.base)
+		row.cpu += pidCPU(b, d.cmd.Process.Pid) - d.c0
+		row.peakRSS = max(row.peakRSS, peakRSS(b, d.cmd.Process.Pid))
+		for k, v := range m1 {
+			sums[k] += v - d.m0[k]
+		}
+	}
+	t1 := time.Now()
+	row.seconds = t1.Sub(t0).Seconds()
+	if sc.serverPid != 0 {
+		row.serverCPU = pidCPU(b, sc.serverPid) - s0
+	}
+	d := func(name string) float64 { return sums[name] }
 	row.decoded, row.sampled, row.scored = d("siglipd_frames_decoded_total"), d("siglipd_frames_sampled_total"), d("siglipd_frames_scored_total")
 	row.skipped, row.dropped, row.batches = d("siglipd_frames_skipped_total"), d("siglipd_frames_dropped_total"), d("siglipd_batch_size_count")
 	mean := func(name string) time.Duration {
 		return time.Duration(d(name+"_sum") / max(d(name+"_count"), 1) * float64(time.Second))
 	}
 	row.wait, row.batchRun, row.toQueue = mean("siglipd_frame_wait_seconds"), mean("siglipd_inference_seconds"), mean("siglipd_frame_to_event_seconds")
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	row.latencies = sub.latencies(prefix, t0, t1)
+	for _, d := range ds {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+		row.latencies = append(row.latencies, sub.latencies(d.prefix, t0, t1)...)
+	}
 	return row
 }
 

@@ -492,4 +492,30 @@ func TestBench(t *testing.T) {
 	if want := filepath.Join(model, "onnx", "vision_model_quantized.onnx"); code != exitFailure || !strings.Contains(stderr, want) {
 		t.Errorf("missing variant: exit %d, stderr %q; want exit 1 naming %s", code, stderr, want)
 	}
+
+	// --remote times the same frames with the towers on a real server.
+	srv := testenv.StartMLServer(t, map[string]string{
+		"siglip_vision": filepath.Join(model, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(model, "onnx", "text_model.onnx"),
+	})
+	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1,4", "--runs", "2", "--remote", "grpc://"+srv.Addr(), "--json")
+	if code != exitOK {
+		t.Fatalf("--remote: exit %d: %s", code, stderr)
+	}
+	rep = benchReport{}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--remote --json output: %v\n%s", err, stdout)
+	}
+	if rep.Remote != "grpc://"+srv.Addr() || len(rep.Rows) != 2 {
+		t.Fatalf("--remote report: %+v", rep)
+	}
+	for _, r := range rep.Rows {
+		if !(r.RemoteImagesPerSec > 0 && r.RemoteMSPerBatch > 0 && r.SiglipdMSPerBatch > 0) {
+			t.Errorf("--remote batch %d: %+v, want remote images/s and both ms/batch > 0", r.Batch, r)
+		}
+	}
+	_, stderr, code = run(t, env, "bench", "--model", model, "--remote", "http://"+srv.Addr())
+	if code != exitUsage || !strings.Contains(stderr, "want grpc://host:port") {
+		t.Errorf("--remote http://: exit %d, stderr %q", code, stderr)
+	}
 }
