@@ -147,7 +147,7 @@ func TestMetadataDecoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Metadata{Name: "siglip_vision", Versions: []string{"1", "2"}, Platform: "onnxruntime_onnx",
-		Inputs: []TensorMetadata{{"pixel_values", "FP16", []int64{-1, 3, 224, 224}}},
+		Inputs:  []TensorMetadata{{"pixel_values", "FP16", []int64{-1, 3, 224, 224}}},
 		Outputs: []TensorMetadata{{"last_hidden_state", "FP16", []int64{-1, 196, 768}}, {"pooler_output", "FP16", []int64{-1, 768}}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("metadata\n got %+v\nwant %+v", got, want)
