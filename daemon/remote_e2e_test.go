@@ -1,14 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/rules"
@@ -136,4 +140,67 @@ func (s *subscriber) eventsUnder(prefix string) []rules.Event {
 		}
 	}
 	return evs
+}
+
+// TestRemoteServerStartsLate: a daemon whose inference server is not up
+// yet waits for it (logging each attempt) instead of exiting, and runs as
+// soon as the server is there: daemons and their server often start
+// together, and an orchestrator should not have to order them.
+func TestRemoteServerStartsLate(t *testing.T) {
+	testenv.Integration(t)
+	dir := testenv.Model(t, "colour")
+	srv := testenv.NewMLServer(t, map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
+	}, 1)
+	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
+	path := filepath.Join(t.TempDir(), "cams.yaml")
+	yaml := fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+inference: {backend: remote, remote: {url: "grpc://%s", timeout: 5s}}
+sink: stdout
+http: {listen: "127.0.0.1:0"}
+cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
+`, t.TempDir(), dir, srv.Addr(), video)
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, stdout := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	ready, done := make(chan struct{}), make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), Stdout: stdout}
+	go func() { done <- run(ctx, cfg, opts, hooks{ready: ready}) }()
+
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(logs.String(), "attempt=3") },
+		"three attempts to reach the server that is not there")
+	select {
+	case err := <-done:
+		t.Fatalf("the daemon exited while its server was not up: %v\n%s", err, logs)
+	case <-ready:
+		t.Fatalf("the daemon ran without its server\n%s", logs)
+	default:
+	}
+	if !strings.Contains(logs.String(), "waiting for the inference server") || !strings.Contains(logs.String(), srv.Addr()) {
+		t.Errorf("the log does not say what it waits for:\n%s", logs)
+	}
+	srv.Start()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("the daemon exited: %v\n%s", err, logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the daemon did not start within 30s of its server\n%s", logs)
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(stdout.String(), `"type":"start"`) },
+		"the red event once the server is up")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("stop: %v", err)
+	}
 }

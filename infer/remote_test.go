@@ -134,6 +134,31 @@ func TestRemoteRefusesWrongModel(t *testing.T) {
 	}
 }
 
+// TestRemoteTimeout: a server slower than the timeout fails the call when
+// the timeout ends, as unavailable (the daemon's "down"), rather than
+// holding the batcher.
+func TestRemoteTimeout(t *testing.T) {
+	testenv.Integration(t)
+	dir := fixture(t, "tiny", "")
+	srv := testenv.StartMLServer(t, map[string]string{
+		"siglip_vision@slow": filepath.Join(dir, "onnx", "vision_model.onnx"), // 2 s per request
+		"siglip_text":        filepath.Join(dir, "onnx", "text_model.onnx"),
+	})
+	m := open(t, dir, func(o *Options) { o.Remote = remoteOptions(srv.Addr()); o.Remote.Timeout = 500 * time.Millisecond })
+	start := time.Now()
+	_, err := m.EmbedImages([]Image{imageproc.FromImage(scene(64, 64, 1))})
+	took := time.Since(start)
+	if !ServerUnavailable(err) || !strings.Contains(err.Error(), "DeadlineExceeded") {
+		t.Fatalf("a call to a server 2 s late with a 500ms timeout: %v, want DeadlineExceeded", err)
+	}
+	if took < 500*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("the call took %s, want about the 500ms timeout", took)
+	}
+	if st := m.Server(); st.Up {
+		t.Errorf("state %+v, want down", st)
+	}
+}
+
 // TestRemoteServerDown: a killed server fails calls at once as
 // unavailable and shows as down; once it is back, calls succeed again
 // on the same Model, without reopening it.

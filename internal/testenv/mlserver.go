@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -42,7 +43,8 @@ func MLServerPath(t testing.TB) string {
 }
 
 // StartMLServer serves models (served name → ONNX file) and waits until
-// the server is ready. It is stopped, and its log shown if the test
+// the server is ready. A name ending in "@slow" is served under the name
+// without it, answering every request 2 s late. It is stopped, and its log shown if the test
 // failed, in t.Cleanup.
 func StartMLServer(t testing.TB, models map[string]string) *MLServer {
 	t.Helper()
@@ -53,6 +55,15 @@ func StartMLServer(t testing.TB, models map[string]string) *MLServer {
 // threads per model: 1 keeps tests beside each other light, 0 lets ONNX
 // Runtime use every core (benchmarks).
 func StartMLServerThreads(t testing.TB, models map[string]string, threads int) *MLServer {
+	t.Helper()
+	s := NewMLServer(t, models, threads)
+	s.Start()
+	return s
+}
+
+// NewMLServer prepares a server (its ports, its model repository) without
+// starting it: Start does, for a test whose server comes up late.
+func NewMLServer(t testing.TB, models map[string]string, threads int) *MLServer {
 	t.Helper()
 	s := &MLServer{t: t, bin: MLServerPath(t), dir: t.TempDir(), httpPort: FreePort(t), grpcPort: FreePort(t)}
 	s.log = filepath.Join(s.dir, "mlserver.log")
@@ -65,9 +76,13 @@ func StartMLServerThreads(t testing.TB, models map[string]string, threads int) *
 		"load_models_at_startup": true, "grpc_max_message_length": 256 << 20}
 	writeJSONFile(t, filepath.Join(repo, "settings.json"), settings)
 	for name, path := range models {
+		extra := map[string]any{"intra_op_num_threads": threads}
+		if n, ok := strings.CutSuffix(name, "@slow"); ok {
+			name, extra["delay_seconds"] = n, 2
+		}
 		writeJSONFile(t, filepath.Join(repo, name, "model-settings.json"), map[string]any{
 			"name": name, "implementation": "onnx_runtime.OnnxModel", "platform": "onnxruntime_onnx",
-			"parameters": map[string]any{"uri": path, "version": "1", "extra": map[string]any{"intra_op_num_threads": threads}},
+			"parameters": map[string]any{"uri": path, "version": "1", "extra": extra},
 		})
 	}
 	t.Cleanup(func() {
@@ -77,7 +92,6 @@ func StartMLServerThreads(t testing.TB, models map[string]string, threads int) *
 			t.Logf("MLServer log (%s), last lines:\n%s", s.log, tail(string(b), 40))
 		}
 	})
-	s.Start()
 	return s
 }
 

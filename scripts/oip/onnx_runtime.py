@@ -13,7 +13,14 @@ ONNX graph itself, a symbolic dimension as -1, as Triton's ONNX Runtime
 backend reports it. MLServer checks no request against it, so this runtime
 does, and refuses a wrong name, datatype or shape with a 400 /
 INVALID_ARGUMENT that says what the model wants.
+
+Parameters (model-settings.json "parameters": {"extra": {...}}):
+  intra_op_num_threads  ONNX Runtime's threads (default 0: ONNX Runtime chooses)
+  delay_seconds         answer every request that much later: a slow server,
+                        for the tests of siglipd's timeout (default 0)
 """
+import asyncio
+
 import numpy as np
 import onnxruntime as ort
 from mlserver import MLModel
@@ -43,6 +50,7 @@ class OnnxModel(MLModel):
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(extra.get("intra_op_num_threads", 0))
         so.inter_op_num_threads = 1
+        self._delay = float(extra.get("delay_seconds", 0))
         self._sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self._in = {i.name: i for i in self._sess.get_inputs()}
         self._out = [o.name for o in self._sess.get_outputs()]
@@ -53,6 +61,8 @@ class OnnxModel(MLModel):
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if self._delay > 0:
+            await asyncio.sleep(self._delay)
         feeds = {}
         for ri in payload.inputs:
             meta = self._in.get(ri.name)
