@@ -152,7 +152,7 @@ func TestRemoteServerStartsLate(t *testing.T) {
 	srv := testenv.NewMLServer(t, map[string]string{
 		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
 		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	}, 1)
+	}, testenv.MLServerOptions{Threads: 1})
 	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
 	path := filepath.Join(t.TempDir(), "cams.yaml")
 	yaml := fmt.Sprintf(`
@@ -202,5 +202,87 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("stop: %v", err)
+	}
+}
+
+// TestRemoteTLSAndHeaders: inference.remote's TLS and headers reach the
+// server. MLServer, behind a TLS-terminating proxy (as behind an ingress),
+// refuses inference without the bearer token; the daemon with the CA file
+// and the token runs and scores, one with a wrong token is refused at
+// start naming the refusal, and the token appears in no log line.
+func TestRemoteTLSAndHeaders(t *testing.T) {
+	testenv.Integration(t)
+	dir := testenv.Model(t, "colour")
+	srv := testenv.StartMLServerWith(t, map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
+	}, testenv.MLServerOptions{Threads: 1, RequireHeader: "authorization: Bearer S3cretTok"})
+	proxy := testenv.StartTLSProxy(t, srv.Addr())
+	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
+	for _, tc := range []struct {
+		name, token, wantErr string
+	}{
+		{"TLS and the token", "Bearer S3cretTok", ""},
+		{"a wrong token", "Bearer nope", `vision tower model "siglip_vision" on ` + proxy.Addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cams.yaml")
+			yaml := fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+inference:
+  backend: remote
+  remote:
+    url: grpcs://%s
+    timeout: 5s
+    tls: {ca_file: %s}
+    headers: [{name: authorization, value: "%s"}]
+sink: stdout
+http: {listen: ""}
+cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
+`, t.TempDir(), dir, proxy.Addr, proxy.Files.CAFile, tc.token, video)
+			if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := configs.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs, stdout := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+			ready, done := make(chan struct{}), make(chan error, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			opts := Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Stdout: stdout}
+			go func() { done <- run(ctx, cfg, opts, hooks{ready: ready}) }()
+			if tc.wantErr != "" {
+				select {
+				case err := <-done:
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "missing or wrong") {
+						t.Errorf("start: %v, want an error with %q and the server's refusal", err, tc.wantErr)
+					}
+				case <-ready:
+					t.Fatal("the daemon ran with a wrong token")
+				case <-time.After(30 * time.Second):
+					t.Fatalf("no answer within 30s\n%s", logs)
+				}
+			} else {
+				select {
+				case <-ready:
+				case err := <-done:
+					t.Fatalf("the daemon exited: %v\n%s", err, logs)
+				case <-time.After(30 * time.Second):
+					t.Fatalf("not running within 30s\n%s", logs)
+				}
+				testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(stdout.String(), `"type":"start"`) },
+					"the red event through TLS with the token")
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("stop: %v", err)
+				}
+			}
+			if strings.Contains(logs.String(), "S3cretTok") {
+				t.Errorf("the token is in the log:\n%s", logs)
+			}
+		})
 	}
 }

@@ -140,10 +140,10 @@ func TestRemoteRefusesWrongModel(t *testing.T) {
 func TestRemoteTimeout(t *testing.T) {
 	testenv.Integration(t)
 	dir := fixture(t, "tiny", "")
-	srv := testenv.StartMLServer(t, map[string]string{
-		"siglip_vision@slow": filepath.Join(dir, "onnx", "vision_model.onnx"), // 2 s per request
-		"siglip_text":        filepath.Join(dir, "onnx", "text_model.onnx"),
-	})
+	srv := testenv.StartMLServerWith(t, map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
+	}, testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per request
 	m := open(t, dir, func(o *Options) { o.Remote = remoteOptions(srv.Addr()); o.Remote.Timeout = 500 * time.Millisecond })
 	start := time.Now()
 	_, err := m.EmbedImages([]Image{imageproc.FromImage(scene(64, 64, 1))})

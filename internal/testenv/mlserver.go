@@ -7,8 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -42,28 +42,37 @@ func MLServerPath(t testing.TB) string {
 	return bin
 }
 
-// StartMLServer serves models (served name → ONNX file) and waits until
-// the server is ready. A name ending in "@slow" is served under the name
-// without it, answering every request 2 s late. It is stopped, and its log shown if the test
-// failed, in t.Cleanup.
-func StartMLServer(t testing.TB, models map[string]string) *MLServer {
-	t.Helper()
-	return StartMLServerThreads(t, models, 1)
+// MLServerOptions shape a test server.
+type MLServerOptions struct {
+	// Threads is ONNX Runtime's intra-op threads per model: 1 keeps tests
+	// beside each other light, 0 lets ONNX Runtime use every core.
+	Threads int
+	// Slow names models that answer every request 2 s late.
+	Slow []string
+	// RequireHeader, "name: value", is refused inference without that
+	// request header (gRPC metadata), as a gateway with a token would.
+	RequireHeader string
 }
 
-// StartMLServerThreads is StartMLServer with ONNX Runtime's intra-op
-// threads per model: 1 keeps tests beside each other light, 0 lets ONNX
-// Runtime use every core (benchmarks).
-func StartMLServerThreads(t testing.TB, models map[string]string, threads int) *MLServer {
+// StartMLServer serves models (served name → ONNX file) with one thread
+// each and waits until the server is ready. It is stopped, and its log
+// shown if the test failed, in t.Cleanup.
+func StartMLServer(t testing.TB, models map[string]string) *MLServer {
 	t.Helper()
-	s := NewMLServer(t, models, threads)
+	return StartMLServerWith(t, models, MLServerOptions{Threads: 1})
+}
+
+// StartMLServerWith is StartMLServer with options.
+func StartMLServerWith(t testing.TB, models map[string]string, opts MLServerOptions) *MLServer {
+	t.Helper()
+	s := NewMLServer(t, models, opts)
 	s.Start()
 	return s
 }
 
 // NewMLServer prepares a server (its ports, its model repository) without
 // starting it: Start does, for a test whose server comes up late.
-func NewMLServer(t testing.TB, models map[string]string, threads int) *MLServer {
+func NewMLServer(t testing.TB, models map[string]string, opts MLServerOptions) *MLServer {
 	t.Helper()
 	s := &MLServer{t: t, bin: MLServerPath(t), dir: t.TempDir(), httpPort: FreePort(t), grpcPort: FreePort(t)}
 	s.log = filepath.Join(s.dir, "mlserver.log")
@@ -76,9 +85,12 @@ func NewMLServer(t testing.TB, models map[string]string, threads int) *MLServer 
 		"load_models_at_startup": true, "grpc_max_message_length": 256 << 20}
 	writeJSONFile(t, filepath.Join(repo, "settings.json"), settings)
 	for name, path := range models {
-		extra := map[string]any{"intra_op_num_threads": threads}
-		if n, ok := strings.CutSuffix(name, "@slow"); ok {
-			name, extra["delay_seconds"] = n, 2
+		extra := map[string]any{"intra_op_num_threads": opts.Threads}
+		if slices.Contains(opts.Slow, name) {
+			extra["delay_seconds"] = 2
+		}
+		if opts.RequireHeader != "" {
+			extra["require_header"] = opts.RequireHeader
 		}
 		writeJSONFile(t, filepath.Join(repo, name, "model-settings.json"), map[string]any{
 			"name": name, "implementation": "onnx_runtime.OnnxModel", "platform": "onnxruntime_onnx",

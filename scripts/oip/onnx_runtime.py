@@ -18,6 +18,10 @@ Parameters (model-settings.json "parameters": {"extra": {...}}):
   intra_op_num_threads  ONNX Runtime's threads (default 0: ONNX Runtime chooses)
   delay_seconds         answer every request that much later: a slow server,
                         for the tests of siglipd's timeout (default 0)
+  require_header        "name: value" every inference request must carry (as
+                        gRPC metadata or an HTTP header), refused with 401
+                        otherwise: a gateway's token, for the tests of
+                        siglipd's inference.remote.headers (default none)
 """
 import asyncio
 
@@ -51,6 +55,10 @@ class OnnxModel(MLModel):
         so.intra_op_num_threads = int(extra.get("intra_op_num_threads", 0))
         so.inter_op_num_threads = 1
         self._delay = float(extra.get("delay_seconds", 0))
+        self._require = None
+        if extra.get("require_header"):
+            name, _, value = str(extra["require_header"]).partition(":")
+            self._require = (name.strip().lower(), value.strip())
         self._sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self._in = {i.name: i for i in self._sess.get_inputs()}
         self._out = [o.name for o in self._sess.get_outputs()]
@@ -61,6 +69,11 @@ class OnnxModel(MLModel):
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if self._require:
+            headers = (payload.parameters.headers or {}) if payload.parameters else {}
+            got = {k.lower(): v for k, v in headers.items()}.get(self._require[0])
+            if got != self._require[1]:
+                raise MLServerError(f"header {self._require[0]!r} missing or wrong", status_code=401)
         if self._delay > 0:
             await asyncio.sleep(self._delay)
         feeds = {}
