@@ -433,10 +433,14 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 	for _, name := range []string{"siglipd_frames_decoded_total", "siglipd_frames_sampled_total", "siglipd_frames_dropped_total",
 		"siglipd_frames_scored_total", "siglipd_batch_size", "siglipd_inference_seconds", "siglipd_frame_to_event_seconds",
 		"siglipd_events_total", "siglipd_outbox_depth", "siglipd_camera_reconnects_total", "siglipd_sink_connected",
-		"siglipd_label_probability", "siglipd_build_info", "go_goroutines", "process_resident_memory_bytes"} {
+		"siglipd_label_probability", "siglipd_build_info", "siglipd_frames_failed_total", "siglipd_inference_server_up",
+		"siglipd_inference_server_failures_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := fams[name]; !ok {
 			t.Errorf("/metrics has no %s", name)
 		}
+	}
+	if up := counterSum(fams, "siglipd_inference_server_up"); up != 1 {
+		t.Errorf("siglipd_inference_server_up %v with the local backend, want 1", up)
 	}
 	broker.Stop()
 	testenv.WaitFor(t, 20*time.Second, func() bool { return !ready() }, "/readyz to turn unready with the broker stopped")
