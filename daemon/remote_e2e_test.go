@@ -286,3 +286,47 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 		})
 	}
 }
+
+// TestRemoteSlowServer: a server that answers within the timeout but
+// slower than the cameras ask keeps the latest frame winning: frames are
+// dropped and counted, none waits longer than max_batch_wait and one
+// batch, and the server counts as up (slow is not down).
+func TestRemoteSlowServer(t *testing.T) {
+	testenv.Integration(t)
+	dir := testenv.Model(t, "tiny")
+	srv := testenv.StartMLServerWith(t, map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
+	}, testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per batch
+	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "testsrc2", Duration: 4 * time.Second})
+	var cams strings.Builder
+	for i := range 2 {
+		fmt.Fprintf(&cams, "  - {name: cam%d, url: %s, loop: true, fps: 4, skip_unchanged: {enabled: false}, labels: [{name: car}]}\n", i, video)
+	}
+	r := startDaemon(t, fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+inference: {backend: remote, batch_size: 4, max_batch_wait: 100ms, remote: {url: "grpc://%s", timeout: 10s}}
+sink: stdout
+http: {listen: "127.0.0.1:0"}
+cameras:
+%s`, t.TempDir(), dir, srv.Addr(), cams.String()), nil)
+	testenv.WaitFor(t, 40*time.Second, func() bool {
+		fams := r.metrics()
+		return counterSum(fams, "siglipd_frames_dropped_total") >= 8 && counterSum(fams, "siglipd_frames_scored_total") >= 4
+	}, "frames dropped (latest wins) and still scored while each batch takes 2 s")
+	fams := r.metrics()
+	inf := histogram(t, fams, "siglipd_inference_seconds")
+	bound := 0.1 + bucketAbove(inf, inf.GetSampleCount())
+	wait := histogram(t, fams, "siglipd_frame_wait_seconds")
+	if within := cumulativeAt(wait, bound); within != wait.GetSampleCount() {
+		t.Errorf("%d of %d frames waited longer than max_batch_wait + one batch (%.1f s): a queue grew",
+			wait.GetSampleCount()-within, wait.GetSampleCount(), bound)
+	}
+	if code, body := r.get("/readyz"); code != 200 || counterSum(fams, "siglipd_frames_failed_total") != 0 {
+		t.Errorf("a slow server: /readyz %d %s, %v frames failed; want ready and none failed", code, body, counterSum(fams, "siglipd_frames_failed_total"))
+	}
+	t.Logf("sampled %v, dropped %v, scored %v frames; mean batch %.1f s",
+		counterSum(fams, "siglipd_frames_sampled_total"), counterSum(fams, "siglipd_frames_dropped_total"),
+		counterSum(fams, "siglipd_frames_scored_total"), inf.GetSampleSum()/float64(inf.GetSampleCount()))
+}
