@@ -142,6 +142,77 @@ func (s *subscriber) eventsUnder(prefix string) []rules.Event {
 	return evs
 }
 
+// starting is a daemon run in-process whose start a test watches: unlike
+// startDaemon, it returns at once, so the test can act while the daemon
+// waits (or fails) at start.
+type starting struct {
+	t            *testing.T
+	logs, stdout *testenv.SyncBuffer
+	ready        chan struct{}
+	done         chan error
+	cancel       context.CancelFunc
+}
+
+func startAsync(t *testing.T, yaml string) *starting {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cams.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &starting{t: t, logs: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}, ready: make(chan struct{}), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	opts := Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Stdout: s.stdout}
+	go func() { s.done <- run(ctx, cfg, opts, hooks{ready: s.ready}) }()
+	t.Cleanup(func() {
+		if s.cancel != nil {
+			s.stop()
+		}
+	})
+	return s
+}
+
+// running waits until the daemon runs; the test fails if it exits first.
+func (s *starting) running(within time.Duration) {
+	s.t.Helper()
+	select {
+	case <-s.ready:
+	case err := <-s.done:
+		s.cancel = nil
+		s.t.Fatalf("the daemon exited: %v\n%s", err, s.logs)
+	case <-time.After(within):
+		s.t.Fatalf("the daemon was not running within %s\n%s", within, s.logs)
+	}
+}
+
+// exited waits for the daemon to stop at start and returns its error.
+func (s *starting) exited(within time.Duration) error {
+	s.t.Helper()
+	select {
+	case err := <-s.done:
+		s.cancel = nil
+		return err
+	case <-s.ready:
+		s.t.Fatalf("the daemon ran\n%s", s.logs)
+	case <-time.After(within):
+		s.t.Fatalf("the daemon neither ran nor exited within %s\n%s", within, s.logs)
+	}
+	return nil
+}
+
+// stop cancels a running daemon and checks it stopped cleanly.
+func (s *starting) stop() {
+	s.cancel()
+	s.cancel = nil
+	if err := <-s.done; err != nil {
+		s.t.Errorf("stop: %v", err)
+	}
+}
+
 // TestRemoteServerStartsLate: a daemon whose inference server is not up
 // yet waits for it (logging each attempt) instead of exiting, and runs as
 // soon as the server is there: daemons and their server often start
@@ -154,55 +225,33 @@ func TestRemoteServerStartsLate(t *testing.T) {
 		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
 	}, testenv.MLServerOptions{Threads: 1})
 	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
-	path := filepath.Join(t.TempDir(), "cams.yaml")
-	yaml := fmt.Sprintf(`
+	d := startAsync(t, fmt.Sprintf(`
 state_dir: %s
 model: {path: %s}
 inference: {backend: remote, remote: {url: "grpc://%s", timeout: 5s}}
 sink: stdout
 http: {listen: "127.0.0.1:0"}
 cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
-`, t.TempDir(), dir, srv.Addr(), video)
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs, stdout := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	opts := Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), Stdout: stdout}
-	go func() { done <- run(ctx, cfg, opts, hooks{ready: ready}) }()
+`, t.TempDir(), dir, srv.Addr(), video))
 
-	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(logs.String(), "attempt=3") },
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(d.logs.String(), "attempt=3") },
 		"three attempts to reach the server that is not there")
 	select {
-	case err := <-done:
-		t.Fatalf("the daemon exited while its server was not up: %v\n%s", err, logs)
-	case <-ready:
-		t.Fatalf("the daemon ran without its server\n%s", logs)
+	case err := <-d.done:
+		d.cancel = nil
+		t.Fatalf("the daemon exited while its server was not up: %v\n%s", err, d.logs)
+	case <-d.ready:
+		t.Fatalf("the daemon ran without its server\n%s", d.logs)
 	default:
 	}
-	if !strings.Contains(logs.String(), "waiting for the inference server") || !strings.Contains(logs.String(), srv.Addr()) {
-		t.Errorf("the log does not say what it waits for:\n%s", logs)
+	if !strings.Contains(d.logs.String(), "waiting for the inference server") || !strings.Contains(d.logs.String(), srv.Addr()) {
+		t.Errorf("the log does not say what it waits for:\n%s", d.logs)
 	}
 	srv.Start()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("the daemon exited: %v\n%s", err, logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the daemon did not start within 30s of its server\n%s", logs)
-	}
-	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(stdout.String(), `"type":"start"`) },
+	d.running(30 * time.Second)
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(d.stdout.String(), `"type":"start"`) },
 		"the red event once the server is up")
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("stop: %v", err)
-	}
+	d.stop()
 }
 
 // TestRemoteTLSAndHeaders: inference.remote's TLS and headers reach the
@@ -226,8 +275,7 @@ func TestRemoteTLSAndHeaders(t *testing.T) {
 		{"a wrong token", "Bearer nope", `vision tower model "siglip_vision" on ` + proxy.Addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "cams.yaml")
-			yaml := fmt.Sprintf(`
+			d := startAsync(t, fmt.Sprintf(`
 state_dir: %s
 model: {path: %s}
 inference:
@@ -240,48 +288,20 @@ inference:
 sink: stdout
 http: {listen: ""}
 cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
-`, t.TempDir(), dir, proxy.Addr, proxy.Files.CAFile, tc.token, video)
-			if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := configs.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			logs, stdout := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
-			ready, done := make(chan struct{}), make(chan error, 1)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			opts := Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Stdout: stdout}
-			go func() { done <- run(ctx, cfg, opts, hooks{ready: ready}) }()
+`, t.TempDir(), dir, proxy.Addr, proxy.Files.CAFile, tc.token, video))
 			if tc.wantErr != "" {
-				select {
-				case err := <-done:
-					if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "missing or wrong") {
-						t.Errorf("start: %v, want an error with %q and the server's refusal", err, tc.wantErr)
-					}
-				case <-ready:
-					t.Fatal("the daemon ran with a wrong token")
-				case <-time.After(30 * time.Second):
-					t.Fatalf("no answer within 30s\n%s", logs)
+				err := d.exited(30 * time.Second)
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "missing or wrong") {
+					t.Errorf("start: %v, want an error with %q and the server's refusal", err, tc.wantErr)
 				}
 			} else {
-				select {
-				case <-ready:
-				case err := <-done:
-					t.Fatalf("the daemon exited: %v\n%s", err, logs)
-				case <-time.After(30 * time.Second):
-					t.Fatalf("not running within 30s\n%s", logs)
-				}
-				testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(stdout.String(), `"type":"start"`) },
+				d.running(30 * time.Second)
+				testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(d.stdout.String(), `"type":"start"`) },
 					"the red event through TLS with the token")
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("stop: %v", err)
-				}
+				d.stop()
 			}
-			if strings.Contains(logs.String(), "S3cretTok") {
-				t.Errorf("the token is in the log:\n%s", logs)
+			if strings.Contains(d.logs.String(), "S3cretTok") {
+				t.Errorf("the token is in the log:\n%s", d.logs)
 			}
 		})
 	}

@@ -43,31 +43,28 @@ fi
 scripts/fetch-ort.sh
 scripts/setup-node.sh
 
-# Python tools for scripts/quantize.py (ONNX Runtime's quantizer), pinned in
-# scripts/requirements-quantize.txt, in a venv of the first python3 on PATH
-# (the pyenv 3.11 of the CI machine). Reinstalled when the pins change.
-venv=.deps/py
-req=scripts/requirements-quantize.txt
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the Python tools of $req into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-input -r "$req"
-  echo "$want" >"$venv/requirements.sha256"
-fi
+# venv VENV REQ [PIP_ARGS...] keeps a venv of the first python3 on PATH (the
+# pyenv 3.11 of the CI machine) with exactly the pins of REQ: reinstalled
+# from scratch when the pins change, untouched otherwise.
+venv() {
+  local dir=$1 req=$2
+  shift 2
+  local want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$dir/requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing $req into $dir"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check --no-input "$@" -r "$req"
+    echo "$want" >"$dir/requirements.sha256"
+  fi
+}
+
+# Python tools for scripts/quantize.py (ONNX Runtime's quantizer).
+venv .deps/py scripts/requirements-quantize.txt
 # MLServer, the Open Inference Protocol server the remote-backend tests and
-# benchmark run (scripts/oip/onnx_runtime.py serves ONNX files with it),
-# pinned in scripts/requirements-oip.txt, in its own venv: its pins
-# (protobuf, onnxruntime's dependencies) are not the quantizer's.
-venv=.deps/oip
-req=scripts/requirements-oip.txt
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ "$(cat "$venv/requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing MLServer from $req into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-input --only-binary=:all: -r "$req"
-  echo "$want" >"$venv/requirements.sha256"
-fi
+# benchmark run (scripts/oip/onnx_runtime.py serves ONNX files with it), in
+# its own venv: its pins (protobuf, onnxruntime's dependencies) are not the
+# quantizer's.
+venv .deps/oip scripts/requirements-oip.txt --only-binary=:all:
 echo "setup: done"
