@@ -29,10 +29,7 @@ import (
 func TestRemoteBackendEndToEnd(t *testing.T) {
 	testenv.Integration(t)
 	dir := testenv.Model(t, "colour")
-	srv := testenv.StartMLServer(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	})
+	srv := testenv.StartMLServer(t, testenv.Towers(dir, ""))
 	broker := testenv.StartMosquitto(t)
 	sub := subscribe(t, broker.URL(), "#")
 	type edge struct {
@@ -220,10 +217,7 @@ func (s *starting) stop() {
 func TestRemoteServerStartsLate(t *testing.T) {
 	testenv.Integration(t)
 	dir := testenv.Model(t, "colour")
-	srv := testenv.NewMLServer(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	}, testenv.MLServerOptions{Threads: 1})
+	srv := testenv.NewMLServer(t, testenv.Towers(dir, ""), testenv.MLServerOptions{Threads: 1})
 	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
 	d := startAsync(t, fmt.Sprintf(`
 state_dir: %s
@@ -262,10 +256,7 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 func TestRemoteTLSAndHeaders(t *testing.T) {
 	testenv.Integration(t)
 	dir := testenv.Model(t, "colour")
-	srv := testenv.StartMLServerWith(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	}, testenv.MLServerOptions{Threads: 1, RequireHeader: "authorization: Bearer S3cretTok"})
+	srv := testenv.StartMLServerWith(t, testenv.Towers(dir, ""), testenv.MLServerOptions{Threads: 1, RequireHeader: "authorization: Bearer S3cretTok"})
 	proxy := testenv.StartTLSProxy(t, srv.Addr())
 	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "color=c=red", Duration: 3 * time.Second})
 	for _, tc := range []struct {
@@ -314,10 +305,7 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 func TestRemoteSlowServer(t *testing.T) {
 	testenv.Integration(t)
 	dir := testenv.Model(t, "tiny")
-	srv := testenv.StartMLServerWith(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	}, testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per batch
+	srv := testenv.StartMLServerWith(t, testenv.Towers(dir, ""), testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per batch
 	video := testenv.VideoFile(t, testenv.VideoOptions{Source: "testsrc2", Duration: 4 * time.Second})
 	var cams strings.Builder
 	for i := range 2 {

@@ -17,10 +17,7 @@ import (
 // and siglip_text (suffix picks the variant's files).
 func serveTowers(t *testing.T, dir, suffix string) *testenv.MLServer {
 	t.Helper()
-	return testenv.StartMLServer(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model"+suffix+".onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model"+suffix+".onnx"),
-	})
+	return testenv.StartMLServer(t, testenv.Towers(dir, suffix))
 }
 
 func remoteOptions(addr string) *Remote {
@@ -140,10 +137,7 @@ func TestRemoteRefusesWrongModel(t *testing.T) {
 func TestRemoteTimeout(t *testing.T) {
 	testenv.Integration(t)
 	dir := fixture(t, "tiny", "")
-	srv := testenv.StartMLServerWith(t, map[string]string{
-		"siglip_vision": filepath.Join(dir, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(dir, "onnx", "text_model.onnx"),
-	}, testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per request
+	srv := testenv.StartMLServerWith(t, testenv.Towers(dir, ""), testenv.MLServerOptions{Threads: 1, Slow: []string{"siglip_vision"}}) // 2 s per request
 	m := open(t, dir, func(o *Options) { o.Remote = remoteOptions(srv.Addr()); o.Remote.Timeout = 500 * time.Millisecond })
 	start := time.Now()
 	_, err := m.EmbedImages([]Image{imageproc.FromImage(scene(64, 64, 1))})

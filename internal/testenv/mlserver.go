@@ -42,6 +42,16 @@ func MLServerPath(t testing.TB) string {
 	return bin
 }
 
+// Towers are a model folder's two towers as served by the names siglipd's
+// inference.remote defaults to, for StartMLServer; suffix picks the variant
+// ("" for fp32, "_fp16", ...).
+func Towers(dir, suffix string) map[string]string {
+	return map[string]string{
+		"siglip_vision": filepath.Join(dir, "onnx", "vision_model"+suffix+".onnx"),
+		"siglip_text":   filepath.Join(dir, "onnx", "text_model"+suffix+".onnx"),
+	}
+}
+
 // MLServerOptions shape a test server.
 type MLServerOptions struct {
 	// Threads is ONNX Runtime's intra-op threads per model: 1 keeps tests

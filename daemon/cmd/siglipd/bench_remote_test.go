@@ -36,10 +36,7 @@ func BenchmarkRemote(b *testing.B) {
 	ffmpeg := testenv.LookPath(b, "ffmpeg")
 	window := envDuration(b, "SIGLIPD_BENCH_WINDOW", 40*time.Second)
 	for range b.N {
-		srv := testenv.StartMLServerWith(b, map[string]string{
-			"siglip_vision": filepath.Join(model, "onnx", "vision_model.onnx"),
-			"siglip_text":   filepath.Join(model, "onnx", "text_model.onnx"),
-		}, testenv.MLServerOptions{Threads: 0})
+		srv := testenv.StartMLServerWith(b, testenv.Towers(model, ""), testenv.MLServerOptions{Threads: 0})
 		url := "grpc://" + srv.Addr()
 		runs := "5"
 		if s := os.Getenv("SIGLIPD_BENCH_RUNS"); s != "" {

@@ -494,10 +494,7 @@ func TestBench(t *testing.T) {
 	}
 
 	// --remote times the same frames with the towers on a real server.
-	srv := testenv.StartMLServer(t, map[string]string{
-		"siglip_vision": filepath.Join(model, "onnx", "vision_model.onnx"),
-		"siglip_text":   filepath.Join(model, "onnx", "text_model.onnx"),
-	})
+	srv := testenv.StartMLServer(t, testenv.Towers(model, ""))
 	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1,4", "--runs", "2", "--remote", "grpc://"+srv.Addr(), "--json")
 	if code != exitOK {
 		t.Fatalf("--remote: exit %d: %s", code, stderr)
