@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"time"
 
 	"github.com/siglipd/siglipd/capture"
@@ -63,7 +64,32 @@ func (d *daemon) Model() infer.Info { return d.model.Info() }
 
 // serverStater is a Classifier that runs its towers somewhere that may be
 // down: infer.Model.
-type serverStater interface{ Server() infer.ServerState }
+type serverStater interface {
+	Server() infer.ServerState
+	Probe(ctx context.Context) error
+}
+
+// probeServer asks the inference server every interval whether it is
+// ready, until ctx ends, so that /readyz and the metrics follow a server
+// that goes away or comes back while no frame is being scored.
+func (d *daemon) probeServer(ctx context.Context, interval time.Duration) {
+	s, ok := d.model.(serverStater)
+	if !ok || d.Server().Backend != "remote" {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, interval)
+			_ = s.Probe(pctx) // the state is what counts; batches log failures
+			cancel()
+		}
+	}
+}
 
 // Server is the inference server's state: always up for the local backend.
 func (d *daemon) Server() infer.ServerState {

@@ -62,6 +62,10 @@ func VersionString() string {
 	return v
 }
 
+// serverProbeInterval is how often the remote backend's server is asked
+// whether it is ready, besides the batches' own calls.
+const serverProbeInterval = 5 * time.Second
+
 // ShutdownTimeout bounds how long a stop may take after SIGTERM.
 const ShutdownTimeout = 5 * time.Second
 
@@ -156,6 +160,9 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 		d.shutdown()
 		return err
 	}
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go d.probeServer(probeCtx, serverProbeInterval)
 	d.log.Info("siglipd running", "cameras", len(cfg.Cameras), "sink", cfg.Sink, "http", cfg.HTTP.Listen)
 	if h.ready != nil {
 		close(h.ready)

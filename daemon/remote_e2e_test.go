@@ -338,3 +338,29 @@ cameras:
 		counterSum(fams, "siglipd_frames_sampled_total"), counterSum(fams, "siglipd_frames_dropped_total"),
 		counterSum(fams, "siglipd_frames_scored_total"), inf.GetSampleSum()/float64(inf.GetSampleCount()))
 }
+
+// TestRemoteProbeWhileIdle: with no frame to score (the only camera is
+// unreachable), the daemon still notices its server going away and coming
+// back, by asking it every few seconds: /readyz follows the server.
+func TestRemoteProbeWhileIdle(t *testing.T) {
+	testenv.Integration(t)
+	dir := testenv.Model(t, "tiny")
+	srv := testenv.StartMLServer(t, testenv.Towers(dir, ""))
+	r := startDaemon(t, fmt.Sprintf(`
+state_dir: %s
+model: {path: %s}
+inference: {backend: remote, remote: {url: "grpc://%s", timeout: 2s}}
+sink: stdout
+http: {listen: "127.0.0.1:0"}
+cameras: [{name: gone, url: "rtsp://127.0.0.1:%d/none", labels: [{name: car}]}]
+`, t.TempDir(), dir, srv.Addr(), testenv.FreePort(t)), nil)
+	ready := func() bool { code, _ := r.get("/readyz"); return code == 200 }
+	testenv.WaitFor(t, 10*time.Second, ready, "/readyz 200 with the server up")
+	srv.Kill()
+	testenv.WaitFor(t, 3*serverProbeInterval, func() bool { return !ready() }, "/readyz 503 after the server died, with no frame scored")
+	srv.Start()
+	testenv.WaitFor(t, 3*serverProbeInterval, ready, "/readyz 200 again once the server is back")
+	if n := counterSum(r.metrics(), "siglipd_frames_scored_total"); n != 0 {
+		t.Errorf("%v frames scored from an unreachable camera", n)
+	}
+}

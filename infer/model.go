@@ -1,7 +1,8 @@
 // Package infer runs SigLIP: it loads a model folder in the Hugging Face /
 // Xenova ONNX layout, embeds label prompts once with the text tower, runs the
-// vision tower on batches of frames through ONNX Runtime, and scores every
-// (image, label) pair independently:
+// vision tower on batches of frames through ONNX Runtime — or, with
+// Options.Remote, on an Open Inference Protocol server (remote.go, oip/) —
+// and scores every (image, label) pair independently:
 //
 //	p = sigmoid(exp(logit_scale) · cos(image, label) + logit_bias)
 //
@@ -135,7 +136,8 @@ func (m *Model) Info() Info {
 	return info
 }
 
-// Close releases the ONNX Runtime sessions.
+// Close releases the ONNX Runtime sessions, or the remote backend's
+// connection.
 func (m *Model) Close() error {
 	return errors.Join(m.vision.close(), m.text.close(), m.closeClient())
 }

@@ -293,6 +293,22 @@ func onesRaw(datatype string, n int) []byte {
 	return asBytes(v)
 }
 
+// Probe asks the remote backend's server whether the vision tower is ready,
+// and notes the answer in Server(): so a server that went away (or came
+// back) shows while no frame is scored, e.g. with every camera still. It
+// is a no-op for the local backend.
+func (m *Model) Probe(ctx context.Context) error {
+	if m.client == nil {
+		return nil
+	}
+	ready, err := m.client.ModelReady(ctx, m.opts.Remote.VisionModel, m.opts.Remote.Version)
+	if err == nil && !ready {
+		err = fmt.Errorf("vision tower %s: %w", m.vision.path, errNotReady)
+	}
+	m.state.record(err)
+	return err
+}
+
 // Server is the inference server's state: always up for the local backend.
 func (m *Model) Server() ServerState {
 	if m.state == nil {
