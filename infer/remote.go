@@ -247,15 +247,15 @@ func (t *tower) remoteRun(in *batchInput, n int) ([][]float32, error) {
 		return nil, fmt.Errorf("%s %s: %s has shape %v, want [%d, dim]", t.kind, t.path, pooledOutput, out.Shape, n)
 	}
 	dim := int(out.Shape[1])
-	flat := make([]float32, n*dim)
+	var flat []float32
 	switch out.Datatype {
 	case "FP32":
-		v, err := oip.Float32s(out.Raw)
-		if err != nil {
+		var err error
+		if flat, err = oip.Float32s(out.Raw); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", t.kind, t.path, err)
 		}
-		copy(flat, v)
 	case "FP16":
+		flat = make([]float32, n*dim)
 		for i := range flat {
 			flat[i] = onnxpb.HalfToFloat(uint16(out.Raw[2*i]) | uint16(out.Raw[2*i+1])<<8)
 		}
