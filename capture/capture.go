@@ -144,7 +144,7 @@ type Options struct {
 	// OpenTimeout bounds an open, from the connection up to and including
 	// the first frame. That frame needs a keyframe, so OpenTimeout must
 	// cover the camera's keyframe interval; it may not be less than
-	// ReadTimeout. Default configs.OpenTimeoutFor(ReadTimeout): 20s, or
+	// ReadTimeout. Default kit.OpenTimeoutFor(ReadTimeout): 20s, or
 	// ReadTimeout when that is longer.
 	OpenTimeout   time.Duration
 	RTSPTransport string // "tcp" (default) or "udp"

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // target is what a camera URL resolves to: how to reach it and how to open it.
 type target struct {
-	kind configs.SourceKind
+	kind kit.SourceKind
 	// open is what OpenCV opens: the stream URL (with credentials) or the
 	// file path. For devices, index is used instead.
 	open  string
@@ -72,7 +72,7 @@ func withDefaults(opts Options) (Options, target, error) {
 	bad := func(format string, args ...any) (Options, target, error) {
 		return opts, t, fmt.Errorf("camera %q: %s", opts.Name, fmt.Sprintf(format, args...))
 	}
-	kind, err := configs.ParseSource(opts.URL)
+	kind, err := kit.ParseSource(opts.URL)
 	if err != nil {
 		return bad("url: %v", err) // ParseSource's errors never contain the URL
 	}
@@ -87,7 +87,7 @@ func withDefaults(opts Options) (Options, target, error) {
 	}
 	switch {
 	case opts.OpenTimeout == 0:
-		opts.OpenTimeout = configs.OpenTimeoutFor(opts.ReadTimeout)
+		opts.OpenTimeout = kit.OpenTimeoutFor(opts.ReadTimeout)
 	case opts.OpenTimeout < opts.ReadTimeout:
 		return bad("open timeout (%s) must not be less than the read timeout (%s)", opts.OpenTimeout, opts.ReadTimeout)
 	}
@@ -130,7 +130,7 @@ func withDefaults(opts Options) (Options, target, error) {
 	raw := strings.TrimSpace(opts.URL)
 	t.kind = kind
 	switch kind {
-	case configs.SourceDevice:
+	case kit.SourceDevice:
 		n := strings.TrimPrefix(raw, "/dev/video")
 		t.index, err = strconv.Atoi(n)
 		if err != nil || t.index < 0 {
@@ -139,17 +139,17 @@ func withDefaults(opts Options) (Options, target, error) {
 		if strings.HasPrefix(raw, "/dev/") {
 			t.path = raw
 		}
-	case configs.SourceFile:
+	case kit.SourceFile:
 		t.path = raw
 		if strings.HasPrefix(strings.ToLower(raw), "file://") {
 			u, err := url.Parse(raw)
 			if err != nil || u.Path == "" {
-				return bad("url: a file URL is file:///path/to/video, got %q", configs.RedactURL(raw))
+				return bad("url: a file URL is file:///path/to/video, got %q", kit.RedactURL(raw))
 			}
 			t.path = u.Path
 		}
 		t.open = t.path
-	case configs.SourceStream:
+	case kit.SourceStream:
 		u, err := url.Parse(raw)
 		if err != nil {
 			return bad("url: cannot parse it") // url.Parse's error would quote the URL

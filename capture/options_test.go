@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 func TestNewInvalid(t *testing.T) {
@@ -61,16 +61,16 @@ func TestNewTargets(t *testing.T) {
 		url, transport string
 		want           target
 	}{
-		{"rtsp://u:p@cam.lan/live", "", target{kind: configs.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
+		{"rtsp://u:p@cam.lan/live", "", target{kind: kit.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
 			ffmpegOptions: "rtsp_transport;tcp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
-		{"rtsps://cam.lan:7441/x", "udp", target{kind: configs.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
+		{"rtsps://cam.lan:7441/x", "udp", target{kind: kit.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
 			ffmpegOptions: "rtsp_transport;udp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
-		{"http://[::1]/mjpg", "", target{kind: configs.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80"}},
-		{"https://cam/live.m3u8", "", target{kind: configs.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443"}},
-		{"file:///videos/door%20a.mp4", "", target{kind: configs.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},
-		{"videos/door.mp4", "", target{kind: configs.SourceFile, open: "videos/door.mp4", path: "videos/door.mp4"}},
-		{"/dev/video2", "", target{kind: configs.SourceDevice, index: 2, path: "/dev/video2"}},
-		{"0", "", target{kind: configs.SourceDevice, index: 0}},
+		{"http://[::1]/mjpg", "", target{kind: kit.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80"}},
+		{"https://cam/live.m3u8", "", target{kind: kit.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443"}},
+		{"file:///videos/door%20a.mp4", "", target{kind: kit.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},
+		{"videos/door.mp4", "", target{kind: kit.SourceFile, open: "videos/door.mp4", path: "videos/door.mp4"}},
+		{"/dev/video2", "", target{kind: kit.SourceDevice, index: 2, path: "/dev/video2"}},
+		{"0", "", target{kind: kit.SourceDevice, index: 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 	"gocv.io/x/gocv"
 )
 
@@ -129,8 +128,8 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	mat := gocv.NewMat()           // BGR buffer; handed on as a frame's Mat when sampled
 	defer func() { mat.Close() }() // mat is replaced after each hand-on
 
-	file := s.target.kind == configs.SourceFile
-	ffmpeg := s.target.kind != configs.SourceDevice // V4L2 reads have no timeout
+	file := s.target.kind == kit.SourceFile
+	ffmpeg := s.target.kind != kit.SourceDevice // V4L2 reads have no timeout
 	var pace *pacer
 	if file {
 		// A file decodes as fast as the CPU allows; pacing it at its own
@@ -139,10 +138,10 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		defer pace.stop()
 	}
 	sample := sampler{period: time.Duration(float64(time.Second) / s.opts.FPS)}
-	empty := repeats{log: s.log, msg: "camera frame could not be converted to BGR; skipped"}
-	format := repeats{log: s.log, msg: "camera sent frames in a format that cannot be converted to BGR; skipped"}
-	defer empty.flush()
-	defer format.flush()
+	empty := kit.NewRepeat(s.log, "camera frame could not be converted to BGR; skipped")
+	format := kit.NewRepeat(s.log, "camera sent frames in a format that cannot be converted to BGR; skipped")
+	defer empty.Flush()
+	defer format.Flush()
 
 	width, height := 0, 0
 	framesThisPass := 0 // of a file, since it was opened or rewound
@@ -203,7 +202,7 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 			continue
 		}
 		if !vc.retrieve(&mat) || mat.Empty() {
-			empty.add()
+			empty.Add()
 			continue
 		}
 		if mat.Cols() != width || mat.Rows() != height {
@@ -235,7 +234,7 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 			}
 			gocv.CvtColor(mat, &m, code)
 		default:
-			format.add("type", typ.String())
+			format.Add("type", typ.String())
 			continue
 		}
 		s.handOn(r, &Frame{Camera: name, Time: now, Mat: m}, out)
@@ -275,7 +274,7 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	r.reached.Store(true)
 
 	var vc *videoCapture
-	if t.kind == configs.SourceDevice {
+	if t.kind == kit.SourceDevice {
 		// V4L2 is not behind FFmpeg's open lock.
 		r.enter(phaseOpening)
 		vc = openV4L2(t.index)
@@ -295,9 +294,9 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	}
 	var why error
 	switch t.kind {
-	case configs.SourceDevice:
+	case kit.SourceDevice:
 		why = fmt.Errorf("V4L2 cannot open video device %d", t.index)
-	case configs.SourceFile:
+	case kit.SourceFile:
 		why = fmt.Errorf("FFmpeg cannot read %s as video", t.path)
 	default:
 		why = errors.New("the server accepted the connection but FFmpeg could not open the stream " +
@@ -396,31 +395,3 @@ func (p *pacer) wait(ctx context.Context) bool {
 }
 
 func (p *pacer) stop() { p.timer.Stop() }
-
-// repeats collapses a problem that can happen on every frame into one log
-// line when it first happens and a count when the connection ends (or at
-// most once a minute), instead of 25 lines a second.
-type repeats struct {
-	log     *slog.Logger
-	msg     string
-	n       int // since the last line
-	lastLog time.Time
-}
-
-func (p *repeats) add(attrs ...any) {
-	p.n++
-	switch {
-	case p.lastLog.IsZero():
-		p.log.Warn(p.msg, attrs...)
-		p.n, p.lastLog = 0, time.Now()
-	case time.Since(p.lastLog) >= time.Minute:
-		p.flush()
-	}
-}
-
-func (p *repeats) flush() {
-	if p.n > 0 {
-		p.log.Warn(p.msg+" (repeated)", "times", p.n, "since", p.lastLog.Format(time.RFC3339))
-		p.n, p.lastLog = 0, time.Now()
-	}
-}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // stopGrace is how long Run waits, after its context is cancelled, for the
@@ -92,7 +92,7 @@ func newSource(opts Options) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	url := configs.RedactURL(opts.URL)
+	url := kit.RedactURL(opts.URL)
 	return &source{
 		opts:   opts,
 		target: t,
@@ -395,7 +395,7 @@ func (s *source) readerFinished(r *reader) {
 func (s *source) setState(st State, err error, attrs ...any) {
 	msg := ""
 	if err != nil {
-		msg = configs.RedactURL(err.Error()) // defence in depth: errors are built without the URL
+		msg = kit.RedactURL(err.Error()) // defence in depth: errors are built without the URL
 	}
 	s.mu.Lock()
 	prev := s.state

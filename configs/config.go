@@ -4,8 +4,9 @@
 //
 // The schema is plain data. Stage packages (capture, infer, rules, publish)
 // take their own options, which daemon fills from it, so a stage can be
-// tested without a config file; they import this package only for the
-// helpers that must agree everywhere (Slug, RedactURL, ParseSource).
+// tested without a config file, and no stage imports this package: the
+// helpers that must agree everywhere (Slug, RedactURL, ParseSource) are in
+// internal/kit.
 package configs
 
 import (
@@ -185,7 +186,7 @@ type Camera struct {
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// OpenTimeout bounds connecting, up to and including the first frame,
 	// which needs a keyframe: it must cover the camera's keyframe interval.
-	// Unset (0) means OpenTimeoutFor(ReadTimeout).
+	// Unset (0) means kit.OpenTimeoutFor(ReadTimeout).
 	OpenTimeout   Duration `yaml:"open_timeout"`
 	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
 	Loop          bool     `yaml:"loop"`           // file sources: start again at the end
@@ -287,19 +288,6 @@ func defaultCamera() Camera {
 		RTSPTransport: "tcp",
 		SkipUnchanged: SkipUnchanged{Enabled: true, MinChange: 0.005, MaxSkip: Duration(10 * time.Second)},
 	}
-}
-
-// DefaultOpenTimeout is the open_timeout of a camera that sets neither it nor
-// a read_timeout above it. It covers the connection and a keyframe interval
-// of up to ≈ 15 s (most cameras send a keyframe every 1–4 s; "smart codec"
-// modes stretch it to 10 s or more).
-const DefaultOpenTimeout = 20 * time.Second
-
-// OpenTimeoutFor is the open_timeout of a camera that does not set one: the
-// larger of DefaultOpenTimeout and its read_timeout (an open also waits for
-// a frame, so it may never be held to less).
-func OpenTimeoutFor(readTimeout time.Duration) time.Duration {
-	return max(DefaultOpenTimeout, readTimeout)
 }
 
 // defaultLabel is what each element of labels: starts from: the file's

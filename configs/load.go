@@ -14,6 +14,7 @@ import (
 
 	goccy "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
+	"github.com/siglipd/siglipd/internal/kit"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -129,7 +130,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Inference.Remote.TLS.KeyFile)
 	for i := range c.Cameras {
 		u := string(c.Cameras[i].URL)
-		if kind, _ := ParseSource(u); kind == SourceFile && !strings.Contains(u, "://") {
+		if kind, _ := kit.ParseSource(u); kind == kit.SourceFile && !strings.Contains(u, "://") {
 			abs(&u)
 			c.Cameras[i].URL = URL(u)
 		}
@@ -183,7 +184,7 @@ func (c *Config) resolve() {
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
 		if cam.OpenTimeout == 0 {
-			cam.OpenTimeout = Duration(OpenTimeoutFor(cam.ReadTimeout.D()))
+			cam.OpenTimeout = Duration(kit.OpenTimeoutFor(cam.ReadTimeout.D()))
 		}
 		if cam.Crop != nil && cam.Crop.Units == "" {
 			cam.Crop.Units = "normalized"

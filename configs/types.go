@@ -2,13 +2,14 @@ package configs
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // Duration is a time.Duration written as "500ms", "10s", "1m30s" in YAML.
@@ -98,88 +99,10 @@ type URL string
 // Reveal returns the URL with its credentials, for opening the stream.
 func (u URL) Reveal() string { return string(u) }
 
-func (u URL) String() string { return RedactURL(string(u)) }
+func (u URL) String() string { return kit.RedactURL(string(u)) }
 
 // MarshalYAML redacts the password.
 func (u URL) MarshalYAML() (any, error) { return u.String(), nil }
-
-// userinfoRe finds "scheme://user:pass@" even in strings net/url cannot
-// parse (FFmpeg error text, half-typed URLs), so redaction never depends on
-// the rest of the URL being valid.
-// The password part is greedy up to the last "@" before the path, as in
-// net/url, so an unescaped "@" in a password is still hidden.
-var userinfoRe = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@\s:]*):([^/\s]*)@`)
-
-// secretParamRe finds the value of a credential-like query parameter
-// (pwd=, password=, api_key=, access_token=, auth=, sig=, …: any name that
-// contains pass, pwd, token, auth, key, secret, sig or cred, in any case), as
-// cheap HTTP cameras take credentials in the query string. It needs the
-// "?", "&" or ";" before the name, so words in prose are left alone.
-var secretParamRe = regexp.MustCompile(`(?i)([?&;][^=&;?#\s"'<>]*(?:pass|pwd|token|auth|key|secret|sig|cred)[^=&;?#\s"'<>]*=)([^&;#\s"'<>]+)`)
-
-// RedactURL replaces the password of every "scheme://user:pass@" in s, and
-// the value of every credential-like query parameter, with "***". Strings
-// without credentials come back unchanged.
-func RedactURL(s string) string {
-	// Query parameters first: the password pattern runs to the last "@"
-	// before a "/" (an unescaped "@" in a password stays hidden), and in
-	// "http://u:p@h?a=1&@key=v" that takes "?a=1&" with it, leaving "key=v"
-	// with no "&" before it (found by FuzzRedactURL).
-	s = secretParamRe.ReplaceAllString(s, "${1}***")
-	return userinfoRe.ReplaceAllString(s, "${1}${2}:***@")
-}
-
-// SourceKind is what kind of source a camera URL names.
-type SourceKind int
-
-// Source kinds, as understood from a camera URL.
-const (
-	SourceInvalid SourceKind = iota
-	SourceStream             // rtsp, rtsps, http, https
-	SourceFile               // file:// or a path
-	SourceDevice             // /dev/videoN or a USB index
-)
-
-// ParseSource classifies a camera URL. The error never contains the URL
-// (it may hold a password); it names only the offending part.
-func ParseSource(raw string) (SourceKind, error) {
-	s := strings.TrimSpace(raw)
-	switch {
-	case s == "":
-		return SourceInvalid, fmt.Errorf("must not be empty")
-	case isDigits(s):
-		return SourceDevice, nil
-	case strings.HasPrefix(s, "/dev/video"):
-		return SourceDevice, nil
-	case !strings.Contains(s, "://"):
-		return SourceFile, nil
-	}
-	scheme, _, _ := strings.Cut(s, "://")
-	switch strings.ToLower(scheme) {
-	case "rtsp", "rtsps", "http", "https":
-		u, err := url.Parse(s)
-		if err != nil || u.Host == "" {
-			return SourceInvalid, fmt.Errorf("%s URL has no host", strings.ToLower(scheme))
-		}
-		return SourceStream, nil
-	case "file":
-		return SourceFile, nil
-	default:
-		return SourceInvalid, fmt.Errorf("unsupported scheme %q (want rtsp, rtsps, http, https, file, a file path, /dev/videoN or a USB index)", scheme)
-	}
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
 
 // defaultStateDir follows systemd's StateDirectory= and then XDG.
 func defaultStateDir() string {

@@ -2,13 +2,14 @@ package configs
 
 import (
 	"fmt"
-	"hash/crc32"
 	"net"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // FieldError is one invalid value, named by its key path.
@@ -93,7 +94,7 @@ func (m *Model) validate(v *validator) {
 			"or set model.id to a Hugging Face model id, e.g. Xenova/siglip-base-patch16-224, to have it downloaded")
 	case path != "" && id != "":
 		v.add("model.id", "set model.path (a folder) or model.id (a Hugging Face model id), not both")
-	case id != "" && !validModelID(id):
+	case id != "" && !kit.ValidModelID(id):
 		v.add("model.id", "must be a Hugging Face model id, owner/name (e.g. Xenova/siglip-base-patch16-224), got %q", m.ID)
 	case id == "" && m.Revision != "":
 		v.add("model.revision", "only applies to model.id (a Hugging Face model)")
@@ -107,14 +108,6 @@ func (m *Model) validate(v *validator) {
 	if !oneOf(m.Resize, "exact", "fast") {
 		v.add("model.resize", "must be exact or fast, got %q", m.Resize)
 	}
-}
-
-// modelIDRe is a Hugging Face model id: [owner/]name of letters, digits,
-// "-", "_" and "."; the hub also refuses "--" and ".." in it.
-var modelIDRe = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`)
-
-func validModelID(id string) bool {
-	return modelIDRe.MatchString(id) && !strings.Contains(id, "--") && !strings.Contains(id, "..")
 }
 
 var deviceRe = regexp.MustCompile(`^(cpu|auto|tensorrt|openvino|cuda(:[0-9]+)?)$`)
@@ -155,7 +148,7 @@ func (r *RemoteInference) validate(v *validator) {
 	case r.URL == "":
 		v.add(p+"url", "is required when inference.backend is remote (e.g. grpc://triton:8001)")
 	case err != nil:
-		v.add(p+"url", "invalid URL: %s", RedactURL(err.Error()))
+		v.add(p+"url", "invalid URL: %s", kit.RedactURL(err.Error()))
 	case !oneOf(u.Scheme, "grpc", "grpcs"):
 		v.add(p+"url", "scheme must be grpc or grpcs (the Open Inference Protocol's gRPC service), got %q", u.Scheme)
 	case u.Hostname() == "":
@@ -203,7 +196,7 @@ func (m *MQTT) validate(v *validator) {
 	case m.Broker == "":
 		v.add("mqtt.broker", "is required when sink is mqtt (e.g. tcp://127.0.0.1:1883)")
 	case err != nil:
-		v.add("mqtt.broker", "invalid URL: %s", RedactURL(err.Error())) // url.Parse quotes the URL
+		v.add("mqtt.broker", "invalid URL: %s", kit.RedactURL(err.Error())) // url.Parse quotes the URL
 	case !oneOf(u.Scheme, "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"):
 		v.add("mqtt.broker", "scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss, got %q", u.Scheme)
 	case u.Hostname() == "":
@@ -315,7 +308,7 @@ func (c *Camera) validate(v *validator, p string) {
 		// The name is a topic level, a metric label and a URL path element.
 		v.add(p+".name", "must be 1-63 letters, digits, _ or - (starting with a letter or digit), got %q", c.Name)
 	}
-	if _, err := ParseSource(c.URL.Reveal()); err != nil {
+	if _, err := kit.ParseSource(c.URL.Reveal()); err != nil {
 		v.add(p+".url", "%v", err)
 	}
 	if !(c.FPS > 0 && c.FPS <= 60) {
@@ -363,11 +356,11 @@ func (c *Camera) validate(v *validator, p string) {
 			continue
 		}
 		names[l.Name] = i
-		if j, dup := slugs[Slug(l.Name)]; dup {
-			v.add(lp+".name", "label %q and labels[%d] %q share the MQTT topic name %q; rename one", l.Name, j, c.Labels[j].Name, Slug(l.Name))
+		if j, dup := slugs[kit.Slug(l.Name)]; dup {
+			v.add(lp+".name", "label %q and labels[%d] %q share the MQTT topic name %q; rename one", l.Name, j, c.Labels[j].Name, kit.Slug(l.Name))
 			continue
 		}
-		slugs[Slug(l.Name)] = i
+		slugs[kit.Slug(l.Name)] = i
 	}
 }
 
@@ -420,30 +413,4 @@ func (l *Label) validate(v *validator, p string) {
 	if l.DeviceClass != "" && !oneOf(l.DeviceClass, haBinarySensorClasses...) {
 		v.add(p+".device_class", "is not a Home Assistant binary_sensor device class: %q", l.DeviceClass)
 	}
-}
-
-// Slug is the topic-safe form of a label or camera name used in MQTT topics
-// and Home Assistant ids: lower case, every run of characters other than a-z
-// and 0-9 becomes one "_", no leading or trailing "_". So "Garage door open!"
-// is "garage_door_open", and "+", "#" and "/" never reach a topic.
-func Slug(name string) string {
-	var b strings.Builder
-	pendingSep := false
-	for _, r := range strings.ToLower(name) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			if pendingSep && b.Len() > 0 {
-				b.WriteByte('_')
-			}
-			pendingSep = false
-			b.WriteRune(r)
-			continue
-		}
-		pendingSep = true
-	}
-	if b.Len() == 0 {
-		// A name with no ASCII letters or digits ("车") still needs a stable,
-		// distinct topic level.
-		return fmt.Sprintf("label_%08x", crc32.ChecksumIEEE([]byte(name)))
-	}
-	return b.String()
 }

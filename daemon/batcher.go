@@ -11,6 +11,7 @@ import (
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // scoredFrame is a frame with its labels' probabilities, on its way from
@@ -40,14 +41,14 @@ type scoredFrame struct {
 // scores.
 type batcher struct {
 	in      *capture.Latest
-	model   infer.Classifier
+	model   classifier
 	sets    *scoring // a frame of a camera without labels (removed by a reload) is dropped
 	size    int
 	maxWait time.Duration
 	out     chan<- scoredFrame
 	metrics *metrics
 	log     *slog.Logger
-	fails   *repeatLog
+	fails   *kit.Repeat
 
 	stopped chan struct{} // closed by stop
 	drainBy time.Time     // written by stop before it closes stopped
@@ -69,11 +70,11 @@ func (d *daemon) startBatcher(cfg *configs.Config) *batcher {
 	return b
 }
 
-func newBatcher(in *capture.Latest, model infer.Classifier, sets *scoring, size int, maxWait time.Duration,
+func newBatcher(in *capture.Latest, model classifier, sets *scoring, size int, maxWait time.Duration,
 	out chan<- scoredFrame, m *metrics, log *slog.Logger) *batcher {
 	return &batcher{
 		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
-		fails:   newRepeatLog(log, "inference failed; frames of this batch are dropped"),
+		fails:   kit.NewRepeat(log, "inference failed; frames of this batch are dropped"),
 		stopped: make(chan struct{}), done: make(chan struct{}), gates: map[string]*gate{},
 		scored: map[string]uint64{}, skipped: map[string]uint64{}, failed: map[string]uint64{}, embedding: map[string][]float32{},
 	}
@@ -91,7 +92,7 @@ func (b *batcher) stop(drainBy time.Time) {
 func (b *batcher) run() {
 	defer close(b.done)
 	defer close(b.out)
-	defer b.fails.flush()
+	defer b.fails.Flush()
 	var lastBatch time.Duration // how long the last batch took
 	for {
 		select {
@@ -166,7 +167,7 @@ func (b *batcher) score(frames []*capture.Frame) {
 			// A camera removed by a reload, or a frame OpenCV gave in a
 			// format we cannot score.
 			if err != nil {
-				b.fails.add("camera", f.Camera, "err", err)
+				b.fails.Add("camera", f.Camera, "err", err)
 			}
 			f.Close()
 			continue
@@ -193,14 +194,14 @@ func (b *batcher) score(frames []*capture.Frame) {
 	b.metrics.batchSize.Observe(float64(len(kept)))
 	b.metrics.inference.Observe(time.Since(start).Seconds())
 	if err != nil {
-		b.fails.add("batch", len(kept), "err", err)
+		b.fails.Add("batch", len(kept), "err", err)
 		for _, f := range kept {
 			b.count(b.failed, f.Camera)
 			f.Close()
 		}
 		return
 	}
-	b.fails.ok()
+	b.fails.OK()
 	for i, f := range kept {
 		b.mu.Lock()
 		b.scored[f.Camera]++

@@ -86,9 +86,9 @@ type Options struct {
 
 // hooks let tests in this package into Run; Run passes none.
 type hooks struct {
-	classifier infer.Classifier // used instead of opening cfg.Model; not closed
-	ready      chan<- struct{}  // closed once running
-	httpAddr   chan<- string    // receives the HTTP server's address
+	classifier classifier      // used instead of opening cfg.Model; not closed
+	ready      chan<- struct{} // closed once running
+	httpAddr   chan<- string   // receives the HTTP server's address
 }
 
 // daemon is one running siglipd: the stages Run started, for shutdown,
@@ -98,7 +98,7 @@ type daemon struct {
 	opts    Options
 	started time.Time
 
-	model   infer.Classifier
+	model   classifier
 	sets    *scoring
 	latest  *capture.Latest
 	cameras *cameraSet

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
 )
 
@@ -96,10 +97,7 @@ func (j *journal) record(ev rules.Event) {
 func (j *journal) save() error {
 	b, err := json.Marshal(j.list())
 	if err == nil {
-		tmp := j.path + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o644); err == nil {
-			err = os.Rename(tmp, j.path)
-		}
+		err = kit.WriteFile(j.path, b, 0o644, false)
 	}
 	switch {
 	case err != nil && !j.failing:

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,9 +8,6 @@ import (
 	"math"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,13 +16,24 @@ import (
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/infer/hub"
 	"github.com/siglipd/siglipd/infer/oip"
+	"github.com/siglipd/siglipd/internal/kit"
 )
+
+// classifier is what the daemon needs of a model: infer.Model implements
+// it, and so does a test's fake. Closing it is the business of whoever
+// opened it (openModel), not of the stages that use it.
+type classifier interface {
+	EmbedLabels(labels []infer.Label) (*infer.LabelSet, error)
+	EmbedImages(images []infer.Image) ([][]float32, error)
+	Score(imageEmb []float32, set *infer.LabelSet) []float32
+	Info() infer.Info
+}
 
 // openModel opens cfg's model (or uses the one a test gives), fetching it
 // first when it is a hub model the cache lacks, checks that it computes
 // something and embeds every camera's labels. The function it returns
 // closes the model.
-func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer.Classifier) (func(), error) {
+func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given classifier) (func(), error) {
 	closeModel := func() {}
 	if given != nil {
 		d.model = given
@@ -39,37 +46,35 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 		if err != nil {
 			return nil, cfg.ErrorAt("inference.remote.tls", "%v", err)
 		}
-		m, err := d.openWaiting(ctx, opts)
+		var m *infer.Model
+		err = d.whileServerAway(ctx, func() (err error) {
+			m, err = infer.Open(opts)
+			return err
+		})
 		if err != nil {
 			return nil, err // infer's errors name the file, library or served model
 		}
 		d.model, closeModel = m, func() { m.Close() }
 	}
-	err := selfCheck(d.model)
-	for wait := newServerWait(d.log); infer.ServerUnavailable(err); err = selfCheck(d.model) {
-		if !wait.next(ctx, err) {
-			closeModel()
-			return nil, ctx.Err()
-		}
-	}
-	if err != nil {
+	fail := func(err error) (func(), error) {
 		closeModel()
 		return nil, err
 	}
+	if err := d.whileServerAway(ctx, func() error { return selfCheck(d.model) }); err != nil {
+		return fail(err)
+	}
 	start := time.Now()
 	for _, c := range cfg.Cameras {
-		set, err := d.model.EmbedLabels(inferLabels(c))
-		for wait := newServerWait(d.log); infer.ServerUnavailable(err); {
-			// The server went away since Open: wait for it, as there.
-			if !wait.next(ctx, err) {
-				closeModel()
-				return nil, ctx.Err()
-			}
+		var set *infer.LabelSet
+		err := d.whileServerAway(ctx, func() (err error) {
 			set, err = d.model.EmbedLabels(inferLabels(c))
-		}
+			return err
+		})
 		if err != nil {
-			closeModel()
-			return nil, fmt.Errorf("camera %q labels: %w", c.Name, err)
+			if ctx.Err() == nil {
+				err = fmt.Errorf("camera %q labels: %w", c.Name, err)
+			}
+			return fail(err)
 		}
 		d.sets.setLabels(c.Name, set)
 		d.sets.setGate(c.Name, c.SkipUnchanged)
@@ -81,54 +86,33 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given infer
 	return closeModel, nil
 }
 
-// openWaiting opens the model; an inference server that is not there yet
-// (the remote backend) is waited for, with backoff, until ctx ends:
-// daemons and their server often start together, and a server that
-// restarts must not leave its daemons down for good. Any other error —
-// a server serving another model among them — is returned at once.
-func (d *daemon) openWaiting(ctx context.Context, opts infer.Options) (*infer.Model, error) {
-	wait := newServerWait(d.log)
-	for {
-		m, err := infer.Open(opts)
-		if !infer.ServerUnavailable(err) {
-			return m, err
-		}
-		if !wait.next(ctx, err) {
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// serverWait paces retries while the inference server is unavailable at
-// start: 0.5 s doubling to 10 s, one log line per attempt up to the
+// whileServerAway calls fn until it returns anything but "the inference
+// server is unavailable" (the remote backend), or ctx ends (then ctx's
+// error): daemons and their server often start together, and a server that
+// restarts must not leave its daemons down for good. Any other error — a
+// server serving another model among them — is returned at once. Retries
+// wait 0.5 s doubling to 10 s, with one log line per attempt up to the
 // fifth, then one a minute.
-type serverWait struct {
-	log      *slog.Logger
-	delay    time.Duration
-	attempts int
-	start    time.Time
-	logged   time.Time
-}
-
-func newServerWait(log *slog.Logger) *serverWait {
-	return &serverWait{log: log, delay: 500 * time.Millisecond, start: time.Now()}
-}
-
-// next logs err and sleeps before the next attempt; false when ctx ended.
-func (w *serverWait) next(ctx context.Context, err error) bool {
-	w.attempts++
-	if w.attempts <= 5 || time.Since(w.logged) >= time.Minute {
-		w.log.Warn("waiting for the inference server", "attempt", w.attempts, "waited", time.Since(w.start).Round(time.Second), "err", err)
-		w.logged = time.Now()
-	}
-	t := time.NewTimer(w.delay)
-	defer t.Stop()
-	w.delay = min(2*w.delay, 10*time.Second)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+func (d *daemon) whileServerAway(ctx context.Context, fn func() error) error {
+	delay, attempts, start, logged := 500*time.Millisecond, 0, time.Now(), time.Time{}
+	for {
+		err := fn()
+		if !infer.ServerUnavailable(err) {
+			return err
+		}
+		attempts++
+		if attempts <= 5 || time.Since(logged) >= time.Minute {
+			d.log.Warn("waiting for the inference server", "attempt", attempts, "waited", time.Since(start).Round(time.Second), "err", err)
+			logged = time.Now()
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		delay = min(2*delay, 10*time.Second)
 	}
 }
 
@@ -136,58 +120,21 @@ func (w *serverWait) next(ctx context.Context, err error) bool {
 // of model.id, fetched first when the cache lacks any of the files the
 // variant needs (progress in the log).
 func ModelDir(ctx context.Context, cfg *configs.Config, client hub.Client, log *slog.Logger) (string, error) {
-	m := cfg.Model
-	if m.ID == "" {
-		return m.Path, nil
+	if cfg.Model.ID == "" {
+		return cfg.Model.Path, nil
 	}
-	if client.Progress == nil {
-		client.Progress = logProgress(log)
-	}
-	suffix := configs.Variants[m.Variant]
-	withFull := m.LogitScale == nil || m.LogitBias == nil
-	start := time.Now()
-	want := infer.HubFiles(suffix, withFull)
-	if cfg.Inference.Backend == "remote" {
-		// The server has the towers; here only the tokenizer, the
-		// preprocessor and the logit parameters are read.
-		want = slices.DeleteFunc(want, func(w hub.Want) bool {
-			return strings.HasPrefix(w.Path, "onnx/vision_model") || strings.HasPrefix(w.Path, "onnx/text_model")
-		})
-	}
-	dir, err := client.Fetch(ctx, m.ID, m.Revision, want)
-	if err == nil && withFull && suffix != "" && !exists(filepath.Join(dir, "onnx", "model"+suffix+".onnx")) {
-		// No full model of this variant: logit_scale and logit_bias come
-		// from the fp32 one, as infer reads them.
-		dir, err = client.Fetch(ctx, m.ID, m.Revision, append(infer.HubFiles(suffix, false), hub.Want{Path: "onnx/model.onnx"}))
-	}
+	dir, err := hub.ModelDir(ctx, client, hubModel(cfg), log)
 	if err != nil {
 		return "", fmt.Errorf("model.id: %w", err)
 	}
-	log.Info("model files ready", "model", m.ID, "revision", cmp.Or(m.Revision, "main"), "variant", m.Variant,
-		"folder", dir, "took", time.Since(start).Round(time.Millisecond))
 	return dir, nil
 }
 
-// logProgress logs a download's progress every 10 %, and its end.
-func logProgress(log *slog.Logger) func(hub.Progress) {
-	last := map[string]int64{} // file → last tenth logged
-	return func(p hub.Progress) {
-		tenth := int64(10)
-		if p.Total > 0 {
-			tenth = p.Done * 10 / p.Total
-		}
-		if prev, ok := last[p.File]; ok && tenth <= prev {
-			return
-		}
-		last[p.File] = tenth
-		log.Info("downloading model file", "model", p.Repo, "file", p.File, "percent", tenth*10,
-			"mib", fmt.Sprintf("%.1f/%.1f", float64(p.Done)/(1<<20), float64(p.Total)/(1<<20)))
-	}
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+// hubModel is cfg's model as the hub fetches it.
+func hubModel(cfg *configs.Config) hub.Model {
+	m := cfg.Model
+	return hub.Model{ID: m.ID, Revision: m.Revision, Variant: m.Variant, Suffix: configs.Variants[m.Variant],
+		WithFull: m.LogitScale == nil || m.LogitBias == nil, NoTowers: cfg.Inference.Backend == "remote"}
 }
 
 // modelOptions are infer's options for cfg's model in dir; the error is a
@@ -212,7 +159,7 @@ func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log 
 	r := cfg.Inference.Remote
 	u, err := url.Parse(r.URL.Reveal())
 	if err != nil {
-		return opts, fmt.Errorf("inference.remote.url: %s", configs.RedactURL(err.Error()))
+		return opts, fmt.Errorf("inference.remote.url: %s", kit.RedactURL(err.Error()))
 	}
 	remote := &infer.Remote{
 		Server:      oip.Options{Target: u.Host, Headers: map[string]string{}},
@@ -239,7 +186,7 @@ func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log 
 // embedding: the symptom of an ONNX Runtime that runs but computes nothing
 // useful (Frigate hit it with a misconfigured provider, frigate#24159), which
 // would otherwise give every frame the same scores forever.
-func selfCheck(m infer.Classifier) error {
+func selfCheck(m classifier) error {
 	info := m.Info()
 	w, h := max(info.ImageWidth, 16), max(info.ImageHeight, 16)
 	dark := infer.Image{Pix: make([]byte, 3*w*h), Width: w, Height: h, Stride: 3 * w}

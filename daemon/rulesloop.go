@@ -7,6 +7,7 @@ import (
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 	"github.com/siglipd/siglipd/rules"
 )
@@ -148,7 +149,7 @@ func rulesFor(cfg *configs.Config) []rules.Rule {
 				Camera: c.Name, Label: l.Name, Prompts: l.EffectivePrompts(),
 				Threshold: l.Threshold, OffThreshold: l.EffectiveOffThreshold(),
 				MinFrames: l.MinFrames, OffFrames: l.OffFrames,
-				OffDelay: l.OffDelay.D(), Cooldown: l.Cooldown.D(),
+				OffDelay: l.OffDelay.D(), Cooldown: l.Cooldown.D(), Slug: kit.Slug(l.Name),
 			})
 		}
 	}

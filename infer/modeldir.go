@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/siglipd/siglipd/infer/hub"
 )
 
 // ModelFiles are the files of a SigLIP model folder in the Hugging Face /
@@ -80,21 +78,4 @@ func findModelFiles(dir, suffix string, towers bool) (ModelFiles, error) {
 		f.Full = ""
 	}
 	return f, nil
-}
-
-// HubFiles are the files a model needs from a hub repository in this
-// layout, for an ONNX file suffix: what FindModelFiles requires, the
-// optional tokenizer config, and the full model (only read for
-// logit_scale and logit_bias) when withFull. The full model is optional:
-// an export without it for the variant falls back to onnx/model.onnx.
-func HubFiles(suffix string, withFull bool) []hub.Want {
-	w := []hub.Want{
-		{Path: "config.json"}, {Path: "preprocessor_config.json"}, {Path: "tokenizer.json"},
-		{Path: "tokenizer_config.json", Optional: true},
-		{Path: "onnx/vision_model" + suffix + ".onnx"}, {Path: "onnx/text_model" + suffix + ".onnx"},
-	}
-	if withFull {
-		w = append(w, hub.Want{Path: "onnx/model" + suffix + ".onnx", Optional: true})
-	}
-	return w
 }

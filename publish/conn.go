@@ -13,8 +13,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
-
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // session is one MQTT connection. A new paho client is made for every
@@ -361,7 +360,7 @@ func CheckTLS(caFile, certFile, keyFile string) error {
 // tlsConfig builds the TLS settings from the files, at each attempt. nil
 // for a plain connection.
 func (o *MQTTOptions) tlsConfig() (*tls.Config, error) {
-	return configs.TLS{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile, InsecureSkipVerify: o.InsecureSkipVerify}.Load()
+	return kit.TLSFiles{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile, InsecureSkipVerify: o.InsecureSkipVerify}.Load()
 }
 
 // explain turns a connection error into one line a user can act on. It
@@ -392,7 +391,7 @@ func explain(err error, o *MQTTOptions) string {
 	case errors.Is(err, packets.ErrorNetworkError):
 		// paho writes "network Error : <cause>"; the cause is what helps.
 		cause := strings.TrimPrefix(err.Error(), packets.ErrorNetworkError.Error()+" : ")
-		return "cannot reach the broker: " + configs.RedactURL(cause)
+		return "cannot reach the broker: " + kit.RedactURL(cause)
 	}
-	return configs.RedactURL(err.Error())
+	return kit.RedactURL(err.Error())
 }

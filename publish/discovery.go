@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // haConfig is a Home Assistant MQTT discovery config for one binary_sensor
@@ -306,7 +308,7 @@ func loadJSON(path string, v any) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
+		return fmt.Errorf("%s: %w", path, kit.UnwrapPath(err))
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -314,30 +316,11 @@ func loadJSON(path string, v any) error {
 	return nil
 }
 
-// saveJSON replaces path atomically (temporary file, rename), fsync'ing
-// the file first when durable.
+// saveJSON replaces path atomically with v as JSON, fsync'ed when durable.
 func saveJSON(path string, v any, durable bool) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+"*"+tmpExt)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	_, err = f.Write(b)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	return nil
+	return kit.WriteFile(path, b, 0o600, durable)
 }

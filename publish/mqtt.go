@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
 )
 
@@ -107,7 +107,7 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	}
 	t := newTopics(opts.TopicPrefix, opts.DiscoveryPrefix)
 	m := &MQTT{
-		opts: opts, log: opts.Logger, t: t, broker: configs.RedactURL(opts.Broker),
+		opts: opts, log: opts.Logger, t: t, broker: kit.RedactURL(opts.Broker),
 		queue: newPending(box, opts.Logger), ha: newDiscovery(opts, t), lastScores: map[string]time.Time{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -132,15 +132,15 @@ func (o *MQTTOptions) fill() error {
 	case o.Broker == "":
 		return errors.New("mqtt: broker URL is empty")
 	case err != nil:
-		return fmt.Errorf("mqtt: broker URL %s: %v", configs.RedactURL(o.Broker), configs.RedactURL(err.Error()))
+		return fmt.Errorf("mqtt: broker URL %s: %v", kit.RedactURL(o.Broker), kit.RedactURL(err.Error()))
 	case !slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme):
-		return fmt.Errorf("mqtt: broker URL %s: scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss", configs.RedactURL(o.Broker))
+		return fmt.Errorf("mqtt: broker URL %s: scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss", kit.RedactURL(o.Broker))
 	case u.Hostname() == "":
-		return fmt.Errorf("mqtt: broker URL %s has no host", configs.RedactURL(o.Broker))
+		return fmt.Errorf("mqtt: broker URL %s has no host", kit.RedactURL(o.Broker))
 	case (o.CAFile != "" || o.CertFile != "") && !isTLS(u.Scheme):
 		// paho silently ignores TLS settings on a plain scheme; a user who
 		// set a CA expects encryption, so say so instead of sending in clear.
-		return fmt.Errorf("mqtt: TLS files are set but broker URL %s is not TLS (use ssl://, mqtts:// or wss://)", configs.RedactURL(o.Broker))
+		return fmt.Errorf("mqtt: TLS files are set but broker URL %s is not TLS (use ssl://, mqtts:// or wss://)", kit.RedactURL(o.Broker))
 	case (o.CertFile == "") != (o.KeyFile == ""):
 		return errors.New("mqtt: client certificate and key must be given together")
 	case o.QoS > 2:

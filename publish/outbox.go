@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // message is one MQTT publish.
@@ -67,11 +68,11 @@ const (
 // unusable (folder not writable, or in use by another process).
 func openOutbox(dir string, limit int) (o *outbox, problems []error, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("outbox %s: %w", dir, unwrapPath(err))
+		return nil, nil, fmt.Errorf("outbox %s: %w", dir, kit.UnwrapPath(err))
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("outbox %s: %w", dir, unwrapPath(err))
+		return nil, nil, fmt.Errorf("outbox %s: %w", dir, kit.UnwrapPath(err))
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
@@ -82,7 +83,7 @@ func openOutbox(dir string, limit int) (o *outbox, problems []error, err error) 
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		o.close()
-		return nil, nil, fmt.Errorf("outbox %s: %w", dir, unwrapPath(err))
+		return nil, nil, fmt.Errorf("outbox %s: %w", dir, kit.UnwrapPath(err))
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -200,25 +201,8 @@ func (o *outbox) delete(r record) {
 }
 
 func (o *outbox) write(r record) error {
-	final := o.path(r.seq)
-	tmp := final + tmpExt
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("outbox %s: %w", tmp, unwrapPath(err))
-	}
-	_, err = f.Write(encodeRecord(r.msg))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("outbox %s: %w", final, unwrapPath(err))
+	if err := kit.WriteFile(o.path(r.seq), encodeRecord(r.msg), 0o600, true); err != nil {
+		return fmt.Errorf("outbox %w", err)
 	}
 	return nil
 }
@@ -248,7 +232,7 @@ var errCorrupt = errors.New("not a complete outbox record (bad length, magic or 
 func readRecord(path string) (message, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return message{}, unwrapPath(err)
+		return message{}, kit.UnwrapPath(err)
 	}
 	return decodeRecord(data)
 }
@@ -275,14 +259,4 @@ func decodeRecord(data []byte) (message, error) {
 	}
 	m.Payload = append([]byte(nil), rest[4:]...)
 	return m, nil
-}
-
-// unwrapPath drops the *PathError wrapper, whose path the callers already
-// name in their own words.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
-	}
-	return err
 }

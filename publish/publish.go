@@ -41,7 +41,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
 )
 
@@ -133,7 +133,7 @@ const (
 
 // topics names every topic siglipd publishes, so the rules for topic-safe
 // names live in one place:
-//   - label names are configs.Slug'ed: lower case, every run of characters
+//   - label names are kit.Slug'ed: lower case, every run of characters
 //     other than a-z and 0-9 becomes one "_" ("Garage door open!" →
 //     "garage_door_open"), so "+", "#" and "/" never reach a topic;
 //   - camera names are used as they are: the config allows only letters,
@@ -146,7 +146,7 @@ type topics struct {
 }
 
 func newTopics(prefix, discovery string) topics {
-	return topics{prefix: prefix, discovery: discovery, node: configs.Slug(prefix)}
+	return topics{prefix: prefix, discovery: discovery, node: kit.Slug(prefix)}
 }
 
 var cameraLevelRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -155,7 +155,7 @@ func cameraLevel(name string) string {
 	if cameraLevelRe.MatchString(name) {
 		return name
 	}
-	return configs.Slug(name)
+	return kit.Slug(name)
 }
 
 func (t topics) available() string { return t.prefix + "/available" }
@@ -168,11 +168,11 @@ func (t topics) cameraAvailable(camera string) string {
 func (t topics) events() string { return t.prefix + "/events" }
 
 func (t topics) state(camera, label string) string {
-	return t.prefix + "/" + cameraLevel(camera) + "/" + configs.Slug(label) + "/state"
+	return t.prefix + "/" + cameraLevel(camera) + "/" + kit.Slug(label) + "/state"
 }
 
 func (t topics) score(camera, label string) string {
-	return t.prefix + "/" + cameraLevel(camera) + "/" + configs.Slug(label) + "/score"
+	return t.prefix + "/" + cameraLevel(camera) + "/" + kit.Slug(label) + "/score"
 }
 
 func (t topics) snapshot(camera string) string {
@@ -186,7 +186,7 @@ func (t topics) haStatus() string { return t.discovery + "/status" }
 // collapse to one "_"), so splitting at the last "__" recovers the camera:
 // two (camera, label) pairs never share an id.
 func (t topics) objectID(camera, label string) string {
-	return cameraLevel(camera) + "__" + configs.Slug(label)
+	return cameraLevel(camera) + "__" + kit.Slug(label)
 }
 
 func (t topics) uniqueID(camera, label string) string {

@@ -53,11 +53,10 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/siglipd/siglipd/configs"
 )
 
 // Version is the "v" of every event payload. It changes only when a field
@@ -103,6 +102,10 @@ type Rule struct {
 	OffDelay             time.Duration
 	// Cooldown is the least time from an end to the next start.
 	Cooldown time.Duration
+	// Slug is the label's topic-safe name (lower case, a-z, 0-9 and "_"),
+	// which event ids end with; the daemon gives the one MQTT topics use.
+	// Empty: the label as it is.
+	Slug string
 }
 
 // Event is what the rules report. Its JSON form is the payload published on
@@ -399,7 +402,7 @@ func (p *pair) observe(t time.Time, s float64) []Event {
 func (p *pair) begin(t time.Time) Event {
 	p.on = true
 	p.start = t
-	p.id = eventID(t, p.rule.Camera, p.rule.Label)
+	p.id = eventID(t, p.rule.Camera, cmp.Or(p.rule.Slug, p.rule.Label))
 	p.top = p.runTop
 	p.below = 0
 	p.reportedTop, p.reportedAt = p.top, t
@@ -426,8 +429,8 @@ func (p *pair) event(typ string, end *time.Time) Event {
 
 // eventID is unique per event and readable in logs: the start time in Unix
 // seconds with microseconds (as Frigate writes its ids), the camera and the
-// label's topic form. A pair cannot start twice at one frame time, because
+// label's topic form (slug). A pair cannot start twice at one frame time, because
 // frame times of a pair strictly increase.
-func eventID(start time.Time, camera, label string) string {
-	return fmt.Sprintf("%d.%06d-%s-%s", start.Unix(), start.Nanosecond()/1000, camera, configs.Slug(label))
+func eventID(start time.Time, camera, slug string) string {
+	return fmt.Sprintf("%d.%06d-%s-%s", start.Unix(), start.Nanosecond()/1000, camera, slug)
 }

@@ -230,9 +230,9 @@ func TestEventFields(t *testing.T) {
 	if end.Type != TypeEnd || end.Score != 0.2 || end.TopScore != 0.9 || !end.FrameTime.Equal(at(8)) || !end.EndTime.Equal(at(8)) {
 		t.Errorf("end = %+v", end)
 	}
-	run2 := run(t, with(func(r *Rule) { r.Label = "Garage door open!" }), samples(0, 0.6, 0.6))
+	run2 := run(t, with(func(r *Rule) { r.Label, r.Slug = "Garage door open!", "garage_door_open" }), samples(0, 0.6, 0.6))
 	if run2[0].ID != "1732723201.000000-driveway-garage_door_open" {
-		t.Errorf("id with a label that is not topic-safe = %q", run2[0].ID)
+		t.Errorf("id of a label with a slug = %q", run2[0].ID)
 	}
 }
 

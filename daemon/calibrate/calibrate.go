@@ -29,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // Mark is a user's verdict on one frame of a camera for one label.
@@ -158,7 +160,7 @@ func (s *Store) Delete(id string) error {
 		line, _ := json.Marshal(m)
 		buf.Write(append(line, '\n'))
 	}
-	if err := writeAtomic(filepath.Join(s.dir, marksFile), buf.Bytes()); err != nil {
+	if err := kit.WriteFile(filepath.Join(s.dir, marksFile), buf.Bytes(), 0o644, false); err != nil {
 		return err
 	}
 	s.marks = kept
@@ -216,7 +218,7 @@ func (s *Store) change(fn func()) error {
 		return cmp.Or(strings.Compare(a.Camera, b.Camera), strings.Compare(a.Label, b.Label))
 	})
 	b, _ := json.MarshalIndent(list, "", "  ")
-	if err := writeAtomic(filepath.Join(s.dir, calibrationFile), b); err != nil {
+	if err := kit.WriteFile(filepath.Join(s.dir, calibrationFile), b, 0o644, false); err != nil {
 		s.applied = old
 		return err
 	}
@@ -229,14 +231,6 @@ func (s *Store) Applied(camera, label string) (Applied, bool) {
 	defer s.mu.Unlock()
 	a, ok := s.applied[key{camera, label}]
 	return a, ok
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // Suggestion is the threshold that separates a label's yes marks from its

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
 )
 
@@ -273,11 +274,7 @@ func (s *Store) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := kit.WriteFile(path, buf.Bytes(), 0o644, false); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return nil

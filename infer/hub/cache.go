@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/siglipd/siglipd/internal/kit"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,11 +94,7 @@ func (r *repoCache) setRef(revision, commit string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(commit), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return kit.WriteFile(path, []byte(commit), 0o644, false)
 }
 
 // noteMissing remembers that path is not in the repository at commit.

@@ -35,9 +35,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // DefaultEndpoint is the hub's address unless HF_ENDPOINT says otherwise.
@@ -124,12 +125,9 @@ func isTrue(s string) bool {
 	return false
 }
 
-// repoIDRe is a model repository id: "name" or "owner/name".
-var repoIDRe = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`)
-
 // CheckRepoID reports whether id can be a model repository id.
 func CheckRepoID(id string) error {
-	if !repoIDRe.MatchString(id) || strings.Contains(id, "..") || strings.Contains(id, "--") {
+	if !kit.ValidModelID(id) {
 		return fmt.Errorf("%q is not a Hugging Face model id (owner/name, e.g. Xenova/siglip-base-patch16-224)", id)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/infer/oip"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // benchRow is one variant × batch size of `siglipd bench`. "raw" is a bare
@@ -104,7 +105,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	if *remote != "" {
 		u, err := url.Parse(*remote)
 		if err != nil || u.Scheme != "grpc" || u.Port() == "" {
-			fmt.Fprintf(stderr, "siglipd bench: --remote %q: want grpc://host:port\n", configs.RedactURL(*remote))
+			fmt.Fprintf(stderr, "siglipd bench: --remote %q: want grpc://host:port\n", kit.RedactURL(*remote))
 			return exitUsage
 		}
 		remoteOpts = &infer.Remote{Server: oip.Options{Target: u.Host}, VisionModel: *visionModel, TextModel: *textModel, Timeout: time.Minute}
@@ -152,7 +153,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			r.SiglipdImagesPerSec, r.SiglipdImagesPerSec/r.RawImagesPerSec, r.FrameImagesPerSec, r.RawCPUPerImageMS)
 	}
 	if rep.Remote != "" {
-		fmt.Fprintf(stdout, "\nremote backend %s against local, same frames, alternating rounds:\n", configs.RedactURL(rep.Remote))
+		fmt.Fprintf(stdout, "\nremote backend %s against local, same frames, alternating rounds:\n", kit.RedactURL(rep.Remote))
 		fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %15s %15s\n", "variant", "batch", "local img/s", "remote img/s",
 			"/local", "local ms/batch", "remote ms/batch")
 		for _, r := range rep.Rows {

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siglipd/siglipd/configs"
-	"github.com/siglipd/siglipd/daemon"
 	"github.com/siglipd/siglipd/infer/hub"
 )
 
@@ -44,12 +43,13 @@ HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 		fmt.Fprintln(stderr, "siglipd pull: give one model id, e.g. siglipd pull Xenova/siglip-base-patch16-224")
 		return exitUsage
 	}
-	cfg := &configs.Config{Model: configs.Model{ID: fs.Arg(0), Revision: *revision, Variant: *variant}}
-	if _, ok := configs.Variants[*variant]; !ok {
+	suffix, ok := configs.Variants[*variant]
+	if !ok {
 		fmt.Fprintf(stderr, "siglipd pull: --variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4\n", *variant)
 		return exitUsage
 	}
-	if err := hub.CheckRepoID(cfg.Model.ID); err != nil {
+	m := hub.Model{ID: fs.Arg(0), Revision: *revision, Variant: *variant, Suffix: suffix, WithFull: true}
+	if err := hub.CheckRepoID(m.ID); err != nil {
 		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
 		return exitUsage
 	}
@@ -59,7 +59,7 @@ HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 	bar := newProgressBar(stderr)
 	client.Progress = bar.show
 	logger, _ := newLogger(stderr, "info", "text")
-	dir, err := daemon.ModelDir(ctx, cfg, client, logger)
+	dir, err := hub.ModelDir(ctx, client, m, logger)
 	bar.done()
 	if err != nil {
 		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
