@@ -69,6 +69,15 @@ type serverStater interface {
 	Probe(ctx context.Context) error
 }
 
+// startProbe starts probeServer until ctx ends; shutdown waits for it.
+func (d *daemon) startProbe(ctx context.Context) {
+	d.probes.Add(1)
+	go func() {
+		defer d.probes.Done()
+		d.probeServer(ctx, serverProbeInterval)
+	}()
+}
+
 // probeServer asks the inference server every interval whether it is
 // ready, until ctx ends, so that /readyz and the metrics follow a server
 // that goes away or comes back while no frame is being scored.

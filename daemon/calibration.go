@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +12,14 @@ import (
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"
-	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/infer"
 )
+
+// Calibration: marks of frames on the live page and the thresholds they
+// suggest. Reads (Calibration, MarkJPEG) run on the caller's goroutine;
+// every write of the calibration store, and the threshold change an apply
+// makes, runs on the change loop (changes.go), the one owner of the running
+// config, so that the config, the rules and the store never disagree.
 
 // promptCache holds the text embeddings of labels' prompts one by one,
 // for per-prompt scores of marks.
@@ -84,93 +89,86 @@ func findLabel(cfg *configs.Config, camera, label string) (*configs.Label, bool)
 	return nil, false
 }
 
-var errNoCalibration = errors.New("calibration is unavailable (the state folder's calibration folder could not be opened; see the log)")
+var errNoCalibration = fmt.Errorf("%w: calibration is unavailable (the state folder's calibration folder could not be opened; see the log)",
+	calibrate.ErrUnavailable)
+
+func errNoLabel(camera, label string) error {
+	return fmt.Errorf("%w: no label %q on camera %q", calibrate.ErrNotFound, label, camera)
+}
 
 // Mark records the user's verdict on the camera's last scored frame for a
 // label: its probability, its time, its image embedding and its JPEG.
-func (d *daemon) Mark(camera, label string, yes bool) (calibrate.Mark, error) {
+func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool) (calibrate.Mark, error) {
 	if d.calib == nil {
 		return calibrate.Mark{}, errNoCalibration
 	}
 	l, ok := findLabel(d.config(), camera, label)
 	if !ok {
-		return calibrate.Mark{}, fmt.Errorf("%w: no label %q on camera %q", httpapi.ErrNotFound, label, camera)
+		return calibrate.Mark{}, errNoLabel(camera, label)
 	}
-	probs, _, _ := d.live.Scores(camera)
-	p, ok := probs[label]
-	if !ok {
-		return calibrate.Mark{}, fmt.Errorf("%w: camera %q has no scored frame yet", httpapi.ErrNotFound, camera)
-	}
-	jpeg, at, err := d.live.Snapshot(camera)
+	jpeg, at, probs, err := d.live.Snapshot(ctx, camera)
 	if err != nil {
 		return calibrate.Mark{}, err
+	}
+	p, ok := probs[label]
+	if !ok {
+		return calibrate.Mark{}, fmt.Errorf("%w: camera %q has no scored frame yet", calibrate.ErrNotFound, camera)
 	}
 	var emb []float32
 	if d.batch != nil {
 		emb = d.batch.lastEmbedding(camera)
 	}
-	return d.calib.Add(calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}, jpeg)
+	m := calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}
+	err = d.change(ctx, "mark", func() (err error) {
+		m, err = d.calib.Add(m, jpeg)
+		return err
+	})
+	return m, err
 }
 
 // DeleteMark removes a mark.
-func (d *daemon) DeleteMark(id string) error {
+func (d *daemon) DeleteMark(ctx context.Context, id string) error {
 	if d.calib == nil {
 		return errNoCalibration
 	}
-	if err := d.calib.Delete(id); err != nil {
-		return fmt.Errorf("%w: no mark %q", httpapi.ErrNotFound, id)
-	}
-	return nil
+	return d.change(ctx, "delete mark", func() error {
+		if err := d.calib.Delete(id); err != nil {
+			return fmt.Errorf("%w: no mark %q", calibrate.ErrNotFound, id)
+		}
+		return nil
+	})
 }
 
 // Calibration is what the page shows for a label: its marks, the
 // threshold they suggest, a Platt fit, and what is applied.
-func (d *daemon) Calibration(camera, label string) (httpapi.Calibration, error) {
+func (d *daemon) Calibration(camera, label string) (calibrate.Report, error) {
+	l, err := d.calibrationLabel(camera, label)
+	if err != nil || d.calib == nil {
+		return calibrate.Report{Label: l, Marks: []calibrate.ScoredMark{}}, err
+	}
+	return d.calib.Report(l, d.promptScorer(l.Prompts)), nil
+}
+
+// calibrationLabel is a label as a calibration report needs it.
+func (d *daemon) calibrationLabel(camera, label string) (calibrate.Label, error) {
 	fileLabel, ok := findLabel(d.fileConfig(), camera, label)
 	if !ok {
-		return httpapi.Calibration{}, fmt.Errorf("%w: no label %q on camera %q", httpapi.ErrNotFound, label, camera)
+		return calibrate.Label{}, errNoLabel(camera, label)
 	}
-	live, _ := findLabel(d.config(), camera, label)
-	c := httpapi.Calibration{Camera: camera, Label: label, Threshold: live.Threshold, ConfigThreshold: fileLabel.Threshold,
-		Pinned: fileLabel.PinThreshold, Marks: []httpapi.MarkInfo{}}
-	if d.calib == nil {
-		return c, nil
+	l := calibrate.Label{Camera: camera, Label: label, Prompts: fileLabel.EffectivePrompts(),
+		Threshold: fileLabel.Threshold, ConfigThreshold: fileLabel.Threshold, Pinned: fileLabel.PinThreshold}
+	if live, ok := findLabel(d.config(), camera, label); ok {
+		l.Threshold = live.Threshold
 	}
-	if a, ok := d.calib.Applied(camera, label); ok {
-		c.Applied = &httpapi.AppliedInfo{Threshold: a.Threshold, At: a.At, Marks: a.Marks}
-	}
-	var yes, no []float64
-	prompts := fileLabel.EffectivePrompts()
-	perPrompt := d.promptScorer(prompts)
-	for _, m := range d.calib.Marks(camera, label, prompts) {
-		c.Marks = append(c.Marks, httpapi.MarkInfo{ID: m.ID, Yes: m.Yes, Score: m.Score, Time: m.Time, PromptScores: perPrompt(m.Embedding)})
-		if m.Yes {
-			yes = append(yes, m.Score)
-		} else {
-			no = append(no, m.Score)
-		}
-	}
-	if s, ok := calibrate.Suggest(yes, no); ok {
-		c.Suggestion = &s
-	}
-	if p, ok := calibrate.FitPlatt(yes, no); ok {
-		fit := &httpapi.PlattInfo{A: p.A, B: p.B}
-		for _, m := range c.Marks {
-			fit.Before = append(fit.Before, m.Score)
-			fit.After = append(fit.After, p.Apply(m.Score))
-		}
-		c.Platt = fit
-	}
-	return c, nil
+	return l, nil
 }
 
 // promptScorer scores a mark's embedding against each prompt on its own,
 // for a label with several prompts (nil otherwise, or without a model).
 // The prompts' text embeddings are made once per set of prompts.
 func (d *daemon) promptScorer(prompts []string) func([]float32) map[string]float64 {
-	none := func([]float32) map[string]float64 { return nil }
 	if len(prompts) < 2 || d.model == nil {
-		return none
+		return nil
 	}
 	key := strings.Join(prompts, "\x00")
 	d.promptMu.Lock()
@@ -184,7 +182,7 @@ func (d *daemon) promptScorer(prompts []string) func([]float32) map[string]float
 		var err error
 		if set, err = d.model.EmbedLabels(labels); err != nil {
 			d.log.Warn("per-prompt scores unavailable", "err", err)
-			return none
+			return nil
 		}
 		d.promptMu.Lock()
 		d.promptSets[key] = set
@@ -205,45 +203,53 @@ func (d *daemon) promptScorer(prompts []string) func([]float32) map[string]float
 // ApplyCalibration applies the suggested threshold of a label (apply
 // true) or returns it to the config's (false), at once: the rules take it
 // from the next frame, as after a reload.
-func (d *daemon) ApplyCalibration(camera, label string, apply bool) (httpapi.Calibration, error) {
+func (d *daemon) ApplyCalibration(ctx context.Context, camera, label string, apply bool) (calibrate.Report, error) {
 	if d.calib == nil {
-		return httpapi.Calibration{}, errNoCalibration
+		return calibrate.Report{}, errNoCalibration
 	}
-	c, err := d.Calibration(camera, label)
+	if err := d.change(ctx, "calibration", func() error { return d.applyCalibration(camera, label, apply) }); err != nil {
+		return calibrate.Report{}, err
+	}
+	return d.Calibration(camera, label)
+}
+
+// applyCalibration records the applied threshold and puts it in force; it
+// runs on the change loop.
+func (d *daemon) applyCalibration(camera, label string, apply bool) error {
+	l, err := d.calibrationLabel(camera, label)
 	if err != nil {
-		return c, err
+		return err
 	}
+	prev, had := d.calib.Applied(camera, label)
 	if apply {
-		s := c.Suggestion
+		s := d.calib.Report(l, nil).Suggestion
 		if s == nil || !s.Separable {
-			return c, fmt.Errorf("%w: the marks of %s / %s suggest no threshold (they need a yes and a no, and every yes scored above every no)",
-				httpapi.ErrConflict, camera, label)
+			return fmt.Errorf("%w: the marks of %s / %s suggest no threshold (they need a yes and a no, and every yes scored above every no)",
+				calibrate.ErrConflict, camera, label)
 		}
-		fileLabel, _ := findLabel(d.fileConfig(), camera, label)
-		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: time.Now(), Marks: s.Yes + s.No,
-			Prompts: fileLabel.EffectivePrompts()})
+		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: time.Now(), Marks: s.Yes + s.No, Prompts: l.Prompts})
 	} else {
 		err = d.calib.Clear(camera, label)
 	}
 	if err != nil {
-		return c, err
+		return err
 	}
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
 	old := d.config()
 	if err := d.apply(old, diff(old, withCalibration(d.fileConfig(), d.calib))); err != nil {
-		return c, err
+		// Keep the store as the running config is.
+		if had {
+			d.calib.Apply(camera, label, prev)
+		} else {
+			d.calib.Clear(camera, label)
+		}
+		return err
 	}
-	d.log.Info("threshold calibrated", "camera", camera, "label", label, "applied", apply, "threshold", d.mustLabel(camera, label).Threshold)
-	return d.Calibration(camera, label)
-}
-
-func (d *daemon) mustLabel(camera, label string) *configs.Label {
-	l, _ := findLabel(d.config(), camera, label)
-	if l == nil {
-		return &configs.Label{}
+	threshold := 0.0
+	if now, ok := findLabel(d.config(), camera, label); ok {
+		threshold = now.Threshold
 	}
-	return l
+	d.log.Info("threshold calibrated", "camera", camera, "label", label, "applied", apply, "threshold", threshold)
+	return nil
 }
 
 // MarkJPEG is the path of a mark's frame.
@@ -253,7 +259,7 @@ func (d *daemon) MarkJPEG(id string) (string, error) {
 	}
 	p := d.calib.JPEG(id)
 	if _, err := os.Stat(p); p == "" || err != nil {
-		return "", fmt.Errorf("%w: no frame for mark %q", httpapi.ErrNotFound, id)
+		return "", fmt.Errorf("%w: no frame for mark %q", calibrate.ErrNotFound, id)
 	}
 	return p, nil
 }

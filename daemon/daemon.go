@@ -10,17 +10,23 @@
 // back to front (publish first, capture last) and stops them front to back:
 // cancelling capture lets the batcher score the last frames and close its
 // output, the rules loop drain it and end the events still open, and publish
-// send those last events and "offline". Config reloads (SIGHUP, or a change
-// of the file) are planned by diff (plan.go), a pure function, and carried
-// out by apply (reload.go) without stopping cameras whose settings did not
-// change. The HTTP endpoints are package httpapi; the command line is
+// send those last events and "offline".
+//
+// One goroutine, the change loop (changes.go), owns the running config:
+// reloads (SIGHUP, or a change of the file) and calibration from the page
+// come to it as requests, are planned by diff (plan.go), a pure function,
+// and carried out by apply without stopping cameras whose settings did not
+// change. The pipeline (batcher, rules loop, emitter) knows nothing of HTTP:
+// what the page shows of each camera is a live.Board the rules loop writes,
+// and package httpapi reads the daemon through interfaces of its own and
+// maps the daemon's errors to status codes. The command line is
 // daemon/cmd/siglipd.
 //
-// Files: daemon.go (Run), model.go, cameras.go, batcher.go, rulesloop.go,
-// emit.go and journal.go (the event path), plan.go and reload.go, backend.go
-// and metrics.go (what HTTP and Prometheus read), gate.go (the change gate
-// that spares the model unchanged frames), repeatlog.go (one log line for a
-// failure that repeats), check.go (--check).
+// Files: daemon.go (Run, shutdown), model.go, cameras.go, batcher.go,
+// rulesloop.go, emit.go and journal.go (the event path), plan.go and
+// changes.go (the change loop), calibration.go, backend.go and metrics.go
+// (what HTTP and Prometheus read), gate.go (the change gate that spares the
+// model unchanged frames), historyfile.go, check.go (--check).
 package daemon
 
 import (
@@ -39,8 +45,10 @@ import (
 	"github.com/siglipd/siglipd/daemon/calibrate"
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/daemon/live"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
+	"gocv.io/x/gocv"
 )
 
 // Version is set at build time: -ldflags "-X github.com/siglipd/siglipd/daemon.Version=v1.2.3".
@@ -89,6 +97,8 @@ type hooks struct {
 	classifier classifier      // used instead of opening cfg.Model; not closed
 	ready      chan<- struct{} // closed once running
 	httpAddr   chan<- string   // receives the HTTP server's address
+	// encodeJPEG replaces the live page's JPEG encoder.
+	encodeJPEG func(gocv.Mat) ([]byte, error)
 }
 
 // daemon is one running siglipd: the stages Run started, for shutdown,
@@ -106,19 +116,21 @@ type daemon struct {
 	rules   *rulesLoop
 	sink    publish.Sink
 	metrics *metrics
-	live    *httpapi.Live
+	live    *live.Board
 	history *history.Store
 	http    *httpapi.Server // nil when http.listen is ""
+	probes  sync.WaitGroup  // the inference server's probe
 
-	calib *calibrate.Store // nil when the state folder's calibration cannot be opened
+	calib *calibrate.Store // nil when the state folder's calibration cannot be opened; written by the change loop
 	promptCache
 
-	// reloadMu serializes what changes the running config: reloads and
-	// calibration.
-	reloadMu sync.Mutex
-	mu       sync.Mutex
-	fileCfg  *configs.Config // the config as the file says
-	cfg      *configs.Config // the running config: fileCfg with applied calibration, restart-only sections as started
+	changes     chan changeRequest // to the change loop (changes.go)
+	changesDone chan struct{}      // closed when the change loop has ended
+
+	// The change loop writes fileCfg and cfg; anyone may read them under mu.
+	mu      sync.Mutex
+	fileCfg *configs.Config // the config as the file says
+	cfg     *configs.Config // the running config: fileCfg with applied calibration, restart-only sections as started
 }
 
 // Run runs the daemon until ctx is cancelled, then stops every stage within
@@ -129,7 +141,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 }
 
 func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error {
-	d := newDaemon(cfg, opts)
+	d := newDaemon(cfg, opts, h.encodeJPEG)
 	d.openCalibration(cfg)
 	cfg = withCalibration(cfg, d.calib) // thresholds applied from marked frames
 	d.cfg = cfg
@@ -153,27 +165,28 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	d.rules = d.startRules(cfg)
 	d.batch = d.startBatcher(cfg)
 	if err := d.startHTTP(cfg, h.httpAddr); err != nil {
+		close(d.changesDone)
 		d.shutdown()
 		return err
 	}
 	if err := d.cameras.startAll(cfg.Cameras); err != nil {
+		close(d.changesDone)
 		d.shutdown()
 		return err
 	}
-	probeCtx, stopProbe := context.WithCancel(ctx)
-	defer stopProbe()
-	go d.probeServer(probeCtx, serverProbeInterval)
+	d.startProbe(ctx)
 	d.log.Info("siglipd running", "cameras", len(cfg.Cameras), "sink", cfg.Sink, "http", cfg.HTTP.Listen)
 	if h.ready != nil {
 		close(h.ready)
 	}
-	d.serveReloads(ctx)
+	d.serveChanges(ctx)
+	close(d.changesDone) // from here on a change is refused
 	d.log.Info("stopping siglipd")
 	d.shutdown()
 	return nil
 }
 
-func newDaemon(cfg *configs.Config, opts Options) *daemon {
+func newDaemon(cfg *configs.Config, opts Options, encodeJPEG func(gocv.Mat) ([]byte, error)) *daemon {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -181,8 +194,9 @@ func newDaemon(cfg *configs.Config, opts Options) *daemon {
 	d := &daemon{
 		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(),
 		sets: newScoring(), latest: latest,
-		cameras: newCameraSet(latest, opts.Logger), live: httpapi.NewLive(), history: history.New(history.Options{}),
+		cameras: newCameraSet(latest, opts.Logger), live: live.New(encodeJPEG), history: history.New(history.Options{}),
 		promptCache: promptCache{promptSets: map[string]*infer.LabelSet{}},
+		changes:     make(chan changeRequest), changesDone: make(chan struct{}),
 	}
 	d.metrics = newMetrics(d)
 	return d
@@ -222,11 +236,21 @@ func (d *daemon) startHTTP(cfg *configs.Config, addr chan<- string) error {
 	return nil
 }
 
-// shutdown stops what Run started, front to back, within ShutdownTimeout:
-// capture, then the batcher scores what is pending and the rules loop ends
-// the open events, then publish sends the last events and "offline".
+// shutdown stops what Run started within ShutdownTimeout. First what
+// reaches in from outside: HTTP (no request can start a change or read a
+// stage that is going away) and the server probe, each waited for. Then the
+// stages, front to back: capture, then the batcher scores what is pending
+// and the rules loop ends the open events, then publish sends the last
+// events and "offline". The change loop has already ended (Run returns from
+// it first), so no change can reach a stage that has stopped.
 func (d *daemon) shutdown() {
 	deadline := time.Now().Add(ShutdownTimeout)
+	if d.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		d.http.Close(ctx)
+		cancel()
+	}
+	d.probes.Wait() // cancelled with Run's context
 	d.cameras.stopAll()
 	if d.batch != nil {
 		// A last batch only if it fits, leaving publish at least 1.5 s.
@@ -241,11 +265,6 @@ func (d *daemon) shutdown() {
 		if err := d.sink.Close(ctx); err != nil {
 			d.log.Warn("publishing stopped with undelivered messages kept for the next start", "err", err)
 		}
-		cancel()
-	}
-	if d.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		d.http.Close(ctx)
 		cancel()
 	}
 	d.live.Close()

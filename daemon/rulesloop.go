@@ -6,7 +6,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
-	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/daemon/live"
 	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 	"github.com/siglipd/siglipd/rules"
@@ -23,7 +23,7 @@ type rulesLoop struct {
 	updates chan ruleUpdate
 	emit    *emitter
 	sink    publish.Sink // scores and camera availability
-	live    *httpapi.Live
+	live    *live.Board
 	metrics *metrics
 	cameras func() []capture.Status // the running cameras, for availability
 	tick    time.Duration
@@ -57,12 +57,12 @@ func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
 
 // newRulesLoop makes a loop for rules whose input holds buffer frames;
 // run starts it. cameras reports the running cameras.
-func newRulesLoop(r []rules.Rule, quiet time.Duration, buffer int, e *emitter, live *httpapi.Live, cameras func() []capture.Status) *rulesLoop {
+func newRulesLoop(r []rules.Rule, quiet time.Duration, buffer int, e *emitter, board *live.Board, cameras func() []capture.Status) *rulesLoop {
 	m := rules.New(r)
 	m.QuietTimeout = quiet
 	return &rulesLoop{
 		machine: m, in: make(chan scoredFrame, buffer), updates: make(chan ruleUpdate),
-		emit: e, sink: e.sink, live: live, metrics: e.metrics, cameras: cameras,
+		emit: e, sink: e.sink, live: board, metrics: e.metrics, cameras: cameras,
 		tick: time.Second, log: e.log, done: make(chan struct{}), up: map[string]bool{},
 	}
 }
@@ -108,14 +108,17 @@ func (l *rulesLoop) observe(s scoredFrame) {
 	l.live.SetScores(f, probs, l.machine.States()) // takes ownership of f
 }
 
-// setRules hands the loop new rules and waits until they apply.
+// setRules hands the loop new rules and waits until they apply. Only the
+// change loop calls it, and that ends before the rules loop does (the
+// batcher closes the rules loop's input in shutdown, after the change loop
+// has returned), so the loop is there to take them; should it have ended,
+// nothing is left to apply them to.
 func (l *rulesLoop) setRules(r []rules.Rule, quiet time.Duration) {
 	u := ruleUpdate{rules: r, quietTimeout: quiet, done: make(chan struct{})}
 	select {
 	case l.updates <- u:
 		<-u.done
-	case <-time.After(5 * time.Second):
-		l.log.Error("rules loop did not take the new rules within 5s")
+	case <-l.done:
 	}
 }
 

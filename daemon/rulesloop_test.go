@@ -13,7 +13,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/daemon/history"
-	"github.com/siglipd/siglipd/daemon/httpapi"
+	"github.com/siglipd/siglipd/daemon/live"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/publish"
 	"github.com/siglipd/siglipd/rules"
@@ -83,7 +83,7 @@ func newRulesRig(t *testing.T, quiet time.Duration, rs ...rules.Rule) *rulesRig 
 	}
 	r := &rulesRig{sink: &recordingSink{}, journal: j}
 	e := &emitter{sink: r.sink, journal: j, history: history.New(history.Options{}), metrics: newMetrics(noStatus{}), log: log}
-	r.loop = newRulesLoop(rs, quiet, 4, e, httpapi.NewLive(), r.cameras)
+	r.loop = newRulesLoop(rs, quiet, 4, e, live.New(nil), r.cameras)
 	r.loop.tick = 10 * time.Millisecond
 	go r.loop.run()
 	t.Cleanup(func() {

@@ -6,9 +6,12 @@
 // A threshold the user applies is kept in the state folder's calibration
 // file, which the daemon reads at start: the user's YAML stays theirs.
 //
-// Contract: a Store is safe for concurrent use; its methods write the state
-// folder (marks.jsonl, one JPEG per mark, calibration.json) before they
-// return. Suggest and FitPlatt are pure.
+// Contract: a Store has one writer: Add, Delete, Apply and Clear are
+// called by one goroutine at a time (the daemon's change loop), and write
+// the state folder (marks.jsonl, one JPEG per mark, calibration.json)
+// before they return, without holding the lock that readers (Marks,
+// Applied, Report, JPEG) take, so a slow disk never stalls a reader. A
+// write that fails changes nothing. Suggest and FitPlatt are pure.
 package calibrate
 
 import (
@@ -123,8 +126,6 @@ func (s *Store) Add(m Mark, jpeg []byte) (Mark, error) {
 	id := make([]byte, 8)
 	rand.Read(id)
 	m.ID = hex.EncodeToString(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(jpeg) > 0 {
 		if err := os.WriteFile(filepath.Join(s.dir, m.ID+".jpg"), jpeg, 0o644); err != nil {
 			return Mark{}, err
@@ -132,29 +133,32 @@ func (s *Store) Add(m Mark, jpeg []byte) (Mark, error) {
 	}
 	line, _ := json.Marshal(m)
 	f, err := os.OpenFile(filepath.Join(s.dir, marksFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = f.Write(append(line, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
+		os.Remove(filepath.Join(s.dir, m.ID+".jpg"))
 		return Mark{}, err
 	}
-	_, err = f.Write(append(line, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return Mark{}, err
-	}
+	s.mu.Lock()
 	s.marks = append(s.marks, m)
+	s.mu.Unlock()
 	return m, nil
 }
 
 // Delete removes a mark (a wrong click).
 func (s *Store) Delete(id string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := slices.IndexFunc(s.marks, func(m Mark) bool { return m.ID == id })
+	marks := s.marks
+	s.mu.Unlock()
+	i := slices.IndexFunc(marks, func(m Mark) bool { return m.ID == id })
 	if i < 0 {
 		return fs.ErrNotExist
 	}
-	kept := slices.Delete(slices.Clone(s.marks), i, i+1)
+	kept := slices.Delete(slices.Clone(marks), i, i+1)
 	var buf bytes.Buffer
 	for _, m := range kept {
 		line, _ := json.Marshal(m)
@@ -163,7 +167,9 @@ func (s *Store) Delete(id string) error {
 	if err := kit.WriteFile(filepath.Join(s.dir, marksFile), buf.Bytes(), 0o644, false); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.marks = kept
+	s.mu.Unlock()
 	os.Remove(filepath.Join(s.dir, id+".jpg"))
 	return nil
 }
@@ -192,26 +198,27 @@ func (s *Store) JPEG(id string) string {
 
 // Apply records a threshold for a label.
 func (s *Store) Apply(camera, label string, a Applied) error {
-	return s.change(func() { s.applied[key{camera, label}] = a })
+	return s.change(func(m map[key]Applied) { m[key{camera, label}] = a })
 }
 
 // Clear forgets a label's applied threshold.
 func (s *Store) Clear(camera, label string) error {
-	return s.change(func() { delete(s.applied, key{camera, label}) })
+	return s.change(func(m map[key]Applied) { delete(m, key{camera, label}) })
 }
 
-func (s *Store) change(fn func()) error {
+// change writes the applied thresholds as fn changes them, then keeps them.
+func (s *Store) change(fn func(map[key]Applied)) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := maps.Clone(s.applied)
-	fn()
+	applied := maps.Clone(s.applied)
+	s.mu.Unlock()
+	fn(applied)
 	type entry struct {
 		Camera string `json:"camera"`
 		Label  string `json:"label"`
 		Applied
 	}
 	var list []entry
-	for k, a := range s.applied {
+	for k, a := range applied {
 		list = append(list, entry{k.Camera, k.Label, a})
 	}
 	slices.SortFunc(list, func(a, b entry) int {
@@ -219,9 +226,11 @@ func (s *Store) change(fn func()) error {
 	})
 	b, _ := json.MarshalIndent(list, "", "  ")
 	if err := kit.WriteFile(filepath.Join(s.dir, calibrationFile), b, 0o644, false); err != nil {
-		s.applied = old
 		return err
 	}
+	s.mu.Lock()
+	s.applied = applied
+	s.mu.Unlock()
 	return nil
 }
 
@@ -237,16 +246,14 @@ func (s *Store) Applied(camera, label string) (Applied, bool) {
 // no marks with the widest margin, measured in logits (where SigLIP's
 // probabilities near 0 and 1 are spread out).
 type Suggestion struct {
-	Yes       int     `json:"yes_marks"`
-	No        int     `json:"no_marks"`
-	Separable bool    `json:"separable"`           // every yes scores above every no
-	Threshold float64 `json:"threshold,omitempty"` // when separable: halfway, in logits, between the lowest yes and the highest no
+	Yes, No   int     // marks of each kind
+	Separable bool    // every yes scores above every no
+	Threshold float64 // when separable: halfway, in logits, between the lowest yes and the highest no
 	// Margin is that halfway distance in logits (when separable), or how
 	// far the lowest yes falls below the highest no (when not).
-	Margin float64 `json:"margin"`
+	Margin float64
 	// LowestYes and HighestNo are the scores the suggestion stands on.
-	LowestYes float64 `json:"lowest_yes"`
-	HighestNo float64 `json:"highest_no"`
+	LowestYes, HighestNo float64
 }
 
 // Suggest finds the widest-margin threshold; it needs at least one yes and

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,24 +13,18 @@ import (
 	"github.com/siglipd/siglipd/daemon/calibrate"
 )
 
-// Errors a Backend wraps to choose the answer's status.
-var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("not possible now")
-)
-
 // Calibration is /api/calibration: a label's marks, the threshold they
 // suggest, a Platt recalibration fitted to them, and what is in force.
 type Calibration struct {
-	Camera          string                `json:"camera"`
-	Label           string                `json:"label"`
-	Threshold       float64               `json:"threshold"`        // in force
-	ConfigThreshold float64               `json:"config_threshold"` // the file's
-	Pinned          bool                  `json:"pinned"`           // pin_threshold: applied thresholds do not apply
-	Applied         *AppliedInfo          `json:"applied"`          // null: none
-	Marks           []MarkInfo            `json:"marks"`
-	Suggestion      *calibrate.Suggestion `json:"suggestion"` // null: needs a yes and a no mark
-	Platt           *PlattInfo            `json:"platt"`      // null: needs 3 of each
+	Camera          string       `json:"camera"`
+	Label           string       `json:"label"`
+	Threshold       float64      `json:"threshold"`        // in force
+	ConfigThreshold float64      `json:"config_threshold"` // the file's
+	Pinned          bool         `json:"pinned"`           // pin_threshold: applied thresholds do not apply
+	Applied         *AppliedInfo `json:"applied"`          // null: none
+	Marks           []MarkInfo   `json:"marks"`
+	Suggestion      *Suggestion  `json:"suggestion"` // null: needs a yes and a no mark
+	Platt           *PlattInfo   `json:"platt"`      // null: needs 3 of each
 }
 
 // AppliedInfo is a threshold applied from marks.
@@ -51,6 +46,18 @@ type MarkInfo struct {
 	PromptScores map[string]float64 `json:"prompt_scores,omitempty"`
 }
 
+// Suggestion is the threshold that separates the yes marks from the no
+// marks with the widest margin in logits.
+type Suggestion struct {
+	Yes       int     `json:"yes_marks"`
+	No        int     `json:"no_marks"`
+	Separable bool    `json:"separable"`           // every yes scores above every no
+	Threshold float64 `json:"threshold,omitempty"` // when separable
+	Margin    float64 `json:"margin"`              // in logits: half the gap (separable), or the overlap
+	LowestYes float64 `json:"lowest_yes"`
+	HighestNo float64 `json:"highest_no"`
+}
+
 // PlattInfo is p' = sigmoid(a·logit(p) + b) fitted to the marks, with the
 // marks' scores before and after it (in the order of Marks).
 type PlattInfo struct {
@@ -60,14 +67,35 @@ type PlattInfo struct {
 	After  []float64 `json:"after"`
 }
 
-// Calibrator is the part of the Backend that marks frames and applies
-// thresholds.
+// calibrationJSON is a report as /api/calibration answers it.
+func calibrationJSON(r calibrate.Report) Calibration {
+	c := Calibration{Camera: r.Camera, Label: r.Label.Label, Threshold: r.Threshold, ConfigThreshold: r.ConfigThreshold,
+		Pinned: r.Pinned, Marks: make([]MarkInfo, 0, len(r.Marks))}
+	if a := r.Applied; a != nil {
+		c.Applied = &AppliedInfo{Threshold: a.Threshold, At: a.At, Marks: a.Marks}
+	}
+	for _, m := range r.Marks {
+		c.Marks = append(c.Marks, MarkInfo{ID: m.ID, Yes: m.Yes, Score: m.Score, Time: m.Time, PromptScores: m.PromptScores})
+	}
+	if s := r.Suggestion; s != nil {
+		c.Suggestion = &Suggestion{Yes: s.Yes, No: s.No, Separable: s.Separable, Threshold: s.Threshold, Margin: s.Margin,
+			LowestYes: s.LowestYes, HighestNo: s.HighestNo}
+	}
+	if p := r.Platt; p != nil {
+		c.Platt = &PlattInfo{A: p.A, B: p.B, Before: p.Before, After: p.After}
+	}
+	return c
+}
+
+// Calibrator is the part of the daemon that marks frames and applies
+// thresholds. Its errors wrap calibrate's ErrNotFound, ErrConflict or
+// ErrUnavailable to say what kind they are.
 type Calibrator interface {
-	Mark(camera, label string, yes bool) (calibrate.Mark, error)
-	DeleteMark(id string) error
+	Mark(ctx context.Context, camera, label string, yes bool) (calibrate.Mark, error)
+	DeleteMark(ctx context.Context, id string) error
 	MarkJPEG(id string) (path string, err error)
-	Calibration(camera, label string) (Calibration, error)
-	ApplyCalibration(camera, label string, apply bool) (Calibration, error)
+	Calibration(camera, label string) (calibrate.Report, error)
+	ApplyCalibration(ctx context.Context, camera, label string, apply bool) (calibrate.Report, error)
 }
 
 // sameOrigin refuses a state-changing request another web site's page
@@ -91,10 +119,12 @@ func sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 func (a *api) fail(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, calibrate.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, calibrate.ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, calibrate.ErrUnavailable):
+		code = http.StatusServiceUnavailable
 	}
 	http.Error(w, err.Error(), code)
 }
@@ -114,7 +144,7 @@ func (a *api) handleMark(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `want {"camera": "...", "label": "...", "yes": true|false}`, http.StatusBadRequest)
 		return
 	}
-	m, err := a.Calibrator.Mark(req.Camera, req.Label, *req.Yes)
+	m, err := a.Calibrator.Mark(r.Context(), req.Camera, req.Label, *req.Yes)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -126,7 +156,7 @@ func (a *api) handleDeleteMark(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(w, r) {
 		return
 	}
-	if err := a.Calibrator.DeleteMark(r.PathValue("id")); err != nil {
+	if err := a.Calibrator.DeleteMark(r.Context(), r.PathValue("id")); err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -149,7 +179,7 @@ func (a *api) handleCalibration(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, calibrationJSON(c))
 }
 
 // handleApply is POST /api/calibration {"camera", "label", "apply"}: apply
@@ -167,10 +197,10 @@ func (a *api) handleApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `want {"camera": "...", "label": "...", "apply": true|false}`, http.StatusBadRequest)
 		return
 	}
-	c, err := a.Calibrator.ApplyCalibration(req.Camera, req.Label, *req.Apply)
+	c, err := a.Calibrator.ApplyCalibration(r.Context(), req.Camera, req.Label, *req.Apply)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, calibrationJSON(c))
 }

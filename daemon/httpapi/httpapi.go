@@ -4,10 +4,14 @@
 //
 // Contract: the daemon owns the Server. Start returns once the listener is
 // bound (a port in use is a start-up error, not a log line later) and
-// serves in goroutines of its own; Close stops it. Handlers read the daemon
-// through Backend and Live, concurrently with the pipeline, and never block
-// it: every Backend method must return promptly. Live is written by the
-// rules loop and read by handlers.
+// serves in goroutines of its own; Close stops it, and the daemon closes it
+// before it stops the stages. Handlers see the daemon only through the
+// interfaces declared here (Backend, Live, Calibrator), concurrently with
+// the pipeline, which never waits for them: every Backend method returns
+// promptly, and a slow Live snapshot blocks only its own request. The JSON
+// of every answer is defined here, from the daemon's own types; the
+// daemon's errors are mapped to status codes here (calibrate.ErrNotFound
+// 404, ErrConflict 409, ErrUnavailable 503).
 package httpapi
 
 import (
@@ -17,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +34,7 @@ import (
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/publish"
+	"github.com/siglipd/siglipd/rules"
 )
 
 //go:embed web/index.html
@@ -51,6 +57,20 @@ type Backend interface {
 	History(camera, label string, since time.Time) history.Result
 }
 
+// Live is what the page shows of each camera's last scored frame: the
+// daemon's live.Board.
+type Live interface {
+	// Scores is a camera's last probabilities, when they were computed,
+	// and its labels' states.
+	Scores(camera string) (probs map[string]float64, at time.Time, states map[string]rules.LabelState)
+	// Snapshot is the last scored frame as JPEG (nil before one), its
+	// time and its probabilities; it may take an encoding's time.
+	Snapshot(ctx context.Context, camera string) (jpeg []byte, at time.Time, probs map[string]float64, err error)
+	// Crop is the region the model looks at in the last scored frame, and
+	// that frame's size; ok is false for the whole frame or none.
+	Crop(camera string) (r image.Rectangle, width, height int, ok bool)
+}
+
 // Options configure a Server. Backend, Live and Metrics are required.
 type Options struct {
 	Listen       string   // host:port; ":0" picks a free port (Addr says which)
@@ -61,7 +81,7 @@ type Options struct {
 	Metrics      http.Handler
 	Backend      Backend
 	Calibrator   Calibrator // marks and thresholds from them; nil: those endpoints answer 404
-	Live         *Live
+	Live         Live
 	Logger       *slog.Logger
 }
 
@@ -314,7 +334,7 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 				c.LastFrame = &t
 			}
 		}
-		if r, _, _, ok := a.Live.crop(cc.Name); ok {
+		if r, _, _, ok := a.Live.Crop(cc.Name); ok {
 			c.Crop = &[4]int{r.Min.X, r.Min.Y, r.Dx(), r.Dy()}
 		}
 		probs, scoredAt, states := a.Live.Scores(cc.Name)
@@ -344,7 +364,7 @@ func (a *api) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no camera %q", name), http.StatusNotFound)
 		return
 	}
-	jpeg, at, err := a.Live.Snapshot(name)
+	jpeg, at, _, err := a.Live.Snapshot(r.Context(), name)
 	switch {
 	case err != nil:
 		http.Error(w, "encoding the frame: "+err.Error(), http.StatusInternalServerError)

@@ -9,8 +9,18 @@ import (
 	"time"
 
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/calibrate"
 	"github.com/siglipd/siglipd/infer"
 )
+
+// The change loop is the one owner of the running config: every change —
+// a file edit, SIGHUP, a calibration applied on the page, a mark — is a
+// request on d.changes, carried out in order on the loop's goroutine.
+// Nothing else writes d.cfg, d.fileCfg or the calibration store, so no
+// lock is held across the file reads, model calls and disk writes a change
+// makes; readers take d.mu only to copy a pointer. The loop ends when Run's
+// context does, before the stages stop: a change can never reach the rules
+// loop after it has gone, and a request that comes too late is refused.
 
 // DefaultWatchInterval is how often the config file is checked for changes.
 // Polling (not inotify) also sees changes through bind mounts and editors
@@ -18,8 +28,34 @@ import (
 // picked up complete at the next poll.
 const DefaultWatchInterval = 2 * time.Second
 
-// serveReloads applies reloads until ctx is cancelled.
-func (d *daemon) serveReloads(ctx context.Context) {
+// changeRequest is one change for the loop: fn runs on it, its error comes
+// back on done.
+type changeRequest struct {
+	what string
+	fn   func() error
+	done chan error // buffered: the loop never waits for the requester
+}
+
+// errStopping answers a change that comes after the loop has ended.
+var errStopping = fmt.Errorf("%w: siglipd is stopping", calibrate.ErrUnavailable)
+
+// change runs fn on the change loop and returns its error. Once the loop
+// has taken the request it is carried out whatever happens to ctx (a
+// change is never half done); ctx only bounds the wait for the loop.
+func (d *daemon) change(ctx context.Context, what string, fn func() error) error {
+	r := changeRequest{what: what, fn: fn, done: make(chan error, 1)}
+	select {
+	case d.changes <- r:
+		return <-r.done
+	case <-d.changesDone:
+		return errStopping
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// serveChanges is the change loop; it runs until ctx is cancelled.
+func (d *daemon) serveChanges(ctx context.Context) {
 	var poll <-chan time.Time
 	var last [32]byte
 	if d.opts.WatchInterval > 0 && d.opts.ConfigPath != "" {
@@ -41,6 +77,8 @@ func (d *daemon) serveReloads(ctx context.Context) {
 				last = sum
 				d.reload("config file changed")
 			}
+		case r := <-d.changes:
+			r.done <- r.fn()
 		}
 	}
 }
@@ -54,8 +92,8 @@ func fileSum(path string) ([32]byte, error) {
 }
 
 // reload re-reads and re-validates the whole file, plans the change (diff)
-// and applies it. An invalid file, or labels that cannot be embedded,
-// change nothing.
+// and applies it; it runs on the change loop. An invalid file, or labels
+// that cannot be embedded, change nothing.
 func (d *daemon) reload(reason string) error {
 	path := d.opts.ConfigPath
 	cfg, err := configs.Load(path)
@@ -69,8 +107,6 @@ func (d *daemon) reload(reason string) error {
 		d.metrics.reloads.WithLabelValues("rejected").Inc()
 		return err
 	}
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
 	old := d.config()
 	p := diff(old, withCalibration(cfg, d.calib))
 	if err := d.apply(old, p); err != nil {
@@ -90,7 +126,7 @@ func (d *daemon) reload(reason string) error {
 	return nil
 }
 
-// apply carries out a plan. Labels are embedded first: if that fails,
+// apply carries out a plan, on the change loop. Labels are embedded first: if that fails,
 // nothing has changed. A camera that cannot start is logged and skipped
 // (its config was valid; the cause is outside, and capture retries).
 func (d *daemon) apply(old *configs.Config, p reloadPlan) error {
