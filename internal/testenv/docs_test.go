@@ -70,13 +70,15 @@ var (
 	// [ref]: target
 	refDefRe  = regexp.MustCompile(`(?m)^ {0,3}\[[^\]]+\]:\s*(\S+)`)
 	codeRe    = regexp.MustCompile("`+[^`]*`+")
+	commentRe = regexp.MustCompile(`(?s)<!--.*?-->`)
 	headingRe = regexp.MustCompile(`^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$`)
 	htmlIDRe  = regexp.MustCompile(`<a\s+(?:name|id)="([^"]+)"`)
 	schemeRe  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
 )
 
-// prose returns the page with its fenced code blocks blanked out (lines
-// kept, so offsets still give line numbers).
+// prose returns the page with its fenced code blocks and HTML comments
+// blanked out (lines kept, so offsets still give line numbers): neither
+// renders a heading or a link.
 func prose(page string) string {
 	lines := strings.Split(page, "\n")
 	in := false
@@ -90,7 +92,17 @@ func prose(page string) string {
 			lines[i] = ""
 		}
 	}
-	return strings.Join(lines, "\n")
+	return commentRe.ReplaceAllStringFunc(strings.Join(lines, "\n"), blank)
+}
+
+// blank replaces every character of s but newlines with a space.
+func blank(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' {
+			return r
+		}
+		return ' '
+	}, s)
 }
 
 // githubAnchor is the anchor GitHub gives a heading: the text as rendered
@@ -149,14 +161,7 @@ type link struct {
 func links(pagePath, page string) ([]link, []string) {
 	text := prose(page)
 	// Code spans hide links, but keep their length so offsets stay right.
-	text = codeRe.ReplaceAllStringFunc(text, func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r == '\n' {
-				return r
-			}
-			return ' '
-		}, s)
-	})
+	text = codeRe.ReplaceAllStringFunc(text, blank)
 	var out []link
 	var problems []string
 	var matches [][]int
@@ -295,6 +300,7 @@ func TestCheckLinks(t *testing.T) {
 		{"a link that wraps", "[a long\nlink text](docs/a.md#speed)", nil},
 		{"a reference definition", "[s][1]\n\n[1]: docs/a.md#speed\n", nil},
 		{"links in code are not links", "`[x](nothere.md)`\n\n```\n[y](nothere.md)\n```\n", nil},
+		{"links in comments are not links", "<!-- a page to come:\n[z](docs/09-later.md) -->\n", nil},
 		{"a missing file", "text\n[a](docs/b.md)", []string{"README.md:2:", "docs/b.md does not exist"}},
 		{"a missing anchor", "[a](docs/a.md#speed-2)", []string{"docs/a.md has no heading with the anchor #speed-2"}},
 		{"a heading inside code is no anchor", "[a](docs/a.md#not-a-heading)", []string{"#not-a-heading"}},
