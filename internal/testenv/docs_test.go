@@ -36,6 +36,13 @@ func TestDocs(t *testing.T) {
 	for _, p := range unreachable(fsys, pages, "README.md") {
 		t.Errorf("%s: no chain of links leads to it from README.md (add it to the README's or docs/README.md's list)", p)
 	}
+	readme, err := fs.ReadFile(fsys, "README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(readme), "\n"); n > readmeMaxLines {
+		t.Errorf("README.md has %d lines, more than %d: move the detail into docs/ and link to it", n, readmeMaxLines)
+	}
 }
 
 // markdownPages lists *.md at the top level and everything under docs/.
