@@ -33,7 +33,7 @@
 // hand-off; options.go defaults, URL kinds and crops; openlock.go the
 // process-wide open lock OpenCV imposes; videocapture.go/.cpp the small
 // C++ shim over cv::VideoCapture (open timeouts, grab without converting).
-// README.md ("Cameras") is the user-facing description.
+// docs/02-cameras.md is the user-facing description.
 package capture
 
 import (
@@ -80,7 +80,7 @@ type Handoff interface{ Offer(f *Frame) }
 // State is where a source is in its life.
 type State string
 
-// The states a Source reports. README.md ("Cameras") explains each for users.
+// The states a Source reports. docs/02-cameras.md ("States") explains each for users.
 const (
 	StateStarting     State = "starting"     // Run began; the first connection is being opened
 	StateConnected    State = "connected"    // frames are arriving

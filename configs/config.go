@@ -61,7 +61,7 @@ type Model struct {
 	LogitScale *float64 `yaml:"logit_scale"`
 	LogitBias  *float64 `yaml:"logit_bias"`
 	// Resize is "exact" (PIL's antialiased resampling, what the Python pipeline
-	// does) or "fast" (OpenCV INTER_AREA; see README for its measured deviation).
+	// does) or "fast" (OpenCV INTER_AREA; see docs/04-models.md for its measured deviation).
 	Resize string `yaml:"resize"`
 }
 

@@ -121,7 +121,7 @@ cameras: [{name: door, url: %s, loop: true, fps: 2,
 	testenv.WaitFor(t, 10*time.Second, func() bool {
 		return br.EvalString(`String(`+row+`.querySelectorAll('circle[class^="mark-"]').length)`) == "2"
 	}, "both marks drawn on the chart")
-	if dir := os.Getenv("SIGLIPD_TEST_ARTIFACTS"); dir != "" { // the README's picture of it
+	if dir := os.Getenv("SIGLIPD_TEST_ARTIFACTS"); dir != "" { // docs/tuning-thresholds.png, in docs/05-tuning-thresholds.md
 		os.MkdirAll(dir, 0o755)
 		chromium(t, "--window-size=900,760", "--screenshot="+filepath.Join(dir, "tuning-thresholds.png"), r.base+"/?window=60&scale=logit")
 	}

@@ -21,7 +21,7 @@ import (
 // about Prometheus, and /metrics and /api/status cannot disagree.
 //
 // Frames are counted with the same words everywhere (code, /api/status, the
-// live page, the README): decoded from the stream, sampled at the camera's
+// live page, docs/02-cameras.md "Frame counts"): decoded from the stream, sampled at the camera's
 // fps, dropped (a sampled frame replaced by a newer one before the batcher
 // took it), skipped (not scored: it looked like the last scored frame),
 // scored by the model.

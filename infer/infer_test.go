@@ -550,7 +550,7 @@ func maxDiff(a []float32, b []float64) float64 {
 
 // TestFastResizeDeviation measures how far resize: fast (a box filter)
 // moves probabilities from resize: exact (Pillow bicubic) on camera-sized
-// frames. The numbers go in the README; the test fails only if "fast"
+// frames. The numbers go in docs/04-models.md; the test fails only if "fast"
 // stops being an approximation worth its name (identical output would mean
 // it is not used; a large deviation on the colour model would mean it
 // changes answers).

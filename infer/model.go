@@ -49,7 +49,7 @@ type Options struct {
 	// LogitScale and LogitBias override onnx/model.onnx's values.
 	LogitScale, LogitBias *float64
 	// Resize is "exact" (Pillow's resampling, the default) or "fast" (a box
-	// filter: about 4× fewer taps, see README for the measured deviation).
+	// filter: about 4× fewer taps, see docs/04-models.md for the measured deviation).
 	Resize  string
 	Library LibraryChoice
 	Logger  *slog.Logger

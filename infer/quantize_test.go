@@ -14,7 +14,7 @@ import (
 )
 
 // variantBounds are the documented largest deviations of a variant's
-// probabilities from fp32, per test preset (README, "Variants"): what
+// probabilities from fp32, per test preset (docs/04-models.md, "Variants"): what
 // TestVariants enforces. The tiny preset's random weights in a narrow model
 // make int8 rounding show far more than the colour preset's.
 var variantBounds = map[string]map[string]float64{

@@ -51,7 +51,7 @@ func testEvent(i int) rules.Event {
 	return ev
 }
 
-// key is what a subscriber de-duplicates on (README.md ("MQTT and Home Assistant")).
+// key is what a subscriber de-duplicates on (docs/03-mqtt-home-assistant.md, "Delivery").
 func key(ev rules.Event) string { return ev.ID + "/" + ev.Type + "/" + ev.FrameTime.String() }
 
 // received is one message a subscriber got.

@@ -128,7 +128,7 @@ func TestBrokerRestart(t *testing.T) {
 // TestAtLeastOnce loses the broker's PUBACK of an event on purpose: the
 // broker delivered it, the sink never heard so, and sends it again after
 // reconnecting. The subscriber sees it twice and keeps it once by
-// (id, type, frame_time): the at-least-once contract of README.md ("MQTT and Home Assistant").
+// (id, type, frame_time): the at-least-once contract of docs/03-mqtt-home-assistant.md ("Delivery").
 func TestAtLeastOnce(t *testing.T) {
 	testenv.Integration(t)
 	b := testenv.StartMosquitto(t)

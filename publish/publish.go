@@ -1,7 +1,7 @@
 // Package publish delivers rules' events to the outside world: over MQTT
 // (events, retained ON/OFF states, Home Assistant discovery, optional scores
 // and snapshots, with an on-disk outbox so nothing is lost while the broker
-// is away) or as JSON lines on stdout. README.md ("MQTT and Home Assistant")
+// is away) or as JSON lines on stdout. docs/03-mqtt-home-assistant.md
 // describes the topics and payloads for users; this comment is the map for
 // readers of the code.
 //

@@ -173,23 +173,24 @@ func TestDiscoveryPayload(t *testing.T) {
 	}
 }
 
-// TestDocsExamples keeps the README's MQTT section honest: every JSON
+// TestDocsExamples keeps the MQTT page of the docs honest: every JSON
 // example in it is either a valid v1 event or a discovery config that
 // passes the validator, and the discovery example is exactly what siglipd
 // sends.
 func TestDocsExamples(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	const page = "../docs/03-mqtt-home-assistant.md"
+	text, err := os.ReadFile(page)
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := regexp.MustCompile("(?s)<!-- mqtt:begin.*?-->(.*)<!-- mqtt:end -->").FindSubmatch(readme)
+	section := regexp.MustCompile("(?s)<!-- mqtt:begin.*?-->(.*)<!-- mqtt:end -->").FindSubmatch(text)
 	if section == nil {
-		t.Fatal("README.md has no <!-- mqtt:begin --> … <!-- mqtt:end --> section")
+		t.Fatalf("%s has no <!-- mqtt:begin --> … <!-- mqtt:end --> section", page)
 	}
 	doc := section[1]
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllSubmatch(doc, -1)
 	if len(blocks) < 4 {
-		t.Fatalf("the README's MQTT section has %d JSON examples, want at least 4", len(blocks))
+		t.Fatalf("%s has %d JSON examples, want at least 4", page, len(blocks))
 	}
 	tp := newTopics("siglipd", "homeassistant")
 	var events, configs int
@@ -229,7 +230,7 @@ func TestDocsExamples(t *testing.T) {
 		}
 	}
 	if events < 3 || configs != 1 {
-		t.Errorf("the README's MQTT section: %d event and %d discovery examples; want start/update/end and one config", events, configs)
+		t.Errorf("%s: %d event and %d discovery examples; want start/update/end and one config", page, events, configs)
 	}
 }
 

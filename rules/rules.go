@@ -109,7 +109,7 @@ type Rule struct {
 }
 
 // Event is what the rules report. Its JSON form is the payload published on
-// <prefix>/events (schema v1, see README.md ("MQTT and Home Assistant")):
+// <prefix>/events (schema v1, see docs/03-mqtt-home-assistant.md):
 //
 //	{"v":1,"type":"start","id":"1732723200.500000-driveway-car","camera":"driveway",
 //	 "label":"car","prompts":["a car"],"score":0.81,"top_score":0.81,"threshold":0.5,

@@ -10,18 +10,18 @@ import (
 	"testing"
 )
 
-// TestReadmeLayout: the README's "Repository layout" lists every Go
+// TestLayout: the "Repository layout" of CONTRIBUTING.md lists every Go
 // package and top-level folder of the repository, each once, and nothing
 // that does not exist.
-func TestReadmeLayout(t *testing.T) {
+func TestLayout(t *testing.T) {
 	root := RepoRoot(t)
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	page, err := os.ReadFile(filepath.Join(root, "CONTRIBUTING.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := regexp.MustCompile("(?s)## Repository layout\n.*?```\n(.*?)```").FindSubmatch(readme)
+	section := regexp.MustCompile("(?s)## Repository layout\n.*?```\n(.*?)```").FindSubmatch(page)
 	if section == nil {
-		t.Fatal("README.md has no Repository layout section with a code block")
+		t.Fatal("CONTRIBUTING.md has no Repository layout section with a code block")
 	}
 	var listed []string
 	for _, line := range strings.Split(strings.TrimSpace(string(section[1])), "\n") {
@@ -60,12 +60,12 @@ func TestReadmeLayout(t *testing.T) {
 	}
 	for _, d := range want {
 		if !slices.Contains(got, d) {
-			t.Errorf("README layout lacks %s/", d)
+			t.Errorf("CONTRIBUTING.md's layout lacks %s/", d)
 		}
 	}
 	for _, d := range got {
 		if !slices.Contains(want, d) {
-			t.Errorf("README layout lists %s/, which is not a package or top-level folder of the repository", d)
+			t.Errorf("CONTRIBUTING.md's layout lists %s/, which is not a package or top-level folder of the repository", d)
 		}
 	}
 }

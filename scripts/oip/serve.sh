@@ -9,7 +9,7 @@
 #
 # The ports default to MLServer's 8081 (gRPC) and 8080 (HTTP); the server
 # listens on 127.0.0.1 only. Ctrl-C stops it. For production use Triton
-# (docs/remote-inference.md); this is the server the tests run.
+# (docs/07-remote-inference.md); this is the server the tests run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 model=$(cd "${1:?usage: serve.sh MODEL_DIR [VARIANT_SUFFIX] [GRPC_PORT] [HTTP_PORT]}" && pwd)

@@ -1,4 +1,5 @@
-// Command siglipd is the zero-shot camera classifier daemon; see the README.
+// Command siglipd is the zero-shot camera classifier daemon; see the README,
+// and docs/01-configuration.md for the command line users see.
 //
 // This is the command line only: flags, subcommands and exit codes. The
 // daemon itself is package daemon; classify and bench use infer directly.
