@@ -14,7 +14,7 @@ import (
 
 // reloadPlan is what it takes to go from the running config to a new one.
 // diff computes it without touching anything, so each kind of change is a
-// table test (plan_test.go); apply (reload.go) carries it out.
+// table test (plan_test.go); apply (changes.go) carries it out.
 type reloadPlan struct {
 	// cfg is the config to run: the new one, except that the sections in
 	// restartOnly keep their running values.
