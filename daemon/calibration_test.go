@@ -27,7 +27,7 @@ func (r *running) post(path, body, contentType, origin string) (int, []byte) {
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		r.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -93,7 +93,7 @@ cameras: [{name: door, url: %s, loop: true, fps: 2,
 			}
 			// The frame changed between the look and the click: take it back.
 			req, _ := http.NewRequest(http.MethodDelete, r.base+"/api/marks/"+m.ID, nil)
-			if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+			if resp, err := testClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
 				t.Fatalf("DELETE mark: %v %v", err, resp)
 			}
 		}

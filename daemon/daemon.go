@@ -99,6 +99,9 @@ type hooks struct {
 	httpAddr   chan<- string   // receives the HTTP server's address
 	// encodeJPEG replaces the live page's JPEG encoder.
 	encodeJPEG func(gocv.Mat) ([]byte, error)
+	// started is given the daemon once it runs (for a look inside after
+	// Run has returned).
+	started func(*daemon)
 }
 
 // daemon is one running siglipd: the stages Run started, for shutdown,
@@ -176,6 +179,9 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	}
 	d.startProbe(ctx)
 	d.log.Info("siglipd running", "cameras", len(cfg.Cameras), "sink", cfg.Sink, "http", cfg.HTTP.Listen)
+	if h.started != nil {
+		h.started(d)
+	}
 	if h.ready != nil {
 		close(h.ready)
 	}

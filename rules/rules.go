@@ -318,6 +318,15 @@ func Ended(ev Event, at time.Time) Event {
 	return ev
 }
 
+// Rules returns the rules in force, in order.
+func (m *Machine) Rules() []Rule {
+	out := make([]Rule, len(m.order))
+	for i, p := range m.order {
+		out[i] = p.rule
+	}
+	return out
+}
+
 // States reports every pair in rule order.
 func (m *Machine) States() []LabelState {
 	out := make([]LabelState, 0, len(m.order))
