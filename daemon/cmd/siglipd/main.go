@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,10 +181,14 @@ func checkMain(path string, cfg *configs.Config, lib infer.LibraryChoice, stdout
 // signals turns SIGINT and SIGTERM into ctx's cancellation and SIGHUP into
 // reload requests (one pending at most). After the first SIGINT or SIGTERM
 // the default handling is back: a second one kills at once while the first
-// is still draining. stop releases the signals.
+// is still draining. stop releases the signals and waits for the two
+// goroutines signals started.
 func signals() (ctx context.Context, reload <-chan struct{}, stop func()) {
 	ctx, stopNotify := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
 		<-ctx.Done()
 		stopNotify()
 	}()
@@ -191,6 +196,7 @@ func signals() (ctx context.Context, reload <-chan struct{}, stop func()) {
 	signal.Notify(hup, syscall.SIGHUP)
 	reloads := make(chan struct{}, 1)
 	go func() {
+		defer wg.Done()
 		for range hup {
 			select {
 			case reloads <- struct{}{}:
@@ -200,7 +206,9 @@ func signals() (ctx context.Context, reload <-chan struct{}, stop func()) {
 	}()
 	return ctx, reloads, func() {
 		stopNotify()
-		signal.Stop(hup)
+		signal.Stop(hup) // no delivery to hup after it returns
+		close(hup)
+		wg.Wait()
 	}
 }
 
