@@ -102,8 +102,8 @@ func (l *Latest) Take(max int) []*Frame {
 	return frames
 }
 
-// Dropped is how many of the camera's sampled frames were replaced before anyone took
-// them (or offered after Close).
+// Dropped is how many of the camera's sampled frames were replaced before
+// anyone took them, or offered after Close, or still pending at Close.
 func (l *Latest) Dropped(camera string) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -117,10 +117,14 @@ func (l *Latest) Pending() int {
 	return len(l.pending)
 }
 
-// Close closes the pending frames; later Offers close their frame at once.
+// Close closes the pending frames, counted as drops (nobody will take
+// them); later Offers close their frame at once, also counted.
 func (l *Latest) Close() {
 	l.mu.Lock()
 	frames := l.pending
+	for camera := range frames {
+		l.drops[camera]++
+	}
 	l.pending = make(map[string]*Frame)
 	l.closed = true
 	l.mu.Unlock()

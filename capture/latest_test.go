@@ -113,8 +113,8 @@ func TestLatestClose(t *testing.T) {
 	if l.Take(8) != nil {
 		t.Error("Take after Close returned frames")
 	}
-	if got := l.Dropped("door"); got != 1 {
-		t.Errorf("Drops = %d, want 1 (the frame offered after Close)", got)
+	if got := l.Dropped("door"); got != 2 {
+		t.Errorf("Drops = %d, want 2 (the frame pending at Close and the one offered after)", got)
 	}
 }
 

@@ -138,8 +138,8 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		defer pace.stop()
 	}
 	sample := sampler{period: time.Duration(float64(time.Second) / s.opts.FPS)}
-	empty := kit.NewRepeat(s.log, "camera frame could not be converted to BGR; skipped")
-	format := kit.NewRepeat(s.log, "camera sent frames in a format that cannot be converted to BGR; skipped")
+	empty := kit.NewRepeat(s.log, "camera frame could not be retrieved; not sampled")
+	format := kit.NewRepeat(s.log, "camera sent frames in a format that cannot be converted to BGR; not sampled")
 	defer empty.Flush()
 	defer format.Flush()
 

@@ -21,9 +21,16 @@ func (d *daemon) Config() *configs.Config { return d.config() }
 // Cameras is the status of every running camera, in config order.
 func (d *daemon) Cameras() []capture.Status { return d.cameras.statuses(d.config().Cameras) }
 
-// FramesDropped is how many of the camera's sampled frames were replaced by
-// a newer one before the batcher took them.
-func (d *daemon) FramesDropped(camera string) uint64 { return d.latest.Dropped(camera) }
+// FramesDropped is how many of the camera's sampled frames were not looked
+// at: replaced by a newer one before the batcher took them (the usual
+// case), or left unscored at shutdown.
+func (d *daemon) FramesDropped(camera string) uint64 {
+	n := d.latest.Dropped(camera)
+	if d.batch != nil {
+		n += d.batch.framesDropped(camera)
+	}
+	return n
+}
 
 // FramesScored is how many of the camera's frames the model scored.
 func (d *daemon) FramesScored(camera string) uint64 {
@@ -42,8 +49,8 @@ func (d *daemon) FramesSkipped(camera string) uint64 {
 	return d.batch.framesSkipped(camera)
 }
 
-// FramesFailed is how many of the camera's frames were in a batch the
-// model failed to score (the remote backend's server down, mostly).
+// FramesFailed is how many of the camera's frames the model could not
+// score: their batch failed (the remote backend's server down, mostly).
 func (d *daemon) FramesFailed(camera string) uint64 {
 	if d.batch == nil {
 		return 0

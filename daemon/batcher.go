@@ -36,6 +36,13 @@ type scoredFrame struct {
 // scored one through at once with that frame's probabilities, without
 // running the model: counted as skipped.
 //
+// Every frame the batcher takes is counted under exactly one word: scored
+// (the model scored it), skipped (the change gate), failed (its batch
+// failed, or it could not be made an image), or dropped (its camera was
+// removed by a reload, or shutdown left no time to score it). With the
+// hand-off's own drops, the sampled frames of a camera are the sum of the
+// four.
+//
 // It owns out and closes it when it returns, after stop. Sends on out block:
 // the rules loop is quick, and a slow one must slow scoring, not lose
 // scores.
@@ -48,7 +55,8 @@ type batcher struct {
 	out     chan<- scoredFrame
 	metrics *metrics
 	log     *slog.Logger
-	fails   *kit.Repeat
+	fails   *kit.Repeat // failed batches
+	unfit   *kit.Repeat // frames that cannot be made an image
 
 	stopped chan struct{} // closed by stop
 	drainBy time.Time     // written by stop before it closes stopped
@@ -56,10 +64,9 @@ type batcher struct {
 
 	gates map[string]*gate // per camera; the run goroutine's
 
-	mu              sync.Mutex
-	scored, skipped map[string]uint64    // frames, per camera
-	failed          map[string]uint64    // frames of failed batches, per camera
-	embedding       map[string][]float32 // per camera, its last scored frame's image embedding
+	mu                               sync.Mutex
+	scored, skipped, failed, dropped map[string]uint64    // frames, per camera
+	embedding                        map[string][]float32 // per camera, its last scored frame's image embedding
 }
 
 // startBatcher starts the batcher on the daemon's hand-off; its output
@@ -74,9 +81,11 @@ func newBatcher(in *capture.Latest, model classifier, sets *scoring, size int, m
 	out chan<- scoredFrame, m *metrics, log *slog.Logger) *batcher {
 	return &batcher{
 		in: in, model: model, sets: sets, size: size, maxWait: maxWait, out: out, metrics: m, log: log,
-		fails:   kit.NewRepeat(log, "inference failed; frames of this batch are dropped"),
+		fails:   kit.NewRepeat(log, "inference failed; the frames of this batch are counted as failed"),
+		unfit:   kit.NewRepeat(log, "frame cannot be scored; counted as failed"),
 		stopped: make(chan struct{}), done: make(chan struct{}), gates: map[string]*gate{},
-		scored: map[string]uint64{}, skipped: map[string]uint64{}, failed: map[string]uint64{}, embedding: map[string][]float32{},
+		scored: map[string]uint64{}, skipped: map[string]uint64{}, failed: map[string]uint64{}, dropped: map[string]uint64{},
+		embedding: map[string][]float32{},
 	}
 }
 
@@ -93,6 +102,7 @@ func (b *batcher) run() {
 	defer close(b.done)
 	defer close(b.out)
 	defer b.fails.Flush()
+	defer b.unfit.Flush()
 	var lastBatch time.Duration // how long the last batch took
 	for {
 		select {
@@ -145,8 +155,9 @@ func (b *batcher) drain(frames []*capture.Frame, lastBatch time.Duration) {
 	case time.Now().Add(lastBatch).Before(b.drainBy):
 		b.score(frames)
 	default:
-		b.log.Info("shutting down: last frames not scored, no time left", "frames", len(frames))
+		b.log.Info("shutting down: no time left to score the last frames; counted as dropped", "frames", len(frames))
 		for _, f := range frames {
+			b.count(b.dropped, f.Camera)
 			f.Close()
 		}
 	}
@@ -162,13 +173,15 @@ func (b *batcher) score(frames []*capture.Frame) {
 	kept := frames[:0]
 	for _, f := range frames {
 		set, gateCfg := b.sets.get(f.Camera)
+		if set == nil { // its camera was removed by a reload
+			b.count(b.dropped, f.Camera)
+			f.Close()
+			continue
+		}
 		img, err := frameImage(f)
-		if set == nil || err != nil {
-			// A camera removed by a reload, or a frame OpenCV gave in a
-			// format we cannot score.
-			if err != nil {
-				b.fails.Add("camera", f.Camera, "err", err)
-			}
+		if err != nil { // OpenCV gave a format we cannot score
+			b.unfit.Add("camera", f.Camera, "err", err)
+			b.count(b.failed, f.Camera)
 			f.Close()
 			continue
 		}
@@ -238,7 +251,16 @@ func (b *batcher) lastEmbedding(camera string) []float32 {
 	return b.embedding[camera]
 }
 
-// framesFailed is how many of the camera's frames were in failed batches.
+// framesDropped is how many of the camera's frames the batcher took but
+// could not score: its camera was removed, or shutdown came.
+func (b *batcher) framesDropped(camera string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped[camera]
+}
+
+// framesFailed is how many of the camera's frames were in failed batches,
+// or could not be made an image.
 func (b *batcher) framesFailed(camera string) uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -23,11 +23,15 @@ import (
 
 // fakeModel scores a frame by its blue channel (the first byte of the
 // frame, 0–255 → 0–1), for every label, and records the size of every
-// batch it ran. err, when set, fails every batch.
+// batch it ran. err, when set, fails every batch; called, when set,
+// receives the error of each EmbedImages call as it returns (from inside
+// the call, so a test knows the call has happened, not only that the
+// batcher took the frames).
 type fakeModel struct {
-	mu    sync.Mutex
-	sizes []int
-	err   error
+	mu     sync.Mutex
+	sizes  []int
+	err    error
+	called chan error
 }
 
 func (m *fakeModel) EmbedLabels(labels []infer.Label) (*infer.LabelSet, error) {
@@ -42,6 +46,9 @@ func (m *fakeModel) EmbedLabels(labels []infer.Label) (*infer.LabelSet, error) {
 func (m *fakeModel) EmbedImages(images []infer.Image) ([][]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.called != nil {
+		defer func() { m.called <- m.err }()
+	}
 	if m.err != nil {
 		return nil, m.err
 	}
@@ -62,20 +69,7 @@ func (m *fakeModel) Score(e []float32, set *infer.LabelSet) []float32 {
 	return out
 }
 
-func (m *fakeModel) Classify(images []infer.Image, sets []*infer.LabelSet) ([][]float32, error) {
-	embs, err := m.EmbedImages(images)
-	if err != nil {
-		return nil, err
-	}
-	out := make([][]float32, len(images))
-	for i := range embs {
-		out[i] = m.Score(embs[i], sets[i])
-	}
-	return out, nil
-}
-
 func (m *fakeModel) Info() infer.Info { return infer.Info{ImageWidth: 16, ImageHeight: 16} }
-func (m *fakeModel) Close() error     { return nil }
 
 func (m *fakeModel) batchSizes() []int {
 	m.mu.Lock()
@@ -215,15 +209,26 @@ func TestBatcher(t *testing.T) {
 		if n := r.b.framesScored("gone"); n != 0 {
 			t.Errorf("framesScored(gone) = %d, want 0", n)
 		}
+		if n := r.b.framesDropped("gone"); n != 1 {
+			t.Errorf("framesDropped(gone) = %d, want 1 (a frame of a removed camera is dropped, and counted)", n)
+		}
 	})
 
 	t.Run("failed batch", func(t *testing.T) {
 		r := newBatcherRig(t, 1, 0, "a")
 		r.model.mu.Lock()
 		r.model.err = errors.New("CUDA out of memory")
+		r.model.called = make(chan error, 4)
 		r.model.mu.Unlock()
 		r.in.Offer(testFrame("a", 1, 10))
-		testenv.WaitFor(t, 10*time.Second, func() bool { return r.in.Pending() == 0 }, "the batcher to take the frame")
+		select {
+		case err := <-r.model.called: // the failing call has happened
+			if err == nil {
+				t.Fatal("the first model call did not fail")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the batcher never called the model")
+		}
 		r.model.mu.Lock()
 		r.model.err = nil
 		r.model.mu.Unlock()
@@ -235,6 +240,9 @@ func TestBatcher(t *testing.T) {
 		got[0].frame.Close()
 		if n := r.b.framesScored("a"); n != 1 {
 			t.Errorf("framesScored(a) = %d, want 1", n)
+		}
+		if n := r.b.framesFailed("a"); n != 1 {
+			t.Errorf("framesFailed(a) = %d, want 1", n)
 		}
 	})
 
@@ -261,6 +269,9 @@ func TestBatcher(t *testing.T) {
 			}
 			if got != tt.wantScored {
 				t.Errorf("%d frames scored at stop, want %d", got, tt.wantScored)
+			}
+			if dropped := int(r.b.framesDropped("a") + r.b.framesDropped("b")); dropped != 2-tt.wantScored {
+				t.Errorf("%d frames dropped at stop, want %d (every frame in hand is counted)", dropped, 2-tt.wantScored)
 			}
 		})
 	}

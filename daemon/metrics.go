@@ -20,11 +20,13 @@ import (
 // daemon at scrape time (statusCollector), so the stages need not know
 // about Prometheus, and /metrics and /api/status cannot disagree.
 //
-// Frames are counted with the same words everywhere (code, /api/status, the
-// live page, docs/02-cameras.md "Frame counts"): decoded from the stream, sampled at the camera's
-// fps, dropped (a sampled frame replaced by a newer one before the batcher
-// took it), skipped (not scored: it looked like the last scored frame),
-// scored by the model.
+// Frames are counted with the same six words everywhere (code, logs,
+// /api/status, the live page, the docs; TestFrameWords checks): decoded from
+// the stream; sampled at the camera's fps; and every sampled frame then
+// exactly one of dropped (not looked at: replaced by a newer one before the
+// batcher took it, its camera removed by a reload, or no time left at
+// shutdown), skipped (not scored: it looked like the last scored frame),
+// failed (the model could not score it) or scored by the model.
 type metrics struct {
 	reg          *prometheus.Registry
 	batchSize    prometheus.Histogram
@@ -81,10 +83,10 @@ func newMetrics(src statusSource) *metrics {
 var (
 	descFramesDecoded = prometheus.NewDesc("siglipd_frames_decoded_total", "Frames decoded from the camera.", []string{"camera"}, nil)
 	descFramesSampled = prometheus.NewDesc("siglipd_frames_sampled_total", "Frames handed on at the camera's fps.", []string{"camera"}, nil)
-	descFramesDropped = prometheus.NewDesc("siglipd_frames_dropped_total", "Sampled frames replaced by a newer one before the batcher took them.", []string{"camera"}, nil)
-	descFramesScored  = prometheus.NewDesc("siglipd_frames_scored_total", "Frames scored by the model.", []string{"camera"}, nil)
+	descFramesDropped = prometheus.NewDesc("siglipd_frames_dropped_total", "Sampled frames not looked at: replaced by a newer one before the batcher took them (or left at shutdown).", []string{"camera"}, nil)
+	descFramesScored  = prometheus.NewDesc("siglipd_frames_scored_total", "Sampled frames scored by the model.", []string{"camera"}, nil)
 	descFramesSkipped = prometheus.NewDesc("siglipd_frames_skipped_total", "Sampled frames not scored because they looked like the last scored one (skip_unchanged).", []string{"camera"}, nil)
-	descFramesFailed  = prometheus.NewDesc("siglipd_frames_failed_total", "Frames in a batch the model failed to score (the inference server down, mostly); the next frames are scored as usual.", []string{"camera"}, nil)
+	descFramesFailed  = prometheus.NewDesc("siglipd_frames_failed_total", "Sampled frames the model could not score (their batch failed: the inference server down, mostly); the next frames are scored as usual.", []string{"camera"}, nil)
 	descReconnects    = prometheus.NewDesc("siglipd_camera_reconnects_total", "Reconnection attempts.", []string{"camera"}, nil)
 	descStalls        = prometheus.NewDesc("siglipd_camera_stalls_total", "Times the stall watchdog fired.", []string{"camera"}, nil)
 	descCameraUp      = prometheus.NewDesc("siglipd_camera_connected", "1 when frames are arriving.", []string{"camera"}, nil)

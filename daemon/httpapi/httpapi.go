@@ -263,10 +263,11 @@ type Batch struct {
 
 // Camera is one camera: its capture status, and its labels' last scores.
 // The frame counts are those of the metrics of the same names: decoded
-// from the stream, sampled at the camera's fps, dropped (replaced by a
-// newer sampled frame before inference took them), skipped (looked like
-// the last scored frame: its probabilities were reused), scored by the
-// model.
+// from the stream, sampled at the camera's fps, and each sampled frame then
+// dropped (not looked at: replaced by a newer one before inference took it,
+// or left at shutdown), skipped (looked like the last scored frame: its
+// probabilities were reused), failed (the model could not score it) or
+// scored by the model.
 type Camera struct {
 	Name          string     `json:"name"`
 	URL           string     `json:"url"`
