@@ -1,6 +1,8 @@
 // Package httpapi serves siglipd's HTTP endpoints: /healthz, /readyz,
-// /metrics, /api/status, /api/cameras/{name}/snapshot.jpg and the live page
-// (web/index.html, which reads /api/status once a second).
+// /metrics, /api/status, /api/cameras/{name}/snapshot.jpg, /api/history,
+// the calibration endpoints (/api/marks, /api/marks/{id},
+// /api/marks/{id}/frame.jpg, /api/calibration; calibration.go) and the live
+// page (web/index.html, which reads /api/status once a second).
 //
 // Contract: the daemon owns the Server. Start returns once the listener is
 // bound (a port in use is a start-up error, not a log line later) and
