@@ -43,7 +43,7 @@ func TestRTSPSampledRate(t *testing.T) {
 	rate := float64(n) / 10
 	t.Logf("delivered %.2f frames/s over 10 s (%d frames)", rate, n)
 	if math.Abs(rate-2) > 0.3 {
-		t.Errorf("delivered %.2f frames/s, want 2 ± 0.3", rate)
+		rateError(t, "delivered %.2f frames/s, want 2 ± 0.3", rate)
 	}
 
 	st := src.Status()
@@ -52,7 +52,7 @@ func TestRTSPSampledRate(t *testing.T) {
 		t.Errorf("status = %s %dx%d, want connected 640x360", st.State, st.Width, st.Height)
 	}
 	if st.FPSDecoded < 20 || st.FPSDecoded > 30 || math.Abs(st.FPSSampled-2) > 0.5 {
-		t.Errorf("status FPSDecoded %.1f FPSSampled %.1f, want ≈25 and ≈2", st.FPSDecoded, st.FPSSampled)
+		rateError(t, "status FPSDecoded %.1f FPSSampled %.1f, want ≈25 and ≈2", st.FPSDecoded, st.FPSSampled)
 	}
 	if time.Since(st.LastFrame) > time.Second {
 		t.Errorf("status LastFrame %s ago, want under 1 s", time.Since(st.LastFrame))
@@ -121,7 +121,7 @@ func TestRTSPOutageRecovery(t *testing.T) {
 			rate := c.rate("demo", from, to)
 			t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
 			if math.Abs(rate-2)/2 > 0.10 {
-				t.Errorf("file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
+				rateError(t, "file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
 			}
 			if st.State != StateConnected || st.Reconnects == 0 {
 				t.Errorf("status after the outage: %s with %d reconnects, want connected after ≥ 1", st.State, st.Reconnects)
@@ -264,7 +264,7 @@ func TestStallWatchdog(t *testing.T) {
 	srv.Resume()
 	resumed := time.Now()
 	if rate := c.rate("demo", stalledAt, resumed); math.Abs(rate-2)/2 > 0.10 {
-		t.Errorf("file camera delivered %.2f frames/s during the other camera's stall, want 2 ± 10%%", rate)
+		rateError(t, "file camera delivered %.2f frames/s during the other camera's stall, want 2 ± 10%%", rate)
 	} else {
 		t.Logf("file camera: %.2f frames/s during the %.1f s stall", rate, resumed.Sub(stalledAt).Seconds())
 	}

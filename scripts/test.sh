@@ -24,10 +24,13 @@ echo "== go test -tags matprofile (capture: count live OpenCV Mats)"
 # need it and are compiled only with it.
 go vet -tags matprofile ./capture/
 go test -count=1 -timeout 10m -tags matprofile -run 'NoMatLeak' ./capture/
-echo "== go test -race (the concurrent packages)"
-# capture is left out: the race detector slows its cgo decode loop enough to
-# upset its rate measurements, and its concurrency is covered by the tests above.
-go test -count=1 -timeout 20m -race ./configs ./rules ./publish ./daemon ./daemon/httpapi ./daemon/history ./daemon/calibrate ./infer/hub
+echo "== go test -race (every package but the command line's process tests)"
+# capture and infer have the subtlest concurrency (cgo readers the watchdog
+# abandons, the latest-frame hand-off, sessions shared by batches); their
+# rate assertions are logged, not asserted, under -race (testenv.Race), and
+# asserted in the pass above.
+go test -count=1 -timeout 30m -race ./configs ./rules ./publish ./capture ./infer/... ./internal/kit \
+  ./daemon ./daemon/httpapi ./daemon/live ./daemon/history ./daemon/calibrate
 echo "== go test -fuzz (a fixed number of inputs per target)"
 # Each fuzz target runs a fixed number of inputs (about 10 s each on the 2-core
 # CI machine) on top of its seed corpus (its f.Add seeds and testdata/fuzz/).

@@ -1,0 +1,8 @@
+//go:build race
+
+package testenv
+
+// Race is true when the tests are built with -race: the race detector slows
+// Go code several times over, so tests skip assertions on rates and
+// latencies under it (and check them in the normal pass).
+const Race = true
