@@ -115,7 +115,6 @@ type Status struct {
 	// EventsDropped counts events that were not delivered: MQTT drops the
 	// oldest when the outbox is full, stdout a line it could not write.
 	EventsDropped uint64
-	OutboxErrors  uint64 // outbox files that could not be written (kept in memory) or read (set aside)
 
 	Published        uint64 // messages acknowledged by the broker (QoS 0: sent), any topic
 	EventsPublished  uint64 // of which events
