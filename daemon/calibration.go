@@ -38,6 +38,9 @@ const calibrationDir = "calibration"
 // store that cannot be opened is logged, not fatal: the daemon runs on the
 // config's thresholds.
 func (d *daemon) openCalibration(cfg *configs.Config) {
+	// Known from the start, so its metric is there at 0 before a failure:
+	// a counter that appears at 1 shows no increase.
+	d.state.File("calibration", calibrationEffect)
 	s, err := calibrate.Open(filepath.Join(cfg.StateDir, calibrationDir))
 	if err != nil {
 		d.log.Warn("calibration unavailable; the config's thresholds apply", "err", err)

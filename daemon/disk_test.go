@@ -106,6 +106,12 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 	applied := r.camera("door").Labels[0].Threshold
 	testenv.WaitFor(t, 10*time.Second, func() bool { return received() >= 4 }, "events with the applied threshold %g", applied)
 
+	// Every file is in the metric from the start, at 0: a counter that
+	// appears at 1 shows no increase to an alert.
+	if got := stateFailures(r); len(got) != 5 || got["outbox"]+got["retained"]+got["journal"]+got["history"]+got["calibration"] != 0 {
+		t.Errorf("siglipd_state_write_failures_total before the fault: %v; want outbox, retained, journal, history and calibration at 0", got)
+	}
+
 	// The disk breaks. What is on it once the first write has failed (a
 	// write under way as it broke may end after it) must stay so.
 	logFrom, receivedBefore, beforeFault := len(r.logs.String()), received(), emitted(0)
