@@ -177,8 +177,8 @@ const persistBatch = 64
 
 // persist removes the stale files and writes the files of up to
 // persistBatch messages that are kept in memory only, oldest first; it
-// stops at the first that fails and returns its error. The message in flight is
-// written too: if the broker has it, done removes the file at once.
+// stops at the first that fails and returns its error. The message in
+// flight is written too: if the broker has it, done removes the file.
 func (o *outbox) persist() error {
 	for len(o.stale) > 0 {
 		if err := o.remove(o.stale[0]); err != nil {
