@@ -8,6 +8,7 @@ import (
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 )
 
@@ -62,6 +63,9 @@ func (d *daemon) FramesFailed(camera string) uint64 {
 func (d *daemon) History(camera, label string, since time.Time) history.Result {
 	return d.history.Query(camera, label, since)
 }
+
+// StateFiles is the state folder's files and their failed writes.
+func (d *daemon) StateFiles() []kit.StateFileStatus { return d.state.Status() }
 
 // Sink is the sink's status.
 func (d *daemon) Sink() publish.Status { return d.sink.Status() }

@@ -17,6 +17,7 @@ import (
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/internal/testenv"
 	"github.com/siglipd/siglipd/publish"
 )
@@ -86,13 +87,14 @@ func testFrame(camera string, seq uint64, blue byte) *capture.Frame {
 // noStatus is a statusSource with nothing to report.
 type noStatus struct{}
 
-func (noStatus) Cameras() []capture.Status   { return nil }
-func (noStatus) FramesDropped(string) uint64 { return 0 }
-func (noStatus) FramesScored(string) uint64  { return 0 }
-func (noStatus) FramesSkipped(string) uint64 { return 0 }
-func (noStatus) FramesFailed(string) uint64  { return 0 }
-func (noStatus) Sink() publish.Status        { return publish.Status{} }
-func (noStatus) Server() infer.ServerState   { return infer.ServerState{Backend: "local", Up: true} }
+func (noStatus) Cameras() []capture.Status         { return nil }
+func (noStatus) FramesDropped(string) uint64       { return 0 }
+func (noStatus) FramesScored(string) uint64        { return 0 }
+func (noStatus) FramesSkipped(string) uint64       { return 0 }
+func (noStatus) FramesFailed(string) uint64        { return 0 }
+func (noStatus) Sink() publish.Status              { return publish.Status{} }
+func (noStatus) Server() infer.ServerState         { return infer.ServerState{Backend: "local", Up: true} }
+func (noStatus) StateFiles() []kit.StateFileStatus { return nil }
 
 // batcherRig is a batcher on a fresh hand-off with the fake model and
 // labels for the given cameras; its output is collected.

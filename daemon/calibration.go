@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +38,9 @@ const calibrationDir = "calibration"
 // store that cannot be opened is logged, not fatal: the daemon runs on the
 // config's thresholds.
 func (d *daemon) openCalibration(cfg *configs.Config) {
+	// Known from the start, so its metric is there at 0 before a failure:
+	// a counter that appears at 1 shows no increase.
+	d.state.File("calibration", calibrationEffect)
 	s, err := calibrate.Open(filepath.Join(cfg.StateDir, calibrationDir))
 	if err != nil {
 		d.log.Warn("calibration unavailable; the config's thresholds apply", "err", err)
@@ -121,9 +126,24 @@ func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool) (cali
 	m := calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}
 	err = d.change(ctx, "mark", func() (err error) {
 		m, err = d.calib.Add(m, jpeg)
-		return err
+		return d.calibrationWrote(err)
 	})
 	return m, err
+}
+
+// calibrationEffect is what a calibration folder that cannot be written
+// costs. Marks and thresholds are refused rather than kept for this run
+// only: a threshold the page shows as applied would otherwise be gone after
+// the next restart, without a word.
+const calibrationEffect = "marks and thresholds are refused on the page (503) until the disk works; nothing changes"
+
+// calibrationWrote accounts for the result of a write of the calibration
+// store (errors that are not the disk's pass through) and returns err.
+func (d *daemon) calibrationWrote(err error) error {
+	if err == nil || errors.Is(err, calibrate.ErrUnavailable) {
+		d.state.File("calibration", calibrationEffect).Wrote(err)
+	}
+	return err
 }
 
 // DeleteMark removes a mark.
@@ -132,10 +152,11 @@ func (d *daemon) DeleteMark(ctx context.Context, id string) error {
 		return errNoCalibration
 	}
 	return d.change(ctx, "delete mark", func() error {
-		if err := d.calib.Delete(id); err != nil {
+		err := d.calib.Delete(id)
+		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: no mark %q", calibrate.ErrNotFound, id)
 		}
-		return nil
+		return d.calibrationWrote(err)
 	})
 }
 
@@ -231,8 +252,8 @@ func (d *daemon) applyCalibration(camera, label string, apply bool) error {
 	} else {
 		err = d.calib.Clear(camera, label)
 	}
-	if err != nil {
-		return err
+	if err := d.calibrationWrote(err); err != nil {
+		return err // not saved: not applied either
 	}
 	old := d.config()
 	if err := d.apply(old, diff(old, withCalibration(d.fileConfig(), d.calib))); err != nil {

@@ -30,6 +30,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -47,6 +48,7 @@ import (
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/daemon/live"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 	"gocv.io/x/gocv"
 )
@@ -102,6 +104,8 @@ type hooks struct {
 	// started is given the daemon once it runs (for a look inside after
 	// Run has returned).
 	started func(*daemon)
+	// historySaveEvery replaces historySaveEvery when positive.
+	historySaveEvery time.Duration
 }
 
 // daemon is one running siglipd: the stages Run started, for shutdown,
@@ -121,6 +125,7 @@ type daemon struct {
 	metrics *metrics
 	live    *live.Board
 	history *history.Store
+	state   *kit.StateFiles // the writes of the state folder's files
 	http    *httpapi.Server // nil when http.listen is ""
 	probes  sync.WaitGroup  // the inference server's probe
 
@@ -163,7 +168,7 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	if err := d.startSink(ctx, cfg); err != nil {
 		return err
 	}
-	stopHistory := d.startHistory(cfg)
+	stopHistory := d.startHistory(cfg, cmp.Or(h.historySaveEvery, historySaveEvery))
 	defer stopHistory()
 	d.rules = d.startRules(cfg)
 	d.batch = d.startBatcher(cfg)
@@ -201,6 +206,7 @@ func newDaemon(cfg *configs.Config, opts Options, encodeJPEG func(gocv.Mat) ([]b
 		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(),
 		sets: newScoring(), latest: latest,
 		cameras: newCameraSet(latest, opts.Logger), live: live.New(encodeJPEG), history: history.New(history.Options{}),
+		state:       kit.NewStateFiles(opts.Logger),
 		promptCache: promptCache{promptSets: map[string]*infer.LabelSet{}},
 		changes:     make(chan changeRequest), changesDone: make(chan struct{}),
 	}
@@ -211,7 +217,7 @@ func newDaemon(cfg *configs.Config, opts Options, encodeJPEG func(gocv.Mat) ([]b
 // startSink creates the sink, connects it (in the background: a broker
 // that is away is not a start-up error) and tells it the cameras.
 func (d *daemon) startSink(ctx context.Context, cfg *configs.Config) error {
-	sink, err := newSink(cfg, d.opts, d.log)
+	sink, err := newSink(cfg, d.opts, d.state, d.log)
 	if err != nil {
 		return err // publish's errors start with "mqtt: "
 	}
@@ -291,7 +297,7 @@ func (d *daemon) fileConfig() *configs.Config {
 	return d.fileCfg
 }
 
-func newSink(cfg *configs.Config, opts Options, log *slog.Logger) (publish.Sink, error) {
+func newSink(cfg *configs.Config, opts Options, state *kit.StateFiles, log *slog.Logger) (publish.Sink, error) {
 	if cfg.Sink == "stdout" {
 		var w io.Writer = os.Stdout
 		if opts.Stdout != nil {
@@ -304,7 +310,7 @@ func newSink(cfg *configs.Config, opts Options, log *slog.Logger) (publish.Sink,
 		Broker: m.Broker.Reveal(), ClientID: m.ClientID, Username: m.Username, Password: m.Password.Reveal(),
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
 		TopicPrefix: m.TopicPrefix, QoS: byte(m.QoS), Retain: m.Retain,
-		OutboxDir: filepath.Join(cfg.StateDir, "mqtt"), OutboxMax: m.Outbox.MaxMessages,
+		OutboxDir: filepath.Join(cfg.StateDir, "mqtt"), OutboxMax: m.Outbox.MaxMessages, State: state,
 		Discovery: m.Discovery.Enabled, DiscoveryPrefix: m.Discovery.Prefix,
 		ScoresEnabled: m.Scores.Enabled, ScoresInterval: m.Scores.Interval.D(),
 		SnapshotsEnabled: m.Snapshots.Enabled, SnapshotMaxBytes: int(m.Snapshots.MaxBytes),

@@ -49,6 +49,15 @@ func (e *emitter) emit(events []rules.Event, f *capture.Frame) {
 	}
 }
 
+// retry saves the journal again if its last save failed (a full or
+// read-only disk), so that it is current soon after the disk works, not
+// only at the next event.
+func (e *emitter) retry(now time.Time) {
+	if e.journal != nil {
+		e.journal.retry(now)
+	}
+}
+
 // endLeftOpen ends, now, the events the last run left open (it died), as
 // the journal remembers them.
 func (e *emitter) endLeftOpen(left []rules.Event) {

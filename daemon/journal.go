@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
@@ -27,13 +28,24 @@ import (
 // The file is rewritten, through a temporary file and a rename, on every
 // start, update and end; it is not fsync'ed: a SIGKILL keeps it (page
 // cache), and a power cut costs at most the ends of the events of its last
-// second.
+// second. A save that fails (a full or read-only disk) leaves the last
+// file as it was; the list in memory stays right, and is saved again at
+// the next event, or by retry once the disk works.
 type journal struct {
 	path    string
 	log     *slog.Logger
+	file    *kit.StateFile         // the saves' results: logged once per cause, counted
 	open    map[string]rules.Event // id → last start or update
-	failing bool                   // the last save failed (logged once until it works again)
+	lastTry time.Time              // of retry
 }
+
+// journalEffect is what a journal that cannot be saved costs.
+const journalEffect = "after a crash, the events open now would not be ended (their ON states would stay)"
+
+// journalRetryEvery is how often retry saves a journal whose last save
+// failed: soon enough after the disk works again, rarely enough to cost
+// nothing while it does not.
+const journalRetryEvery = 10 * time.Second
 
 // journalFile is the journal's name in the state folder. legacyJournal is
 // where the MQTT sink kept the same list before the journal existed; a run
@@ -46,12 +58,15 @@ const (
 // openJournal reads the journal in stateDir (creating the folder) and
 // returns it with the events the last run left open, oldest first. A
 // journal that cannot be read is set aside, not fatal: it only matters
-// after a crash.
-func openJournal(stateDir string, log *slog.Logger) (*journal, []rules.Event, error) {
+// after a crash. Its saves are accounted to file (nil: one of its own).
+func openJournal(stateDir string, file *kit.StateFile, log *slog.Logger) (*journal, []rules.Event, error) {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("state_dir %s: %w", stateDir, errors.Unwrap(err))
 	}
-	j := &journal{path: filepath.Join(stateDir, journalFile), log: log, open: map[string]rules.Event{}}
+	if file == nil {
+		file = kit.NewStateFiles(log).File("journal", journalEffect)
+	}
+	j := &journal{path: filepath.Join(stateDir, journalFile), log: log, file: file, open: map[string]rules.Event{}}
 	legacy := filepath.Join(stateDir, legacyJournal)
 	for _, p := range []string{j.path, legacy} {
 		raw, err := os.ReadFile(p)
@@ -74,7 +89,7 @@ func openJournal(stateDir string, log *slog.Logger) (*journal, []rules.Event, er
 		}
 	}
 	left := j.list()
-	if err := j.save(); err == nil {
+	if err := j.file.Wrote(j.save()); err == nil {
 		os.Remove(legacy) // taken over
 	}
 	return j, left, nil
@@ -90,22 +105,24 @@ func (j *journal) record(ev rules.Event) {
 	} else {
 		j.open[ev.ID] = ev
 	}
-	j.save()
+	j.file.Wrote(j.save()) // each event not journaled is one failure
 }
 
-// save writes the open events, logging a failure once until it works again.
+// retry saves the journal again when its last save failed, at most every
+// journalRetryEvery (the rules loop calls it every tick).
+func (j *journal) retry(now time.Time) {
+	if !j.file.Failing() || now.Sub(j.lastTry) < journalRetryEvery {
+		return
+	}
+	j.lastTry = now
+	j.file.Retried(j.save())
+}
+
+// save writes the open events.
 func (j *journal) save() error {
 	b, err := json.Marshal(j.list())
 	if err == nil {
 		err = kit.WriteFile(j.path, b, 0o644, false)
-	}
-	switch {
-	case err != nil && !j.failing:
-		j.failing = true
-		j.log.Warn("event journal cannot be written; after a crash the events open now would not be ended", "file", j.path, "err", err)
-	case err == nil && j.failing:
-		j.failing = false
-		j.log.Info("event journal written again", "file", j.path)
 	}
 	return err
 }

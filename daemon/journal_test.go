@@ -40,7 +40,7 @@ func TestJournal(t *testing.T) {
 
 	t.Run("record", func(t *testing.T) {
 		dir := t.TempDir()
-		j, left, err := openJournal(dir, log)
+		j, left, err := openJournal(dir, nil, log)
 		if err != nil || len(left) != 0 {
 			t.Fatalf("fresh journal: %v, %v", left, err)
 		}
@@ -48,7 +48,7 @@ func TestJournal(t *testing.T) {
 		j.record(ev("a", rules.TypeStart, 1))
 		j.record(ev("a", rules.TypeUpdate, 1))
 		j.record(ev("b", rules.TypeEnd, 2))
-		_, left, _ = openJournal(dir, log) // what a run killed now would leave
+		_, left, _ = openJournal(dir, nil, log) // what a run killed now would leave
 		if got := ids(left); len(got) != 1 || got[0] != "a/update" {
 			t.Errorf("left open = %v, want [a/update]", got)
 		}
@@ -57,7 +57,7 @@ func TestJournal(t *testing.T) {
 		dir := t.TempDir()
 		legacy := filepath.Join(dir, legacyJournal)
 		write(t, legacy, []rules.Event{ev("old", rules.TypeStart, 0)})
-		j, left, err := openJournal(dir, log)
+		j, left, err := openJournal(dir, nil, log)
 		if err != nil || len(ids(left)) != 1 || left[0].ID != "old" {
 			t.Fatalf("left = %v, %v; want the legacy file's event", ids(left), err)
 		}
@@ -65,14 +65,14 @@ func TestJournal(t *testing.T) {
 			t.Errorf("the legacy file is still there: %v", err)
 		}
 		j.record(rules.Ended(left[0], at))
-		if _, left, _ = openJournal(dir, log); len(left) != 0 {
+		if _, left, _ = openJournal(dir, nil, log); len(left) != 0 {
 			t.Errorf("after its end: %v", ids(left))
 		}
 	})
 	t.Run("unreadable", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, journalFile), []byte("{not json"), 0o644)
-		_, left, err := openJournal(dir, log)
+		_, left, err := openJournal(dir, nil, log)
 		if err != nil || len(left) != 0 {
 			t.Fatalf("left = %v, %v; want none and no error", ids(left), err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 )
 
@@ -47,6 +48,7 @@ type statusSource interface {
 	FramesFailed(camera string) uint64
 	Sink() publish.Status
 	Server() infer.ServerState
+	StateFiles() []kit.StateFileStatus
 }
 
 func newMetrics(src statusSource) *metrics {
@@ -99,6 +101,7 @@ var (
 	descConnFailures  = prometheus.NewDesc("siglipd_broker_connect_failures_total", "Failed connection attempts to the broker.", nil, nil)
 	descServerUp      = prometheus.NewDesc("siglipd_inference_server_up", "1 when the inference server answers (always 1 for the local backend).", []string{"backend"}, nil)
 	descServerFails   = prometheus.NewDesc("siglipd_inference_server_failures_total", "Failed calls to the remote backend's inference server.", []string{"backend"}, nil)
+	descStateWrites   = prometheus.NewDesc("siglipd_state_write_failures_total", "Writes of a state folder file that failed (a full or read-only disk): events kept in memory only, journal and history saves, marks and thresholds refused.", []string{"file"}, nil)
 )
 
 // statusCollector turns camera, hand-off and sink status into metrics.
@@ -107,7 +110,7 @@ type statusCollector struct{ src statusSource }
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descFramesFailed, descReconnects, descStalls,
 		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures,
-		descServerUp, descServerFails} {
+		descServerUp, descServerFails, descStateWrites} {
 		ch <- d
 	}
 }
@@ -150,6 +153,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descServerUp, prometheus.GaugeValue, up, srv.Backend)
 	ch <- prometheus.MustNewConstMetric(descServerFails, prometheus.CounterValue, float64(srv.Failures), srv.Backend)
+	for _, f := range c.src.StateFiles() {
+		ch <- prometheus.MustNewConstMetric(descStateWrites, prometheus.CounterValue, float64(f.WriteFailures), f.Name)
+	}
 }
 
 // handler serves the registry (/metrics).

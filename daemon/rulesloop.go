@@ -43,7 +43,7 @@ type ruleUpdate struct {
 // startRules opens the event journal, ends the events the last run left
 // open, and starts the rules loop.
 func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
-	j, left, err := openJournal(cfg.StateDir, d.log)
+	j, left, err := openJournal(cfg.StateDir, d.state.File("journal", journalEffect), d.log)
 	if err != nil {
 		d.log.Warn("event journal unavailable; events open at a crash would not be ended", "err", err)
 	}
@@ -84,6 +84,7 @@ func (l *rulesLoop) run() {
 			l.observe(s)
 		case now := <-ticker.C:
 			l.emit.emit(l.machine.Tick(now), nil)
+			l.emit.retry(now)
 			l.live.SetStates(l.machine.States())
 			l.reportAvailability()
 		case u := <-l.updates:

@@ -77,7 +77,7 @@ type rulesRig struct {
 
 func newRulesRig(t *testing.T, quiet time.Duration, rs ...rules.Rule) *rulesRig {
 	log := slog.New(slog.DiscardHandler)
-	j, _, err := openJournal(t.TempDir(), log)
+	j, _, err := openJournal(t.TempDir(), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,8 @@ func (m *MQTT) run(ctx context.Context) {
 			if m.isClosing() {
 				return // Close allows one attempt, the one just made
 			}
+			m.queue.persist() // while the broker is away, the disk may have come back
+
 			if !m.sleep(ctx, delay) {
 				return
 			}

@@ -124,6 +124,7 @@ type discovery struct {
 	qos     byte
 	version string
 	dir     string // where retainedFile lives (the outbox folder)
+	file    *kit.StateFile
 	log     *slog.Logger
 
 	mu       sync.Mutex
@@ -142,6 +143,7 @@ const retainedFile = "retained.json"
 
 func newDiscovery(opts MQTTOptions, t topics) *discovery {
 	d := &discovery{t: t, enabled: opts.Discovery, qos: opts.QoS, version: opts.Version, dir: opts.OutboxDir, log: opts.Logger,
+		file:   opts.State.File("retained", "a label removed from the config may stay in Home Assistant after a restart"),
 		states: map[string]string{}, cameraUp: map[string]string{}, owned: map[string]bool{}}
 	if opts.ScoresEnabled {
 		d.scores = opts.ScoresInterval
@@ -288,16 +290,23 @@ func (d *discovery) sent(msg message) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if own := len(msg.Payload) > 0; own == d.owned[msg.Topic] {
+	own := len(msg.Payload) > 0
+	changed := own != d.owned[msg.Topic]
+	if !changed && !d.file.Failing() {
 		return
-	} else if own {
+	}
+	if own {
 		d.owned[msg.Topic] = true
 	} else {
 		delete(d.owned, msg.Topic)
 	}
-	topics := slices.Sorted(maps.Keys(d.owned))
-	if err := saveJSON(filepath.Join(d.dir, retainedFile), topics, true); err != nil {
-		d.log.Warn("mqtt: cannot save the list of retained topics; a removed label may stay in Home Assistant", "error", err)
+	// After a failed save, every retained message (a state, at each event)
+	// tries again, so the file catches up soon after the disk works.
+	err := saveJSON(filepath.Join(d.dir, retainedFile), slices.Sorted(maps.Keys(d.owned)), true)
+	if changed {
+		d.file.Wrote(err)
+	} else {
+		d.file.Retried(err)
 	}
 }
 

@@ -37,6 +37,9 @@ type MQTTOptions struct {
 
 	OutboxDir string // required; must survive restarts (e.g. <state_dir>/mqtt)
 	OutboxMax int    // events kept while the broker is away; default 10000
+	// State accounts for the writes of the outbox ("outbox") and of the
+	// list of retained topics ("retained"); default: a set of its own.
+	State *kit.StateFiles
 
 	Discovery       bool
 	DiscoveryPrefix string // default "homeassistant"
@@ -108,11 +111,10 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	t := newTopics(opts.TopicPrefix, opts.DiscoveryPrefix)
 	m := &MQTT{
 		opts: opts, log: opts.Logger, t: t, broker: kit.RedactURL(opts.Broker),
-		queue: newPending(box, opts.Logger), ha: newDiscovery(opts, t), lastScores: map[string]time.Time{},
+		queue: newPending(box, opts.State.File("outbox", outboxEffect), opts.Logger), ha: newDiscovery(opts, t), lastScores: map[string]time.Time{},
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, p := range problems {
-		m.queue.outboxErrors++
 		m.log.Warn("mqtt outbox: unreadable message file set aside", "error", p)
 	}
 	if n := box.len(); n > 0 {
@@ -162,8 +164,15 @@ func (o *MQTTOptions) fill() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.State == nil {
+		o.State = kit.NewStateFiles(o.Logger)
+	}
 	return nil
 }
+
+// outboxEffect is what a full or read-only disk costs the outbox, for the
+// line that says so (once, see kit.StateFile).
+const outboxEffect = "the outbox cannot hold more events: they are published from memory, and those the broker has not taken are lost if siglipd stops"
 
 func isTLS(scheme string) bool {
 	return scheme == "ssl" || scheme == "tls" || scheme == "mqtts" || scheme == "wss"
@@ -192,7 +201,9 @@ func (m *MQTT) Announce(cams []Camera) {
 	m.signal()
 }
 
-// Event queues ev (see Sink). The event is on disk when Event returns.
+// Event queues ev (see Sink). The event is on disk when Event returns,
+// unless the disk is full or read-only: then it is kept in memory, within
+// the outbox's bound, and still published (see outbox).
 func (m *MQTT) Event(ev rules.Event, snapshot []byte) {
 	if m.isClosed() {
 		m.log.Debug("mqtt: event after Close ignored", "id", ev.ID, "type", ev.Type)
@@ -298,7 +309,8 @@ func (m *MQTT) Scores(camera string, at time.Time, probs map[string]float64) {
 
 // Close (when started) flushes what it can within ctx, publishes "offline"
 // and disconnects. Events the broker has not taken stay in the outbox for
-// the next run. It returns ctx's error when the flush was
+// the next run, except those the disk could not take (full, read-only):
+// they are lost, and said so. It returns ctx's error when the flush was
 // cut short; saying "offline" may then take up to ≈ 0.5 s more. With the
 // broker unusable it does not wait: one more connection attempt, then stop.
 func (m *MQTT) Close(ctx context.Context) error {
@@ -323,10 +335,13 @@ func (m *MQTT) Close(ctx context.Context) error {
 		}
 		m.cancel()
 	}
-	if n := m.queue.events(); n > 0 {
-		m.log.Info("mqtt: stopped with events not yet delivered; they are sent after the next start", "events", n, "dir", m.opts.OutboxDir)
+	kept, lost := m.queue.close()
+	if kept > 0 {
+		m.log.Info("mqtt: stopped with events not yet delivered; they are sent after the next start", "events", kept, "dir", m.opts.OutboxDir)
 	}
-	m.queue.close()
+	if lost > 0 {
+		m.log.Warn("mqtt: stopped with events not yet delivered that the disk could not take; they are lost", "events", lost, "dir", m.opts.OutboxDir)
+	}
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +38,14 @@ type message struct {
 // fsync per message does not matter (BenchmarkOutboxAdd; figures in
 // docs/measurements.md).
 //
+// A disk that is full or read-only does not stop delivery: a message whose
+// file cannot be written is kept in memory only (within the same bound) and
+// sent from there, and is lost only if the process ends before the broker
+// has it. Its file is written later, by persist, once writes work again and
+// if it is still waiting; a file that could not be removed after delivery
+// (a read-only disk) is removed then too, so that a restart does not send
+// it again.
+//
 // outbox is not safe for concurrent use; pending guards it with its mutex.
 type outbox struct {
 	dir  string
@@ -46,6 +55,10 @@ type outbox struct {
 	next     uint64   // sequence number of the next message
 	recs     []record // oldest first
 	inflight uint64   // seq of the message being sent; 0 for none
+	// stale are the files of messages delivered or dropped that could not
+	// be removed. At most the files written before the disk failed, so
+	// bounded by max.
+	stale []uint64
 }
 
 type record struct {
@@ -70,7 +83,10 @@ func openOutbox(dir string, limit int) (o *outbox, problems []error, err error) 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("outbox %s: %w", dir, kit.UnwrapPath(err))
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	// Read-only: flock needs no more, and a file open for writing would
+	// keep the disk from being remounted read-only (EBUSY), by an operator
+	// or by a test of what happens then.
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDONLY, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox %s: %w", dir, kit.UnwrapPath(err))
 	}
@@ -154,6 +170,50 @@ func (o *outbox) add(msg message) (dropped int, err error) {
 	return o.trim(), err
 }
 
+// persistBatch bounds the files persist writes at a time, so that a
+// backlog kept in memory (up to max) is not written, each file fsync'ed,
+// while the caller waits: events at human rates catch up in a few calls.
+const persistBatch = 64
+
+// persist removes the stale files and writes the files of up to
+// persistBatch messages that are kept in memory only, oldest first; it
+// stops at the first that fails and returns its error. The message in
+// flight is written too: if the broker has it, done removes the file.
+func (o *outbox) persist() error {
+	for len(o.stale) > 0 {
+		if err := o.remove(o.stale[0]); err != nil {
+			return err
+		}
+		o.stale = o.stale[1:]
+	}
+	n := 0
+	for i := range o.recs {
+		if o.recs[i].onDisk {
+			continue
+		}
+		if n == persistBatch {
+			break
+		}
+		if err := o.write(o.recs[i]); err != nil {
+			return err
+		}
+		o.recs[i].onDisk = true
+		n++
+	}
+	return nil
+}
+
+// memoryOnly is how many messages are kept in memory only.
+func (o *outbox) memoryOnly() int {
+	n := 0
+	for _, r := range o.recs {
+		if !r.onDisk {
+			n++
+		}
+	}
+	return n
+}
+
 // take returns the oldest message and marks it in flight.
 func (o *outbox) take() (record, bool) {
 	if len(o.recs) == 0 {
@@ -193,11 +253,20 @@ func (o *outbox) path(seq uint64) string {
 }
 
 func (o *outbox) delete(r record) {
-	if r.onDisk {
-		// An undeletable file would be sent again after a restart; that is
-		// the at-least-once contract, not a loss, so it is not reported.
-		os.Remove(o.path(r.seq))
+	if r.onDisk && o.remove(r.seq) != nil {
+		// An undeletable file (a read-only disk) would be sent again after
+		// a restart; that is the at-least-once contract, not a loss, so it
+		// is not reported. persist tries again once writes work.
+		o.stale = append(o.stale, r.seq)
 	}
+}
+
+// remove removes a message's file; one that is not there is no error.
+func (o *outbox) remove(seq uint64) error {
+	if err := os.Remove(o.path(seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("outbox %w", err)
+	}
+	return nil
 }
 
 func (o *outbox) write(r record) error {

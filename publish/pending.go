@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // pending is what waits to be sent, in the order it goes out: first the
@@ -24,11 +26,11 @@ type pending struct {
 	closed      bool
 
 	// Counters, for Status.
-	eventsDropped, eventsPublished, outboxErrors uint64
+	eventsDropped, eventsPublished uint64
 	// State changes, each logged when it starts and when it ends.
 	full             bool // the outbox is full: the oldest events are dropped
 	droppedWhileFull uint64
-	diskFailing      bool // events cannot be written to disk (kept in memory)
+	disk             *kit.StateFile // the outbox's files: events that could not be written are kept in memory
 }
 
 // item is one message taken for sending.
@@ -38,8 +40,8 @@ type item struct {
 	seq   uint64 // outbox sequence of an event
 }
 
-func newPending(box *outbox, log *slog.Logger) *pending {
-	return &pending{log: log, box: box, latest: map[string]message{}}
+func newPending(box *outbox, disk *kit.StateFile, log *slog.Logger) *pending {
+	return &pending{log: log, box: box, disk: disk, latest: map[string]message{}}
 }
 
 // addEvent queues an event, after the latest values that go with it (its
@@ -55,16 +57,8 @@ func (p *pending) addEvent(event message, with ...message) bool {
 		p.setLatestLocked(m)
 	}
 	dropped, err := p.box.add(event)
-	switch {
-	case err != nil:
-		p.outboxErrors++
-		if !p.diskFailing {
-			p.diskFailing = true
-			p.log.Error("mqtt outbox: cannot write events to disk; keeping them in memory (lost if the process dies)", "error", err)
-		}
-	case p.diskFailing:
-		p.diskFailing = false
-		p.log.Info("mqtt outbox: writing to disk again", "dir", p.box.dir)
+	if p.disk.Wrote(err) == nil {
+		p.persistLocked() // the disk works: write what it could not take
 	}
 	if dropped > 0 {
 		p.eventsDropped += uint64(dropped)
@@ -75,6 +69,25 @@ func (p *pending) addEvent(event message, with ...message) bool {
 		}
 	}
 	return true
+}
+
+// persist writes the events kept in memory only, and removes the files of
+// delivered events that could not be removed, as far as the disk lets it
+// (a batch at a time). Called again and again (at every event, at every
+// failed connection attempt), so that what a full or read-only disk left
+// undone is done soon after it works again, without a loop of its own.
+func (p *pending) persist() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.persistLocked()
+	}
+}
+
+func (p *pending) persistLocked() {
+	if len(p.box.stale) > 0 || p.box.memoryOnly() > 0 {
+		p.disk.Retried(p.box.persist())
+	}
 }
 
 // setLatest makes msg its topic's value to send.
@@ -182,13 +195,23 @@ func (p *pending) status(s *Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s.OutboxDepth = p.box.len()
-	s.EventsDropped, s.EventsPublished, s.OutboxErrors = p.eventsDropped, p.eventsPublished, p.outboxErrors
+	s.EventsDropped, s.EventsPublished = p.eventsDropped, p.eventsPublished
 }
 
-// close closes the outbox; what it holds stays on disk.
-func (p *pending) close() {
+// close writes what it can of the events kept in memory only, closes the
+// outbox, and returns how many events wait on disk for the next run
+// (kept) and how many could not be written (lost).
+func (p *pending) close() (kept, lost int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	for n := p.box.memoryOnly(); n > 0; n = p.box.memoryOnly() {
+		p.persistLocked()
+		if p.box.memoryOnly() == n { // the disk takes no more
+			break
+		}
+	}
 	p.box.close()
+	lost = p.box.memoryOnly()
+	return p.box.len() - lost, lost
 }

@@ -60,8 +60,11 @@ type Sink interface {
 	Announce(cams []Camera)
 	// Event queues an event and its state change (ON on start and update, OFF
 	// on end). It never blocks on the network; nothing is dropped except when
-	// the outbox is full (oldest first, counted, logged). snapshot is an
-	// optional JPEG of the frame that started the event.
+	// the outbox is full (oldest first, counted, logged). An event the disk
+	// cannot take (full, read-only) is kept in memory within the same bound
+	// and published all the same; it is lost only if the process ends before
+	// the broker has it. snapshot is an optional JPEG of the frame that
+	// started the event.
 	Event(ev rules.Event, snapshot []byte)
 	// Scores offers the latest probabilities of one camera's labels; they are
 	// published at most once per interval, when enabled.
@@ -115,7 +118,6 @@ type Status struct {
 	// EventsDropped counts events that were not delivered: MQTT drops the
 	// oldest when the outbox is full, stdout a line it could not write.
 	EventsDropped uint64
-	OutboxErrors  uint64 // outbox files that could not be written (kept in memory) or read (set aside)
 
 	Published        uint64 // messages acknowledged by the broker (QoS 0: sent), any topic
 	EventsPublished  uint64 // of which events

@@ -11,7 +11,9 @@
 // the state folder (marks.jsonl, one JPEG per mark, calibration.json)
 // before they return, without holding the lock that readers (Marks,
 // Applied, Report, JPEG) take, so a slow disk never stalls a reader. A
-// write that fails changes nothing. Suggest and FitPlatt are pure.
+// write that fails (a full or read-only disk) changes nothing, neither in
+// memory nor on disk, and returns an error that wraps ErrUnavailable.
+// Suggest and FitPlatt are pure.
 package calibrate
 
 import (
@@ -85,23 +87,8 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("calibration folder %s: %w", dir, errors.Unwrap(err))
 	}
 	s := &Store{dir: dir, applied: map[key]Applied{}}
-	f, err := os.Open(filepath.Join(dir, marksFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	if err := s.readMarks(); err != nil {
 		return nil, err
-	default:
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for n := 1; sc.Scan(); n++ {
-			var m Mark
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("%s line %d: %w", f.Name(), n, err)
-			}
-			s.marks = append(s.marks, m)
-		}
-		f.Close()
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, calibrationFile))
 	if err == nil {
@@ -121,32 +108,82 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
+// readMarks reads marks.jsonl. A last line without its newline is what a
+// crash in the middle of an append leaves: it is dropped, and cut from the
+// file so that the next append starts a line of its own.
+func (s *Store) readMarks() error {
+	path := filepath.Join(s.dir, marksFile)
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	}
+	if end := bytes.LastIndexByte(raw, '\n') + 1; end < len(raw) {
+		raw = raw[:end]
+		os.Truncate(path, int64(end)) // failing, the next append fails too
+	}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		var m Mark
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return fmt.Errorf("%s line %d: %w", path, n, err)
+		}
+		s.marks = append(s.marks, m)
+	}
+	return sc.Err()
+}
+
+// notSaved is the error of a write that failed: nothing changed.
+func notSaved(what string, err error) error {
+	return fmt.Errorf("%w: %s cannot be saved, so nothing changed (the state folder: %w)", ErrUnavailable, what, err)
+}
+
 // Add stores a mark and its frame's JPEG, and returns it with its id.
 func (s *Store) Add(m Mark, jpeg []byte) (Mark, error) {
 	id := make([]byte, 8)
 	rand.Read(id)
 	m.ID = hex.EncodeToString(id)
+	jpegPath := filepath.Join(s.dir, m.ID+".jpg")
 	if len(jpeg) > 0 {
-		if err := os.WriteFile(filepath.Join(s.dir, m.ID+".jpg"), jpeg, 0o644); err != nil {
-			return Mark{}, err
+		if err := kit.WriteFile(jpegPath, jpeg, 0o644, false); err != nil {
+			return Mark{}, notSaved("the mark", err)
 		}
 	}
 	line, _ := json.Marshal(m)
-	f, err := os.OpenFile(filepath.Join(s.dir, marksFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err == nil {
-		_, err = f.Write(append(line, '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		os.Remove(filepath.Join(s.dir, m.ID+".jpg"))
-		return Mark{}, err
+	if err := appendLine(filepath.Join(s.dir, marksFile), append(line, '\n')); err != nil {
+		os.Remove(jpegPath)
+		return Mark{}, notSaved("the mark", err)
 	}
 	s.mu.Lock()
 	s.marks = append(s.marks, m)
 	s.mu.Unlock()
 	return m, nil
+}
+
+// appendLine appends line to the file at path, all of it or nothing: a
+// write cut short (a disk that fills up in the middle of it) is cut back
+// off, so the file never ends in half a line.
+func appendLine(path string, line []byte) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, kit.UnwrapPath(err))
+	}
+	st, err := f.Stat()
+	if err == nil {
+		if _, err = f.Write(line); err != nil {
+			f.Truncate(st.Size())
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, kit.UnwrapPath(err))
+	}
+	return nil
 }
 
 // Delete removes a mark (a wrong click).
@@ -165,7 +202,7 @@ func (s *Store) Delete(id string) error {
 		buf.Write(append(line, '\n'))
 	}
 	if err := kit.WriteFile(filepath.Join(s.dir, marksFile), buf.Bytes(), 0o644, false); err != nil {
-		return err
+		return notSaved("the deletion", err)
 	}
 	s.mu.Lock()
 	s.marks = kept
@@ -226,7 +263,7 @@ func (s *Store) change(fn func(map[key]Applied)) error {
 	})
 	b, _ := json.MarshalIndent(list, "", "  ")
 	if err := kit.WriteFile(filepath.Join(s.dir, calibrationFile), b, 0o644, false); err != nil {
-		return err
+		return notSaved("the threshold", err)
 	}
 	s.mu.Lock()
 	s.applied = applied

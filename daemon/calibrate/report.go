@@ -11,8 +11,10 @@ var (
 	// ErrConflict: not possible with the marks there are (they suggest no
 	// threshold).
 	ErrConflict = errors.New("not possible now")
-	// ErrUnavailable: no calibration (its folder could not be opened), or
-	// siglipd is stopping.
+	// ErrUnavailable: no calibration (its folder could not be opened),
+	// siglipd is stopping, or the state folder cannot be written (a full
+	// or read-only disk): nothing was changed, and trying again once the
+	// disk works will do.
 	ErrUnavailable = errors.New("unavailable")
 )
 

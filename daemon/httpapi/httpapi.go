@@ -35,6 +35,7 @@ import (
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/infer"
+	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
 	"github.com/siglipd/siglipd/rules"
 )
@@ -57,6 +58,8 @@ type Backend interface {
 	Server() infer.ServerState
 	// History is a camera × label's score history since a time.
 	History(camera, label string, since time.Time) history.Result
+	// StateFiles is the state folder's files and their failed writes.
+	StateFiles() []kit.StateFileStatus
 }
 
 // Live is what the page shows of each camera's last scored frame: the
@@ -188,7 +191,10 @@ type Ready struct {
 // the server runs, and for the remote backend its inference server
 // answering) and events can be delivered (the broker is connected).
 // Cameras are listed but do not decide: one dead camera should not make an
-// orchestrator restart a daemon serving the rest.
+// orchestrator restart a daemon serving the rest. Nor does the state
+// folder: on a full or read-only disk events are still published, from
+// memory, and a restart would lose those the broker has not taken yet
+// without making the disk any better (/api/status shows it).
 func (a *api) handleReady(w http.ResponseWriter, r *http.Request) {
 	srv := a.Backend.Server()
 	st := Ready{Model: srv.Up, Cameras: map[string]string{}}
@@ -227,8 +233,26 @@ type Status struct {
 	Uptime  string   `json:"uptime"`
 	Model   Model    `json:"model"`
 	Sink    Sink     `json:"sink"`
+	State   State    `json:"state"`
 	Cameras []Camera `json:"cameras"`
 	Batch   Batch    `json:"batch"`
+}
+
+// State is the state folder (state_dir): for each file siglipd has written
+// in it, how many writes failed, and the failure going on, if one is. A
+// full or read-only disk does not make siglipd unready (events are still
+// published, from memory); this is where it shows, with the metric
+// siglipd_state_write_failures_total.
+type State struct {
+	Dir   string      `json:"dir"`
+	Files []StateFile `json:"files"`
+}
+
+// StateFile is one file (or folder of files) of the state folder.
+type StateFile struct {
+	File          string `json:"file"` // outbox, retained, journal, history or calibration
+	WriteFailures uint64 `json:"write_failures"`
+	Error         string `json:"error,omitempty"` // writes fail now; absent once they work
 }
 
 // Model is the model in use.
@@ -316,6 +340,10 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Model:   Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight), Backend: info.Backend},
 		Sink:    Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
 		Batch:   Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
+		State:   State{Dir: cfg.StateDir, Files: []StateFile{}},
+	}
+	for _, f := range b.StateFiles() {
+		st.State.Files = append(st.State.Files, StateFile{File: f.Name, WriteFailures: f.WriteFailures, Error: f.Error})
 	}
 	if srv := b.Server(); srv.Backend == "remote" {
 		st.Model.Server = &InferenceServer{Address: srv.Server, Up: srv.Up, Since: srv.Since, LastError: srv.LastError, Failures: srv.Failures}

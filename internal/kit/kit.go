@@ -1,7 +1,7 @@
 // Package kit holds the small things several siglipd packages share: the
 // topic-safe form of a name (Slug), model ids, URL redaction, camera source
-// kinds, TLS files, atomic file writes and one logger for failures that
-// repeat.
+// kinds, TLS files, atomic file writes, one logger for failures that
+// repeat, and the account of the state folder's writes (StateFiles).
 //
 // Contract: kit is a leaf. It imports nothing of siglipd, so any package may
 // use it without pulling in the config loader, HTTP or a model; and it holds
