@@ -21,7 +21,7 @@ const historySaveEvery = 10 * time.Minute
 // events are in).
 func (d *daemon) startHistory(cfg *configs.Config) (stop func()) {
 	path := filepath.Join(cfg.StateDir, historyFile)
-	if err := d.history.Load(path, time.Now()); err != nil {
+	if err := d.history.Load(path, d.clock.wallNow()); err != nil {
 		d.log.Warn("score history of the last run not loaded; starting empty", "err", err)
 	}
 	save := func() {

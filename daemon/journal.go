@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/rules"
@@ -108,6 +109,20 @@ func (j *journal) save() error {
 		j.log.Info("event journal written again", "file", j.path)
 	}
 	return err
+}
+
+// clockJumped moves the open events' times by the wall clock's jump, as
+// the rules report them from now on, so that a run after a crash ends
+// them with the start time their last messages carried.
+func (j *journal) clockJumped(d time.Duration) {
+	if len(j.open) == 0 {
+		return
+	}
+	for id, ev := range j.open {
+		ev.StartTime, ev.FrameTime = ev.StartTime.Add(d), ev.FrameTime.Add(d)
+		j.open[id] = ev
+	}
+	j.save()
 }
 
 // list returns the open events, oldest first (then by id).
