@@ -97,8 +97,8 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 	}
 	ended := func(label string) int { return count(events(), label, rules.TypeEnd) }
 	jumpsLogged := func() int { return strings.Count(r.logs.String(), "the wall clock jumped") }
-	points := func() [][2]float64 {
-		_, body := r.get("/api/history?camera=door&label=open&since=0")
+	points := func() [][2]float64 { // since=1: Unix ms, the whole history
+		_, body := r.get("/api/history?camera=door&label=open&since=1")
 		var h struct{ Points [][2]float64 }
 		json.Unmarshal(body, &h)
 		return h.Points
@@ -160,7 +160,9 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 		if _, _, st := d.live.Scores("door"); !st["open"].On || st["cool"].On {
 			t.Logf("(the daemon noticed the jump after the cycle moved on: open %v, cool %v)", st["open"].On, st["cool"].On)
 		}
-		continuous(fmt.Sprintf("just after the jump by %s", step), points(), n)
+		after := points()
+		t.Logf("the jump by %s: /api/history had %d points before, %d after", step, n, len(after))
+		continuous(fmt.Sprintf("just after the jump by %s", step), after, n)
 		pageFollows(fmt.Sprintf("after the jump by %s", step))
 	}
 	// journalFollows fails unless the journal's open events carry times of
@@ -197,7 +199,7 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 	if n := counterSum(r.metrics(), "siglipd_clock_jumps_total"); n != 2 {
 		t.Errorf("siglipd_clock_jumps_total %v, want 2", n)
 	}
-	_, body := r.get("/api/history?camera=door&label=cool&since=0")
+	_, body := r.get("/api/history?camera=door&label=cool&since=1")
 	var hist struct {
 		ClockJumps int `json:"clock_jumps"`
 		Events     []struct {
