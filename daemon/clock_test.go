@@ -77,6 +77,9 @@ label_defaults: {threshold: 0.5, min_frames: 3, off_frames: 3}
 cameras: [{name: door, url: %s, loop: true, fps: 10,
            labels: [{name: open, off_threshold: 0.3, cooldown: 0s}, {name: cool, off_threshold: 0.3, cooldown: 4500ms}]}]
 `, state, filepath.Join(t.TempDir(), "no-model"), video)
+	// The live page's chart is checked too. Chromium starts first: its start
+	// takes both cores of a small machine for a moment.
+	br := testenv.StartBrowser(t, 900, 700)
 	var shift atomic.Int64
 	var d *daemon
 	r := startDaemon(t, config, func(h *hooks) {
@@ -104,22 +107,22 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 		return h.Points
 	}
 	// continuous fails unless the points are in order without a gap: the
-	// camera delivers 10 frames a second (allow for the video's rewind).
+	// camera delivers 10 frames a second; a loaded machine may pause it for
+	// a few seconds, a wrong history is hours off.
 	continuous := func(when string, ps [][2]float64, atLeast int) {
 		t.Helper()
 		if len(ps) < atLeast {
 			t.Errorf("%s: /api/history has %d points, had %d before: points were dropped", when, len(ps), atLeast)
 		}
 		for i := 1; i < len(ps); i++ {
-			if gap := ps[i][0] - ps[i-1][0]; gap <= 0 || gap > 1500 {
+			if gap := ps[i][0] - ps[i-1][0]; gap <= 0 || gap > 5000 {
 				t.Errorf("%s: /api/history points %d and %d are %.0f ms apart: out of order or a gap", when, i-1, i, gap)
 				return
 			}
 		}
 	}
-	// The live page's chart: it keeps the points it fetched and asks only
-	// for newer ones, so it must notice that the history moved.
-	br := testenv.StartBrowser(t, 900, 700)
+	// The live page's chart keeps the points it fetched and asks only for
+	// newer ones, so it must notice that the history moved.
 	br.Navigate(r.base + "/?window=120")
 	pagePoints := func() (n int, last float64) {
 		var v struct{ N, Last float64 }
@@ -146,13 +149,14 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 	testenv.WaitFor(t, 20*time.Second, func() bool { n, _ := pagePoints(); return n > 0 }, "the page to chart door/open")
 
 	// stepWhileOpenAndCooling waits for the point of the cycle where
-	// "open" is ON and "cool" has over 1.2 s of cooldown left, steps the
-	// wall clock there and waits for the daemon to notice (within a tick).
+	// "open" is ON and "cool"'s cooldown runs (1.2 s of each 6, fewer when
+	// frames come late), steps the wall clock there and waits for the
+	// daemon to notice (on its next tick).
 	stepWhileOpenAndCooling := func(step time.Duration, jumpsBefore int) {
 		t.Helper()
 		testenv.WaitFor(t, 30*time.Second, func() bool {
 			_, _, st := d.live.Scores("door")
-			return st["open"].On && !st["cool"].On && st["cool"].CooldownUntil.Sub(d.clock.wallNow()) > 1200*time.Millisecond
+			return st["open"].On && !st["cool"].On && st["cool"].CooldownUntil.Sub(d.clock.wallNow()) > 300*time.Millisecond
 		}, `"open" ON while "cool"'s cooldown runs`)
 		n := len(points())
 		shift.Add(int64(step))
@@ -226,12 +230,16 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 	evs := events()
 	steps := []time.Duration{72 * time.Hour, time.Hour}
 	for _, tt := range []struct {
-		label    string
-		min, max time.Duration // of one event: the blue phase, less what the cooldown took
-		gap      time.Duration // least time from an end to the next start
+		label string
+		// Of one event: the blue phase (3 s), less what the cooldown
+		// took (1.5 s). Wide: a loaded machine delays frames, and what
+		// this catches is hours (a start_time left on the old clock) or an
+		// end the jump caused (early, or 35 s late by the quiet timeout).
+		min, max time.Duration
+		gap      time.Duration // least time from an end to the next start: exact, the rules measure it on steady time
 	}{
-		{"open", 2500 * time.Millisecond, 3500 * time.Millisecond, 2500 * time.Millisecond},
-		{"cool", 1000 * time.Millisecond, 2000 * time.Millisecond, 4500 * time.Millisecond},
+		{"open", 1500 * time.Millisecond, 6 * time.Second, 0},
+		{"cool", 500 * time.Millisecond, 4 * time.Second, 4500 * time.Millisecond},
 	} {
 		var seq []string // the types, in order
 		ids := map[string]bool{}
