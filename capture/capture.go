@@ -52,9 +52,12 @@ type Frame struct {
 	Camera string
 	// Seq counts the camera's frames handed on, from 1, across reconnects. A
 	// gap seen by the consumer means Latest dropped the frames in between.
-	Seq  uint64
-	Time time.Time // when it was read from the stream
-	Mat  gocv.Mat  // the full frame, BGR, 8UC3, continuous
+	Seq uint64
+	// Time is when it was read from the stream: a time.Now() reading, so it
+	// carries the monotonic clock, on which the daemon measures durations
+	// whatever the wall clock does (daemon/clock.go). Keep it one.
+	Time time.Time
+	Mat  gocv.Mat // the full frame, BGR, 8UC3, continuous
 	// Region is the camera's crop in pixels, validated against the frame; the
 	// whole frame when the camera has no crop. Mat.Region(f.Region) gives a
 	// view of it without copying.

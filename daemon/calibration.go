@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"
@@ -123,6 +122,7 @@ func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool) (cali
 	if d.batch != nil {
 		emb = d.batch.lastEmbedding(camera)
 	}
+	at = d.clock.wall(d.clock.steady(at)) // the frame's time as events and the history show it
 	m := calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}
 	err = d.change(ctx, "mark", func() (err error) {
 		m, err = d.calib.Add(m, jpeg)
@@ -248,7 +248,7 @@ func (d *daemon) applyCalibration(camera, label string, apply bool) error {
 			return fmt.Errorf("%w: the marks of %s / %s suggest no threshold (they need a yes and a no, and every yes scored above every no)",
 				calibrate.ErrConflict, camera, label)
 		}
-		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: time.Now(), Marks: s.Yes + s.No, Prompts: l.Prompts})
+		err = d.calib.Apply(camera, label, calibrate.Applied{Threshold: s.Threshold, At: d.clock.wallNow(), Marks: s.Yes + s.No, Prompts: l.Prompts})
 	} else {
 		err = d.calib.Clear(camera, label)
 	}

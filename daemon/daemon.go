@@ -22,7 +22,10 @@
 // maps the daemon's errors to status codes. The command line is
 // daemon/cmd/siglipd.
 //
-// Files: daemon.go (Run, shutdown), model.go, cameras.go, batcher.go,
+// Time: every duration is measured on a monotonic timeline and users are
+// shown wall-clock times that follow the system clock's jumps (clock.go).
+//
+// Files: daemon.go (Run, shutdown), clock.go, model.go, cameras.go, batcher.go,
 // rulesloop.go, emit.go and journal.go (the event path), plan.go and
 // changes.go (the change loop), calibration.go, backend.go and metrics.go
 // (what HTTP and Prometheus read), gate.go (the change gate that spares the
@@ -106,6 +109,10 @@ type hooks struct {
 	started func(*daemon)
 	// historySaveEvery replaces historySaveEvery when positive.
 	historySaveEvery time.Duration
+	// wallClock replaces the system's wall clock: it gives the wall time
+	// at a time.Now() reading, so a test can step it while the monotonic
+	// clock runs on (clock.go).
+	wallClock func(now time.Time) time.Time
 }
 
 // daemon is one running siglipd: the stages Run started, for shutdown,
@@ -114,6 +121,7 @@ type daemon struct {
 	log     *slog.Logger
 	opts    Options
 	started time.Time
+	clock   *clock // steady time for durations, wall time for users
 
 	model   classifier
 	sets    *scoring
@@ -149,7 +157,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 }
 
 func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error {
-	d := newDaemon(cfg, opts, h.encodeJPEG)
+	d := newDaemon(cfg, opts, h.encodeJPEG, h.wallClock)
 	d.openCalibration(cfg)
 	cfg = withCalibration(cfg, d.calib) // thresholds applied from marked frames
 	d.cfg = cfg
@@ -197,13 +205,13 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 	return nil
 }
 
-func newDaemon(cfg *configs.Config, opts Options, encodeJPEG func(gocv.Mat) ([]byte, error)) *daemon {
+func newDaemon(cfg *configs.Config, opts Options, encodeJPEG func(gocv.Mat) ([]byte, error), wallClock func(time.Time) time.Time) *daemon {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	latest := capture.NewLatest()
 	d := &daemon{
-		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(),
+		log: opts.Logger, opts: opts, cfg: cfg, fileCfg: cfg, started: time.Now(), clock: newClock(wallClock),
 		sets: newScoring(), latest: latest,
 		cameras: newCameraSet(latest, opts.Logger), live: live.New(encodeJPEG), history: history.New(history.Options{}),
 		state:       kit.NewStateFiles(opts.Logger),
@@ -235,7 +243,7 @@ func (d *daemon) startHTTP(cfg *configs.Config, addr chan<- string) error {
 	}
 	srv, err := httpapi.Start(httpapi.Options{
 		Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token.Reveal(), AllowedHosts: cfg.HTTP.AllowedHosts,
-		Version: VersionString(), Started: d.started, Metrics: d.metrics.handler(),
+		Version: VersionString(), Started: d.started, Now: d.clock.wallNow, Metrics: d.metrics.handler(),
 		Backend: d, Calibrator: d, Live: d.live, Logger: d.log,
 	})
 	if err != nil {

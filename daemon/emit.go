@@ -23,6 +23,7 @@ type emitter struct {
 	history   *history.Store
 	metrics   *metrics
 	log       *slog.Logger
+	clock     *clock
 	snapshots bool // a start carries a JPEG of its frame
 }
 
@@ -59,16 +60,30 @@ func (e *emitter) retry(now time.Time) {
 }
 
 // endLeftOpen ends, now, the events the last run left open (it died), as
-// the journal remembers them.
+// the journal remembers them. When now is before an event's last frame the
+// clock is behind the last run's (a box that booted with an old time, or a
+// clock stepped back): that event ends at its last frame's time instead,
+// since an end before the event's own frames would be a lie; it did end
+// after that frame.
 func (e *emitter) endLeftOpen(left []rules.Event) {
 	if len(left) == 0 {
 		return
 	}
 	e.log.Warn("the last run stopped with events open; ending them now", "events", len(left))
-	now := time.Now()
+	now := e.clock.wallNow()
 	ends := make([]rules.Event, len(left))
+	behind := 0
 	for i, ev := range left {
-		ends[i] = rules.Ended(ev, now)
+		at := now
+		if at.Before(ev.FrameTime) {
+			at = ev.FrameTime
+			behind++
+		}
+		ends[i] = rules.Ended(ev, at)
+	}
+	if behind > 0 {
+		e.log.Warn("the clock is behind the last run's events; they end at their last frame's time",
+			"events", behind, "now", now.Format(time.RFC3339))
 	}
 	e.emit(ends, nil)
 }

@@ -26,7 +26,7 @@ const historyEffect = "the score history since its last save would be lost at a 
 // tries again.
 func (d *daemon) startHistory(cfg *configs.Config, interval time.Duration) (stop func()) {
 	path := filepath.Join(cfg.StateDir, historyFile)
-	if err := d.history.Load(path, time.Now()); err != nil {
+	if err := d.history.Load(path, d.clock.wallNow()); err != nil {
 		d.log.Warn("score history of the last run not loaded; starting empty", "err", err)
 	}
 	file := d.state.File("history", historyEffect)

@@ -127,6 +127,20 @@ func (j *journal) save() error {
 	return err
 }
 
+// clockJumped moves the open events' times by the wall clock's jump, as
+// the rules report them from now on, so that a run after a crash ends
+// them with the start time their last messages carried.
+func (j *journal) clockJumped(d time.Duration) {
+	if len(j.open) == 0 {
+		return
+	}
+	for id, ev := range j.open {
+		ev.StartTime, ev.FrameTime = ev.StartTime.Add(d), ev.FrameTime.Add(d)
+		j.open[id] = ev
+	}
+	j.file.Wrote(j.save())
+}
+
 // list returns the open events, oldest first (then by id).
 func (j *journal) list() []rules.Event {
 	evs := make([]rules.Event, 0, len(j.open))

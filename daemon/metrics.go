@@ -37,6 +37,7 @@ type metrics struct {
 	events       *prometheus.CounterVec
 	probability  *prometheus.GaugeVec
 	reloads      *prometheus.CounterVec
+	clockJumps   prometheus.Counter
 }
 
 // statusSource is what metrics read at scrape time: the daemon.
@@ -73,11 +74,13 @@ func newMetrics(src statusSource) *metrics {
 		events:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "siglipd_events_total", Help: "Events published."}, []string{"camera", "label", "type"}),
 		probability: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "siglipd_label_probability", Help: "Latest probability of each label."}, []string{"camera", "label"}),
 		reloads:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "siglipd_config_reloads_total", Help: "Config reloads by result."}, []string{"result"}),
+		clockJumps: prometheus.NewCounter(prometheus.CounterOpts{Name: "siglipd_clock_jumps_total",
+			Help: "Jumps of the wall clock (steps of 100 ms or more against the monotonic clock); event times and the score history follow each."}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "siglipd_build_info", Help: "Always 1; the labels say which build runs.",
 		ConstLabels: prometheus.Labels{"version": VersionString(), "goversion": runtime.Version()}})
 	buildInfo.Set(1)
-	m.reg.MustRegister(buildInfo, m.batchSize, m.inference, m.frameWait, m.frameToEvent, m.events, m.probability, m.reloads,
+	m.reg.MustRegister(buildInfo, m.batchSize, m.inference, m.frameWait, m.frameToEvent, m.events, m.probability, m.reloads, m.clockJumps,
 		&statusCollector{src: src}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -17,8 +17,13 @@ import (
 // its rules on reload, and tells the sink which cameras deliver frames.
 // Every event goes out through the emitter. When in closes (the batcher
 // stopped) it ends the events still open and closes done.
+//
+// The Machine runs on the clock's steady time, so no wall-clock jump starts,
+// ends or delays an event; each tick the loop checks the wall clock and, on
+// a jump, has everything this run labelled follow it (clockJumped).
 type rulesLoop struct {
 	machine *rules.Machine
+	clock   *clock
 	in      chan scoredFrame // from the batcher, which closes it
 	updates chan ruleUpdate
 	emit    *emitter
@@ -47,7 +52,7 @@ func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
 	if err != nil {
 		d.log.Warn("event journal unavailable; events open at a crash would not be ended", "err", err)
 	}
-	e := &emitter{sink: d.sink, journal: j, history: d.history, metrics: d.metrics, log: d.log,
+	e := &emitter{sink: d.sink, journal: j, history: d.history, metrics: d.metrics, log: d.log, clock: d.clock,
 		snapshots: cfg.Sink == "mqtt" && cfg.MQTT.Snapshots.Enabled}
 	e.endLeftOpen(left)
 	l := newRulesLoop(rulesFor(cfg), quietTimeout(cfg), 2*cfg.Inference.BatchSize, e, d.live, d.Cameras)
@@ -60,8 +65,9 @@ func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
 func newRulesLoop(r []rules.Rule, quiet time.Duration, buffer int, e *emitter, board *live.Board, cameras func() []capture.Status) *rulesLoop {
 	m := rules.New(r)
 	m.QuietTimeout = quiet
+	m.WallOffset = e.clock.wallOffset()
 	return &rulesLoop{
-		machine: m, in: make(chan scoredFrame, buffer), updates: make(chan ruleUpdate),
+		machine: m, clock: e.clock, in: make(chan scoredFrame, buffer), updates: make(chan ruleUpdate),
 		emit: e, sink: e.sink, live: board, metrics: e.metrics, cameras: cameras,
 		tick: time.Second, log: e.log, done: make(chan struct{}), up: map[string]bool{},
 	}
@@ -75,7 +81,7 @@ func (l *rulesLoop) run() {
 		select {
 		case s, ok := <-l.in:
 			if !ok {
-				if ends := l.machine.Close(time.Now()); len(ends) > 0 {
+				if ends := l.machine.Close(l.clock.now()); len(ends) > 0 {
 					l.log.Info("shutting down: ending the events still open", "events", len(ends))
 					l.emit.emit(ends, nil)
 				}
@@ -83,13 +89,14 @@ func (l *rulesLoop) run() {
 			}
 			l.observe(s)
 		case now := <-ticker.C:
-			l.emit.emit(l.machine.Tick(now), nil)
+			l.checkClock()
+			l.emit.emit(l.machine.Tick(l.clock.steady(now)), nil)
 			l.emit.retry(now)
 			l.live.SetStates(l.machine.States())
 			l.reportAvailability()
 		case u := <-l.updates:
 			l.machine.QuietTimeout = u.quietTimeout
-			l.emit.emit(l.machine.SetRules(u.rules, time.Now()), nil)
+			l.emit.emit(l.machine.SetRules(u.rules, l.clock.now()), nil)
 			l.live.SetStates(l.machine.States())
 			close(u.done)
 		}
@@ -103,10 +110,33 @@ func (l *rulesLoop) observe(s scoredFrame) {
 		probs[n] = float64(s.probs[i])
 		l.metrics.probability.WithLabelValues(f.Camera, n).Set(float64(s.probs[i]))
 	}
-	l.emit.history.Add(f.Camera, f.Time, probs)
-	l.emit.emit(l.machine.Observe(f.Camera, f.Time, probs), f)
+	t := l.clock.steady(f.Time)
+	l.emit.history.Add(f.Camera, l.clock.wall(t), probs)
+	l.emit.emit(l.machine.Observe(f.Camera, t, probs), f)
 	l.sink.Scores(f.Camera, f.Time, probs)
 	l.live.SetScores(f, probs, l.machine.States()) // takes ownership of f
+}
+
+// checkClock follows a jump of the wall clock: events report the new wall
+// time from now on, and what this run labelled with the old one (the score
+// history, the journal's open events) moves by the jump, so the history
+// stays continuous and in order and the retention windows, which compare
+// labels with the wall time now, neither drop it early nor keep it too
+// long. One line is logged per jump.
+func (l *rulesLoop) checkClock() {
+	jump, ok := l.clock.check()
+	if !ok {
+		return
+	}
+	l.machine.WallOffset = l.clock.wallOffset()
+	l.emit.history.ClockJumped(jump)
+	if l.emit.journal != nil {
+		l.emit.journal.clockJumped(jump)
+	}
+	l.metrics.clockJumps.Inc()
+	now := l.clock.wallNow()
+	l.log.Warn("the wall clock jumped; event times, ids and the score history follow it, durations do not",
+		"by", jump.Round(time.Millisecond), "from", now.Add(-jump).Format(time.RFC3339), "to", now.Format(time.RFC3339))
 }
 
 // setRules hands the loop new rules and waits until they apply. Only the

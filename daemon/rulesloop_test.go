@@ -76,13 +76,18 @@ type rulesRig struct {
 }
 
 func newRulesRig(t *testing.T, quiet time.Duration, rs ...rules.Rule) *rulesRig {
+	return newRulesRigClock(t, newClock(nil), quiet, rs...)
+}
+
+// newRulesRigClock is newRulesRig on the clock given.
+func newRulesRigClock(t *testing.T, c *clock, quiet time.Duration, rs ...rules.Rule) *rulesRig {
 	log := slog.New(slog.DiscardHandler)
 	j, _, err := openJournal(t.TempDir(), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &rulesRig{sink: &recordingSink{}, journal: j}
-	e := &emitter{sink: r.sink, journal: j, history: history.New(history.Options{}), metrics: newMetrics(noStatus{}), log: log}
+	e := &emitter{sink: r.sink, journal: j, history: history.New(history.Options{}), metrics: newMetrics(noStatus{}), log: log, clock: c}
 	r.loop = newRulesLoop(rs, quiet, 4, e, live.New(nil), r.cameras)
 	r.loop.tick = 10 * time.Millisecond
 	go r.loop.run()

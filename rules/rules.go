@@ -6,6 +6,15 @@
 // from a sample's frame time (Observe) or from the caller (Tick, SetRules),
 // so a test drives it with made-up times and gets the same answer every run.
 //
+// Two clocks: the times the Machine is given and compares (frame times,
+// ticks, cooldowns, off_delay, the quiet timeout) are one timeline that must
+// not jump; the daemon gives it a monotonic one. The times it reports (in
+// events and states) are wall-clock times: that timeline + WallOffset. When
+// the wall clock is stepped (an edge box without a real-time clock syncing
+// NTP, days after it booted), the caller changes WallOffset: reported times
+// follow the new wall clock from the next event on, and nothing starts,
+// ends or waits longer because of the step.
+//
 // # The state machine of one camera × label
 //
 //	       p ≥ threshold for min_frames consecutive samples
@@ -48,8 +57,8 @@
 //
 // Samples must come in increasing frame time per camera; a sample that is not
 // after the previous one of its pair is ignored (the pipeline reorders
-// nothing, so this only guards against clock steps). NaN probabilities and
-// labels without a rule are ignored.
+// nothing and its timeline does not jump, so this is only a guard). NaN
+// probabilities and labels without a rule are ignored.
 package rules
 
 import (
@@ -115,7 +124,10 @@ type Rule struct {
 //	 "label":"car","prompts":["a car"],"score":0.81,"top_score":0.81,"threshold":0.5,
 //	 "start_time":"2024-11-27T16:00:00.5Z","end_time":null,"frame_time":"2024-11-27T16:00:00.5Z"}
 //
-// ID is the same on the start, updates and end of one event.
+// ID is the same on the start, updates and end of one event. Its time part
+// is the start's wall time as the clock read then, made unique per camera ×
+// label: after a wall-clock jump it may differ from StartTime, which always
+// follows the wall clock of the message.
 type Event struct {
 	V         int        `json:"v"`
 	Type      string     `json:"type"` // start | update | end
@@ -171,6 +183,11 @@ type Machine struct {
 	// QuietTimeout ends an ON event when its camera sent no sample for this
 	// long; 0 disables the rule. New sets DefaultQuietTimeout.
 	QuietTimeout time.Duration
+	// WallOffset is added to every time the Machine reports (an Event's
+	// start, end and frame times, a LabelState's times): the wall clock
+	// minus the timeline the Machine is driven on. 0 when that timeline is
+	// the wall clock, as in tests. See the package comment.
+	WallOffset time.Duration
 
 	pairs    map[key]*pair
 	order    []*pair            // rule order: events and States come out in it
@@ -180,6 +197,9 @@ type Machine struct {
 // pair is the state of one camera × label.
 type pair struct {
 	rule Rule
+	m    *Machine // for WallOffset
+
+	lastID time.Time // wall time in the id of the last start: ids only grow
 
 	seen      bool // a sample has arrived
 	lastTime  time.Time
@@ -225,7 +245,7 @@ func (m *Machine) SetRules(rules []Rule, now time.Time) []Event {
 		}
 		p := old[k]
 		if p == nil {
-			p = &pair{}
+			p = &pair{m: m}
 		}
 		p.rule = normalize(r)
 		m.pairs[k] = p
@@ -333,14 +353,22 @@ func (m *Machine) States() []LabelState {
 	for _, p := range m.order {
 		s := LabelState{
 			Camera: p.rule.Camera, Label: p.rule.Label, On: p.on,
-			Score: p.lastScore, LastSample: p.lastTime, CooldownUntil: p.cooldownUntil,
+			Score: p.lastScore, LastSample: m.wall(p.lastTime), CooldownUntil: m.wall(p.cooldownUntil),
 		}
 		if p.on {
-			s.TopScore, s.StartTime, s.EventID = p.top, p.start, p.id
+			s.TopScore, s.StartTime, s.EventID = p.top, m.wall(p.start), p.id
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// wall is t in wall-clock time; the zero time stays zero ("none").
+func (m *Machine) wall(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(m.WallOffset)
 }
 
 // expire applies the time-based rules as of now: an ON pair ends when its
@@ -411,7 +439,15 @@ func (p *pair) observe(t time.Time, s float64) []Event {
 func (p *pair) begin(t time.Time) Event {
 	p.on = true
 	p.start = t
-	p.id = eventID(t, p.rule.Camera, cmp.Or(p.rule.Slug, p.rule.Label))
+	// The id's time is the wall time of the start, to the microsecond,
+	// after the last id's: a wall clock stepped back must not make an id
+	// that was already used.
+	at := p.m.wall(t).Truncate(time.Microsecond)
+	if !at.After(p.lastID) {
+		at = p.lastID.Add(time.Microsecond)
+	}
+	p.lastID = at
+	p.id = eventID(at, p.rule.Camera, cmp.Or(p.rule.Slug, p.rule.Label))
 	p.top = p.runTop
 	p.below = 0
 	p.reportedTop, p.reportedAt = p.top, t
@@ -428,18 +464,22 @@ func (p *pair) end(at time.Time) Event {
 }
 
 func (p *pair) event(typ string, end *time.Time) Event {
+	if end != nil {
+		wallEnd := p.m.wall(*end)
+		end = &wallEnd
+	}
 	return Event{
 		V: Version, Type: typ, ID: p.id,
 		Camera: p.rule.Camera, Label: p.rule.Label, Prompts: append([]string{}, p.rule.Prompts...),
 		Score: p.lastScore, TopScore: p.top, Threshold: p.rule.Threshold,
-		StartTime: p.start, EndTime: end, FrameTime: p.lastTime,
+		StartTime: p.m.wall(p.start), EndTime: end, FrameTime: p.m.wall(p.lastTime),
 	}
 }
 
 // eventID is unique per event and readable in logs: the start time in Unix
 // seconds with microseconds (as Frigate writes its ids), the camera and the
-// label's topic form (slug). A pair cannot start twice at one frame time, because
-// frame times of a pair strictly increase.
+// label's topic form (slug). begin makes the times of one pair's ids
+// strictly increase, even when the wall clock is stepped back.
 func eventID(start time.Time, camera, slug string) string {
 	return fmt.Sprintf("%d.%06d-%s-%s", start.Unix(), start.Nanosecond()/1000, camera, slug)
 }

@@ -7,13 +7,23 @@
 // and saved to a file so that restarts keep it.
 //
 // Contract: a Store is safe for concurrent use. The daemon's rules loop
-// calls Add and Event; HTTP handlers call Query; Save is called by the
-// daemon, periodically and at shutdown. Nothing blocks on I/O but Save and
-// Load.
+// calls Add, Event and ClockJumped; HTTP handlers call Query; Save is called
+// by the daemon, periodically and at shutdown. Nothing blocks on I/O but
+// Save and Load.
+//
+// Times are labels of the daemon's wall clock, which may be stepped (an
+// edge box without a real-time clock syncing NTP). The daemon labels a
+// run's data on a timeline that only grows, and when the wall clock jumps it
+// calls ClockJumped, which moves what this run recorded by the jump: those
+// labels were made with the clock the jump corrected. What Load read keeps
+// its labels (the last run's clock is not known to have been wrong). So a
+// forward jump does not age this run's data out at once, and a backward one
+// leaves it in order.
 package history
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/gob"
 	"fmt"
 	"os"
@@ -57,6 +67,8 @@ func (o *Options) fill() {
 type Point struct {
 	Ms int64
 	P  float32
+
+	live bool // added by this run (not loaded): ClockJumped moves it; in the padding, so a Point stays 16 bytes
 }
 
 // Time is the point's time.
@@ -67,6 +79,27 @@ type Bucket struct {
 	T              time.Time
 	Min, Max, Mean float32
 	N              int
+
+	live bool // made by this run (see Point)
+}
+
+// add counts p into the bucket.
+func (b *Bucket) add(p float32) {
+	if b.N == 0 {
+		b.Min, b.Max, b.Mean, b.N = p, p, p, 1
+		return
+	}
+	b.Min, b.Max = min(b.Min, p), max(b.Max, p)
+	b.Mean += (p - b.Mean) / float32(b.N+1)
+	b.N++
+}
+
+// merge counts the points of o into the bucket.
+func (b *Bucket) merge(o Bucket) {
+	n := b.N + o.N
+	b.Min, b.Max = min(b.Min, o.Min), max(b.Max, o.Max)
+	b.Mean = (b.Mean*float32(b.N) + o.Mean*float32(o.N)) / float32(n)
+	b.N = n
 }
 
 // Span is one event: from its start to its end (nil while it lasts).
@@ -75,6 +108,8 @@ type Span struct {
 	Start    time.Time
 	End      *time.Time
 	TopScore float64
+
+	live, endLive bool // Start, End recorded by this run (see Point)
 }
 
 // Series is the stored history of one camera × label.
@@ -89,9 +124,10 @@ type key struct{ Camera, Label string }
 
 // Store is the history of every camera × label.
 type Store struct {
-	opts Options
-	mu   sync.RWMutex
-	m    map[key]*Series
+	opts  Options
+	mu    sync.RWMutex
+	m     map[key]*Series
+	jumps int // ClockJumped calls
 }
 
 // New returns an empty Store.
@@ -114,9 +150,16 @@ func (s *Store) series(camera, label string) *Series {
 func (s *Store) Add(camera string, t time.Time, probs map[string]float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ms := t.UnixMilli()
 	for label, p := range probs {
 		sr := s.series(camera, label)
-		sr.Recent = append(sr.Recent, Point{Ms: t.UnixMilli(), P: float32(p)})
+		// This run's labels only grow, so points labelled at or after t
+		// are the last run's: its clock was ahead of this one (a box that
+		// booted with an old time). They go; their minutes' buckets stay.
+		for n := len(sr.Recent); n > 0 && !sr.Recent[n-1].live && sr.Recent[n-1].Ms >= ms; n-- {
+			sr.Recent = sr.Recent[:n-1]
+		}
+		sr.Recent = append(sr.Recent, Point{Ms: ms, P: float32(p), live: true})
 		s.bucket(sr, t, float32(p))
 		s.trim(sr, t)
 	}
@@ -126,21 +169,24 @@ func (s *Store) Add(camera string, t time.Time, probs map[string]float64) {
 func (s *Store) bucket(sr *Series, t time.Time, p float32) {
 	start := t.Truncate(s.opts.Bucket)
 	if sr.Open.N > 0 && !start.Equal(sr.Open.T) {
-		if start.After(sr.Open.T) {
-			sr.Buckets = append(sr.Buckets, sr.Open)
-			sr.Open = Bucket{}
-		} else {
-			return // a frame from before the open bucket (a clock step back): recent only
+		if start.Before(sr.Open.T) {
+			// Before the open bucket: the open one is the last run's, made
+			// with a clock ahead of this one. The point goes into the closed
+			// bucket of its minute, kept in order.
+			i, found := slices.BinarySearchFunc(sr.Buckets, start, func(b Bucket, t time.Time) int { return b.T.Compare(t) })
+			if !found {
+				sr.Buckets = slices.Insert(sr.Buckets, i, Bucket{T: start, live: true})
+			}
+			sr.Buckets[i].add(p)
+			return
 		}
+		sr.Buckets = append(sr.Buckets, sr.Open)
+		sr.Open = Bucket{}
 	}
-	b := &sr.Open
-	if b.N == 0 {
-		*b = Bucket{T: start, Min: p, Max: p, Mean: p, N: 1}
-		return
+	if sr.Open.N == 0 {
+		sr.Open = Bucket{T: start, live: true}
 	}
-	b.Min, b.Max = min(b.Min, p), max(b.Max, p)
-	b.Mean += (p - b.Mean) / float32(b.N+1)
-	b.N++
+	sr.Open.add(p)
 }
 
 // trim drops what is older than the windows, as of now.
@@ -180,7 +226,7 @@ func (s *Store) Event(ev rules.Event) {
 				if ev.EndTime != nil {
 					end = *ev.EndTime
 				}
-				sp.End = &end
+				sp.End, sp.endLive = &end, true
 			}
 			return
 		}
@@ -188,7 +234,70 @@ func (s *Store) Event(ev rules.Event) {
 	if ev.Type == rules.TypeEnd {
 		return // the end of an event this store never saw start
 	}
-	sr.Events = append(sr.Events, Span{ID: ev.ID, Start: ev.StartTime, TopScore: ev.TopScore})
+	sr.Events = append(sr.Events, Span{ID: ev.ID, Start: ev.StartTime, TopScore: ev.TopScore, live: true})
+}
+
+// ClockJumped moves everything this run recorded (Add, Event; not what Load
+// read) by d, the wall clock's jump: its labels were made with the clock the
+// jump corrected. Points, buckets and events stay in order: a bucket moved
+// onto a minute the last run left is merged with it, and one moved by a
+// part of a minute goes to the minute its start falls in (buckets are a
+// minute's summary; the points keep their exact times).
+func (s *Store) ClockJumped(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jumps++
+	for _, sr := range s.m {
+		s.relabel(sr, d)
+	}
+}
+
+func (s *Store) relabel(sr *Series, d time.Duration) {
+	for i := range sr.Recent {
+		if sr.Recent[i].live {
+			sr.Recent[i].Ms += d.Milliseconds()
+		}
+	}
+	byMs := func(a, b Point) int { return cmp.Compare(a.Ms, b.Ms) }
+	if !slices.IsSortedFunc(sr.Recent, byMs) {
+		slices.SortStableFunc(sr.Recent, byMs)
+	}
+
+	all := sr.Buckets
+	if sr.Open.N > 0 {
+		all = append(all, sr.Open)
+	}
+	for i := range all {
+		if all[i].live {
+			all[i].T = all[i].T.Add(d).Truncate(s.opts.Bucket)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b Bucket) int { return a.T.Compare(b.T) })
+	merged := all[:0]
+	for _, b := range all {
+		if n := len(merged); n > 0 && merged[n-1].T.Equal(b.T) {
+			merged[n-1].merge(b)
+			continue
+		}
+		merged = append(merged, b)
+	}
+	sr.Buckets, sr.Open = merged, Bucket{}
+	if n := len(merged); n > 0 {
+		// The newest bucket is the one being filled.
+		sr.Buckets, sr.Open = merged[:n-1], merged[n-1]
+	}
+
+	for i := range sr.Events {
+		e := &sr.Events[i]
+		if e.live {
+			e.Start = e.Start.Add(d)
+		}
+		if e.endLive && e.End != nil {
+			end := e.End.Add(d)
+			e.End = &end
+		}
+	}
+	slices.SortStableFunc(sr.Events, func(a, b Span) int { return a.Start.Compare(b.Start) })
 }
 
 // Result is what Query returns: the full-rate points since the time asked,
@@ -197,6 +306,10 @@ type Result struct {
 	Points  []Point
 	Buckets []Bucket
 	Events  []Span
+	// ClockJumps counts the wall-clock jumps this run's history was moved
+	// by (ClockJumped): a client that keeps points it fetched earlier
+	// fetches them again when it changes.
+	ClockJumps int
 }
 
 // Query returns camera × label's history since the given time.
@@ -207,12 +320,15 @@ func (s *Store) Query(camera, label string, since time.Time) Result {
 	if sr == nil {
 		return Result{}
 	}
-	var r Result
+	r := Result{ClockJumps: s.jumps}
 	from := since
 	if n := len(sr.Recent); n > 0 {
 		from = maxTime(from, sr.Recent[n-1].Time().Add(-s.opts.Recent)) // stale points trim has not copied out yet
 	}
 	r.Points = slices.Clone(sr.Recent[pointsFrom(sr.Recent, from):])
+	for i := range r.Points {
+		r.Points[i].live = false // the caller's copy says nothing of where it came from
+	}
 	firstPoint := time.Time{}
 	if len(r.Points) > 0 {
 		firstPoint = r.Points[0].Time()
@@ -222,10 +338,12 @@ func (s *Store) Query(camera, label string, since time.Time) Result {
 		if b.N == 0 || end.Before(since) || (!firstPoint.IsZero() && !b.T.Before(firstPoint.Truncate(s.opts.Bucket))) {
 			continue // empty, too old, or covered by the full-rate points
 		}
+		b.live = false
 		r.Buckets = append(r.Buckets, b)
 	}
 	for _, e := range sr.Events {
 		if e.End == nil || !e.End.Before(since) {
+			e.live, e.endLive = false, false
 			r.Events = append(r.Events, e)
 		}
 	}

@@ -83,11 +83,14 @@ type Options struct {
 	AllowedHosts []string // see hostGuard
 	Version      string
 	Started      time.Time // for the uptime shown
-	Metrics      http.Handler
-	Backend      Backend
-	Calibrator   Calibrator // marks and thresholds from them; nil: those endpoints answer 404
-	Live         Live
-	Logger       *slog.Logger
+	// Now is the wall time the history is labelled with, for ?since=
+	// durations; nil: time.Now.
+	Now        func() time.Time
+	Metrics    http.Handler
+	Backend    Backend
+	Calibrator Calibrator // marks and thresholds from them; nil: those endpoints answer 404
+	Live       Live
+	Logger     *slog.Logger
 }
 
 // Server is a running HTTP server.
@@ -425,6 +428,10 @@ type History struct {
 	// for the time before the first point.
 	Buckets [][5]float64   `json:"buckets"`
 	Events  []HistoryEvent `json:"events"`
+	// ClockJumps counts the wall-clock jumps the daemon's history was
+	// moved by since it started: a client that keeps points it fetched
+	// earlier drops them and fetches again when it changes.
+	ClockJumps int `json:"clock_jumps"`
 }
 
 // HistoryEvent is one event of a History.
@@ -453,7 +460,11 @@ func (a *api) handleHistory(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no label %q on a camera %q (give ?camera=NAME&label=NAME)", label, camera), http.StatusNotFound)
 		return
 	}
-	since, err := parseSince(q.Get("since"), time.Now())
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	since, err := parseSince(q.Get("since"), now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -461,7 +472,7 @@ func (a *api) handleHistory(w http.ResponseWriter, r *http.Request) {
 	res := a.Backend.History(camera, label, since)
 	h := History{Camera: camera, Label: label, Threshold: lab.Threshold, OffThreshold: lab.EffectiveOffThreshold(),
 		Since: since.UTC().Format(time.RFC3339Nano), Points: make([][2]float64, len(res.Points)),
-		Buckets: make([][5]float64, len(res.Buckets)), Events: []HistoryEvent{}}
+		Buckets: make([][5]float64, len(res.Buckets)), Events: []HistoryEvent{}, ClockJumps: res.ClockJumps}
 	for i, p := range res.Points {
 		h.Points[i] = [2]float64{float64(p.Ms), float64(p.P)}
 	}
