@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	goccy "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
@@ -37,14 +39,42 @@ func (e Error) Error() string {
 			loc += ":" + strconv.Itoa(e.Column)
 		}
 	}
-	msg := loc + ": " + e.Msg
+	msg := loc + ": " + clip(e.Msg, maxMsgWidth)
 	if e.Path != "" {
-		msg = loc + ": " + e.Path + ": " + e.Msg
+		msg = loc + ": " + clip(e.Path, maxPathWidth) + ": " + clip(e.Msg, maxMsgWidth)
 	}
 	if e.Source != "" {
 		msg += "\n" + e.Source
 	}
 	return msg
+}
+
+// A key path or a message quoting a value can be as long as the file (a
+// key of a megabyte); Error shows at most this many characters of each,
+// the start and the end.
+const (
+	maxPathWidth = 120
+	maxMsgWidth  = 300
+)
+
+// clip shortens s to at most n characters: its first two thirds and its
+// last third, joined by "…".
+func clip(s string, n int) string {
+	if len(s) <= n || utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	head, tail := 2*n/3, n-2*n/3-1
+	i := 0
+	for range head {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	j := len(s)
+	for range tail {
+		_, size := utf8.DecodeLastRuneInString(s[:j])
+		j -= size
+	}
+	return s[:i] + "…" + s[j:]
 }
 
 // Errors is every problem found in one file, in file order.
@@ -222,26 +252,89 @@ func syntaxError(name string, data []byte, err error) Error {
 	return e
 }
 
+// sourceWidth is how many characters of a line an error shows: a window
+// around the column, so a line of a megabyte prints as one readable line.
+const sourceWidth = 120
+
 // caretAt shows line (1-based) of data, and the one before it, with a caret
 // under column (1-based, in characters; 0: no caret). Tabs show as "→":
-// they are often the problem, and they would shift the caret.
+// they are often the problem, and they would shift the caret. A line longer
+// than sourceWidth shows the window around the column, "…" where cut.
 func caretAt(data []byte, line, column int) string {
-	lines := strings.Split(string(data), "\n")
-	if line < 1 || line > len(lines) {
+	prev, cur, ok := linesAt(data, line)
+	if !ok {
 		return ""
 	}
-	show := func(n int) string {
-		return strings.ReplaceAll(strings.TrimRight(lines[n-1], "\r"), "\t", "→")
+	from := 0 // the first character shown: the line's start, unless the column is far along it
+	if column > sourceWidth*3/4 {
+		from = column - 1 - sourceWidth/2
 	}
 	var b strings.Builder
 	if line > 1 {
-		fmt.Fprintf(&b, "  %4d | %s\n", line-1, show(line-1))
+		fmt.Fprintf(&b, "  %4d | %s\n", line-1, window(prev, from))
 	}
-	fmt.Fprintf(&b, "> %4d | %s", line, show(line))
+	fmt.Fprintf(&b, "> %4d | %s", line, window(cur, from))
 	if column > 0 {
-		fmt.Fprintf(&b, "\n       | %s^", strings.Repeat(" ", column-1))
+		pad := column - 1 - from
+		if from > 0 {
+			pad++ // the "…"
+		}
+		fmt.Fprintf(&b, "\n       | %s^", strings.Repeat(" ", pad))
 	}
 	return b.String()
+}
+
+// linesAt returns line n (1-based) of data and the one before it, without
+// their line ends.
+func linesAt(data []byte, n int) (prev, cur []byte, ok bool) {
+	if n < 1 {
+		return nil, nil, false
+	}
+	start := 0
+	for i := 1; i < n; i++ {
+		end := bytes.IndexByte(data[start:], '\n')
+		if end < 0 {
+			return nil, nil, false
+		}
+		prev, start = data[start:start+end], start+end+1
+	}
+	cur = data[start:]
+	if end := bytes.IndexByte(cur, '\n'); end >= 0 {
+		cur = cur[:end]
+	}
+	return bytes.TrimSuffix(prev, []byte("\r")), bytes.TrimSuffix(cur, []byte("\r")), true
+}
+
+// window returns sourceWidth characters of line from character from, with
+// "…" where it cuts, tabs as "→", other control characters (and bytes
+// that are not UTF-8) as "�".
+func window(line []byte, from int) string {
+	i := 0
+	for n := 0; n < from && i < len(line); n++ {
+		_, size := utf8.DecodeRune(line[i:])
+		i += size
+	}
+	j := i
+	for n := 0; n < sourceWidth && j < len(line); n++ {
+		_, size := utf8.DecodeRune(line[j:])
+		j += size
+	}
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t':
+			return '→'
+		case unicode.IsControl(r):
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(string(line[i:j]), "\uFFFD"))
+	if from > 0 {
+		s = "…" + s
+	}
+	if j < len(line) {
+		s += "…"
+	}
+	return s
 }
 
 // v3SyntaxError turns yaml.v3's "yaml: line 3: ..." into our file:line form.
