@@ -168,17 +168,22 @@ func (c *Config) resolvePaths(dir string) {
 
 // Parse is Load on bytes: name labels the errors, lookupEnv resolves ${VAR}.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	nodes, perr := prescan(name, data)
+	if perr != nil {
+		perr.Source = caretAt(data, perr.Line, perr.Column)
+		return nil, Errors{*perr}
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, Errors{syntaxError(name, data, err)}
+		return nil, Errors{syntaxError(name, data, nodes, err)}
 	}
 	// A second document ("---") would be ignored: say so instead.
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == io.EOF:
 	case err != nil:
-		return nil, Errors{syntaxError(name, data, err)}
+		return nil, Errors{syntaxError(name, data, nodes, err)}
 	default:
 		return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (---): siglipd reads one; put everything in the first"}}
 	}
@@ -227,6 +232,14 @@ func (c *Config) resolve() {
 	}
 }
 
+// The largest file goccy/go-yaml reads to locate a syntax error; a real
+// configuration is a few KiB and a few hundred values. What goccy costs at
+// these bounds is measured by TestParseCost.
+const (
+	goccyMaxBytes = 256 << 10
+	goccyMaxNodes = 20_000
+)
+
 // syntaxError locates a YAML syntax error. yaml.v3 often reports the line
 // where the construct around the problem began, and for parser errors one
 // line early: a tab on line 5 came out as line 4, a bad indent on line 8 as
@@ -234,10 +247,15 @@ func (c *Config) resolve() {
 // with goccy/go-yaml, which reports the token where it stopped, with its
 // column. A parser notices a problem at or after where it is, never before,
 // so the later of the two lines is where to look; its message goes with it.
-func syntaxError(name string, data []byte, err error) Error {
+//
+// goccy/go-yaml costs about 100 times the file's size, more where it nests
+// (it builds a path string for every node), so it reads only files of real
+// configuration size: at most goccyMaxBytes and goccyMaxNodes values as
+// prescan counts them. A larger file gets yaml.v3's line alone.
+func syntaxError(name string, data []byte, nodes int, err error) Error {
 	e := v3SyntaxError(name, err)
 	var syn *goccy.SyntaxError
-	if _, gerr := goccyparser.ParseBytes(data, 0); errors.As(gerr, &syn) && syn.Token != nil && syn.Token.Position != nil {
+	if gerr := goccyParse(data, nodes); errors.As(gerr, &syn) && syn.Token != nil && syn.Token.Position != nil {
 		if pos := syn.Token.Position; pos.Line >= e.Line {
 			msg := syn.Message
 			if strings.Contains(msg, "\t") {
@@ -250,6 +268,55 @@ func syntaxError(name string, data []byte, err error) Error {
 		e.Source = caretAt(data, e.Line, e.Column)
 	}
 	return e
+}
+
+// goccyParse returns goccy/go-yaml's error for data, or nil when data is
+// larger or deeper than it may read.
+func goccyParse(data []byte, nodes int) error {
+	if len(data) > goccyMaxBytes || nodes > goccyMaxNodes || roughDepth(data) > goccyMaxDepth {
+		return nil
+	}
+	_, err := goccyparser.ParseBytes(data, 0)
+	return err
+}
+
+// goccyMaxDepth bounds roughDepth for goccy/go-yaml to read a file: its
+// costs grow with the depth (a path string for every node, as long as the
+// keys above it), and it reads some YAML its own way (a NEL is no line
+// break to it), so a count that no reading of quotes, comments or block
+// scalars can mislead must find the file shallow too.
+const goccyMaxDepth = 2 * MaxDepth
+
+// roughDepth is a bound on how deep any parser can find data, whatever it
+// takes for quotes, comments or block scalars: the most [ and { open at
+// once, the most - ? : indicators at the start of a line, and the lines
+// that hold a tag or are an indicator alone (goccy nests the lines after
+// those deeper). Nesting by indentation alone is left out: it costs a line
+// per level, so a file goccy reads has few levels of it.
+func roughDepth(data []byte) int {
+	open, most, compact, chained := 0, 0, 0, 0
+	for rest := data; len(rest) > 0; {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		for _, b := range line {
+			switch b {
+			case '[', '{':
+				open++
+				most = max(most, open)
+			case ']', '}':
+				open = max(open-1, 0)
+			}
+		}
+		t, n := bytes.TrimLeft(line, " \t"), 0
+		for len(t) > 0 && (t[0] == '-' || t[0] == '?' || t[0] == ':') && (len(t) == 1 || t[1] == ' ' || t[1] == '\t') {
+			t, n = bytes.TrimLeft(t[1:], " \t\r"), n+1
+		}
+		compact = max(compact, n)
+		if n > 0 && len(t) == 0 || bytes.HasPrefix(t, []byte("!")) || bytes.Contains(t, []byte(" !")) || bytes.Contains(t, []byte("\t!")) {
+			chained++
+		}
+	}
+	return most + compact + chained
 }
 
 // sourceWidth is how many characters of a line an error shows: a window
