@@ -9,8 +9,9 @@ import (
 )
 
 // FuzzParse: any file gives a config that validates or a list of errors,
-// each naming the file, never a panic; the cost is bounded (1 MiB, a
-// million nodes with aliases expanded). Seeds: the shipped examples, the
+// each naming the file, never a panic; the cost is bounded (1 MiB,
+// MaxDepth levels, maxNodes values, maxVisits with aliases expanded).
+// Seeds: the shipped examples, the
 // test's minimal file, and hostile shapes (aliases, merges, a second
 // document, tabs, an unclosed bracket, ${VAR} forms).
 func FuzzParse(f *testing.F) {

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -94,6 +95,17 @@ func TestHostileErrors(t *testing.T) {
 				">    9 | x: a�b",
 				"       |     ^",
 			},
+		},
+		{
+			name: "more problems than Parse collects",
+			src:  base + strings.Repeat("sink: stdout\n", 1500),
+			want: append(append([]string{"cams.yaml: stopped looking after 1000 problems (is this the right file?); the first follow"},
+				func() (lines []string) {
+					for i := 10; i < 10+MaxReported-1; i++ {
+						lines = append(lines, fmt.Sprintf("cams.yaml:%d: sink: duplicate key (first at line 9)", i))
+					}
+					return lines
+				}()...), "… and 951 more"),
 		},
 	}
 	for _, tt := range tests {

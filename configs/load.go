@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -189,11 +190,31 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	}
 	cfg := Default()
 	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults,
-		misspelt: map[string]bool{}, mergedFrom: map[string]int{}}
+		misspelt: map[string]bool{}, mergedFrom: map[string]int{}, failed: map[string]bool{}}
 	if len(doc.Content) > 0 {
 		d.decode(doc.Content[0], reflect.ValueOf(&cfg).Elem(), "")
 	}
 	errs := d.errs
+	if d.visits <= maxVisits && !d.stopped { // else the config is partial: Validate would only add noise
+		errs = append(errs, d.validate(&cfg)...)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		if len(errs) >= maxProblems {
+			stop := Error{File: name, Msg: fmt.Sprintf("stopped looking after %d problems (is this the right file?); the first follow", maxProblems)}
+			errs = append(Errors{stop}, errs[:maxProblems]...)
+		}
+		return nil, errs
+	}
+	cfg.resolve()
+	cfg.source.file, cfg.source.lines = name, d.lines
+	return &cfg, nil
+}
+
+// validate returns Validate's problems that decoding has not reported
+// already, located by the lines decoding saw.
+func (d *decoder) validate(cfg *Config) Errors {
+	var errs Errors
 	for _, fe := range cfg.Validate() {
 		if d.failedAt(fe.Path) || d.misspelt[fe.Path] {
 			continue // already reported: the value could not be decoded, or its key is misspelt
@@ -201,15 +222,9 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		if from, ok := d.mergedFrom[fe.Path]; ok {
 			fe.Msg += fmt.Sprintf(" (merged from line %d)", from)
 		}
-		errs = append(errs, Error{File: name, Line: lineOf(d.lines, fe.Path), Path: fe.Path, Msg: fe.Msg})
+		errs = append(errs, Error{File: d.file, Line: lineOf(d.lines, fe.Path), Path: fe.Path, Msg: fe.Msg})
 	}
-	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-		return nil, errs
-	}
-	cfg.resolve()
-	cfg.source.file, cfg.source.lines = name, d.lines
-	return &cfg, nil
+	return errs
 }
 
 // resolve writes derived defaults into the config, so what --check prints
@@ -441,28 +456,56 @@ type decoder struct {
 	misspelt map[string]bool
 	// mergedFrom is the line each merged value was written on, by key path.
 	mergedFrom map[string]int
+	// failed are the key paths whose value could not be decoded.
+	failed map[string]bool
+	// stopped: maxProblems were found; decoding stopped there.
+	stopped bool
 }
 
+// maxProblems is how many problems Parse collects before it stops looking:
+// a file with more is not a configuration being edited, and each problem
+// costs memory (45,000 empty cameras, which prescan lets through, have
+// 135,000).
+const maxProblems = 1000
+
 // maxVisits bounds the nodes one file may decode to, aliases expanded. A
-// large real configuration (100 cameras × 20 labels) is about 10,000.
-const maxVisits = 1_000_000
+// large real configuration (100 cameras × 20 labels) is about 10,000, and
+// prescan lets through no more than maxNodes without aliases; what a file
+// at the bound costs is measured by TestParseCost.
+const maxVisits = 2 * maxNodes
 
 // budget counts one visit and reports false, once with an error, when the
 // file expands to more than maxVisits nodes.
 func (d *decoder) budget(n *yaml.Node) bool {
-	d.visits++
-	if d.visits == maxVisits+1 {
-		d.fail(n, "", "aliases expand to more than %d values (a YAML alias bomb?); write the file out instead", maxVisits)
+	return d.spend(n, 1)
+}
+
+// spend counts k visits, as budget does.
+func (d *decoder) spend(n *yaml.Node, k int) bool {
+	if d.visits > maxVisits || d.stopped {
+		return false
 	}
-	return d.visits <= maxVisits
+	d.visits += k
+	if d.visits > maxVisits {
+		d.fail(n, "", "aliases expand to more than %d values (a YAML alias bomb?); write the file out instead", maxVisits)
+		return false
+	}
+	return true
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	if len(d.errs) >= maxProblems {
+		d.stopped = true
+		return
+	}
 	line, msg := n.Line, fmt.Sprintf(format, args...)
 	if d.mergedAt != 0 && d.mergedAt != n.Line {
 		line, msg = d.mergedAt, fmt.Sprintf("%s (merged from line %d)", msg, n.Line)
 	}
 	d.errs = append(d.errs, Error{File: d.file, Line: line, Path: path, Msg: msg})
+	if path != "" {
+		d.failed[path] = true
+	}
 }
 
 // lineOf finds the line of path in lines, or of its closest parent present
@@ -476,10 +519,11 @@ func lineOf(lines map[string]int, path string) int {
 	return 0
 }
 
-// failedAt reports whether decoding already failed at path or a parent of it.
+// failedAt reports whether decoding already failed at path or a parent of
+// it: a lookup per parent, as a file can have many errors of both kinds.
 func (d *decoder) failedAt(path string) bool {
-	for _, e := range d.errs {
-		if e.Path != "" && (path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[")) {
+	for p := path; p != ""; p = parentPath(p) {
+		if d.failed[p] {
 			return true
 		}
 	}
@@ -646,6 +690,10 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "expected a list, got %s", describe(n))
 		return
 	}
+	if d.visits+len(n.Content) > maxVisits {
+		d.spend(n, len(n.Content)) // too many items to make room for: fails
+		return
+	}
 	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
 		elem := out.Index(i)
@@ -717,14 +765,23 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// yamlFields maps yaml tag names to field indexes.
+// fieldsOf caches yamlFields by type: a file of many cameras would
+// otherwise build the same map for each (TestParseCost).
+var fieldsOf sync.Map // reflect.Type → map[string]int
+
+// yamlFields maps yaml tag names to field indexes. The map is shared: read
+// it, never change it.
 func yamlFields(t reflect.Type) map[string]int {
+	if m, ok := fieldsOf.Load(t); ok {
+		return m.(map[string]int)
+	}
 	m := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
 		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
 			m[name] = i
 		}
 	}
+	fieldsOf.Store(t, m)
 	return m
 }
 
@@ -732,12 +789,17 @@ func yamlFields(t reflect.Type) map[string]int {
 func closest(key string, t reflect.Type) string {
 	best, bestDist := "", 3 // suggest only within two edits
 	for name := range yamlFields(t) {
+		if abs(len(key)-len(name)) >= bestDist {
+			continue // at least that many edits: spare the quadratic count (a key can be a megabyte)
+		}
 		if dist := editDistance(key, name); dist < bestDist {
 			best, bestDist = name, dist
 		}
 	}
 	return best
 }
+
+func abs(n int) int { return max(n, -n) }
 
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
