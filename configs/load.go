@@ -11,6 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	goccy "github.com/goccy/go-yaml"
 	goccyparser "github.com/goccy/go-yaml/parser"
@@ -38,14 +41,42 @@ func (e Error) Error() string {
 			loc += ":" + strconv.Itoa(e.Column)
 		}
 	}
-	msg := loc + ": " + e.Msg
+	msg := loc + ": " + clip(e.Msg, maxMsgWidth)
 	if e.Path != "" {
-		msg = loc + ": " + e.Path + ": " + e.Msg
+		msg = loc + ": " + clip(e.Path, maxPathWidth) + ": " + clip(e.Msg, maxMsgWidth)
 	}
 	if e.Source != "" {
 		msg += "\n" + e.Source
 	}
 	return msg
+}
+
+// A key path or a message quoting a value can be as long as the file (a
+// key of a megabyte); Error shows at most this many characters of each,
+// the start and the end.
+const (
+	maxPathWidth = 120
+	maxMsgWidth  = 300
+)
+
+// clip shortens s to at most n characters: its first two thirds and its
+// last third, joined by "…".
+func clip(s string, n int) string {
+	if len(s) <= n || utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	head, tail := 2*n/3, n-2*n/3-1
+	i := 0
+	for range head {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	j := len(s)
+	for range tail {
+		_, size := utf8.DecodeLastRuneInString(s[:j])
+		j -= size
+	}
+	return s[:i] + "…" + s[j:]
 }
 
 // Errors is every problem found in one file, in file order.
@@ -139,27 +170,52 @@ func (c *Config) resolvePaths(dir string) {
 
 // Parse is Load on bytes: name labels the errors, lookupEnv resolves ${VAR}.
 func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	nodes, perr := prescan(name, data)
+	if perr != nil {
+		perr.Source = caretAt(data, perr.Line, perr.Column)
+		return nil, Errors{*perr}
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, Errors{syntaxError(name, data, err)}
+		return nil, Errors{syntaxError(name, data, nodes, err)}
 	}
 	// A second document ("---") would be ignored: say so instead.
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == io.EOF:
 	case err != nil:
-		return nil, Errors{syntaxError(name, data, err)}
+		return nil, Errors{syntaxError(name, data, nodes, err)}
 	default:
 		return nil, Errors{{File: name, Line: next.Line, Msg: "a second YAML document (---): siglipd reads one; put everything in the first"}}
 	}
 	cfg := Default()
 	d := &decoder{file: name, lookupEnv: lookupEnv, lines: map[string]int{}, defaults: cfg.Defaults,
-		misspelt: map[string]bool{}, mergedFrom: map[string]int{}}
+		misspelt: map[string]bool{}, mergedFrom: map[string]int{}, failed: map[string]bool{}}
 	if len(doc.Content) > 0 {
 		d.decode(doc.Content[0], reflect.ValueOf(&cfg).Elem(), "")
 	}
 	errs := d.errs
+	if d.visits <= maxVisits && !d.stopped { // else the config is partial: Validate would only add noise
+		errs = append(errs, d.validate(&cfg)...)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		if len(errs) >= maxProblems {
+			stop := Error{File: name, Msg: fmt.Sprintf("stopped looking after %d problems (is this the right file?); the first follow", maxProblems)}
+			errs = append(Errors{stop}, errs[:maxProblems]...)
+		}
+		return nil, errs
+	}
+	cfg.resolve()
+	cfg.source.file, cfg.source.lines = name, d.lines
+	return &cfg, nil
+}
+
+// validate returns Validate's problems that decoding has not reported
+// already, located by the lines decoding saw.
+func (d *decoder) validate(cfg *Config) Errors {
+	var errs Errors
 	for _, fe := range cfg.Validate() {
 		if d.failedAt(fe.Path) || d.misspelt[fe.Path] {
 			continue // already reported: the value could not be decoded, or its key is misspelt
@@ -167,15 +223,9 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		if from, ok := d.mergedFrom[fe.Path]; ok {
 			fe.Msg += fmt.Sprintf(" (merged from line %d)", from)
 		}
-		errs = append(errs, Error{File: name, Line: lineOf(d.lines, fe.Path), Path: fe.Path, Msg: fe.Msg})
+		errs = append(errs, Error{File: d.file, Line: lineOf(d.lines, fe.Path), Path: fe.Path, Msg: fe.Msg})
 	}
-	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-		return nil, errs
-	}
-	cfg.resolve()
-	cfg.source.file, cfg.source.lines = name, d.lines
-	return &cfg, nil
+	return errs
 }
 
 // resolve writes derived defaults into the config, so what --check prints
@@ -198,6 +248,14 @@ func (c *Config) resolve() {
 	}
 }
 
+// The largest file goccy/go-yaml reads to locate a syntax error; a real
+// configuration is a few KiB and a few hundred values. What goccy costs at
+// these bounds is measured by TestParseCost.
+const (
+	goccyMaxBytes = 256 << 10
+	goccyMaxNodes = 20_000
+)
+
 // syntaxError locates a YAML syntax error. yaml.v3 often reports the line
 // where the construct around the problem began, and for parser errors one
 // line early: a tab on line 5 came out as line 4, a bad indent on line 8 as
@@ -205,10 +263,15 @@ func (c *Config) resolve() {
 // with goccy/go-yaml, which reports the token where it stopped, with its
 // column. A parser notices a problem at or after where it is, never before,
 // so the later of the two lines is where to look; its message goes with it.
-func syntaxError(name string, data []byte, err error) Error {
+//
+// goccy/go-yaml costs about 100 times the file's size, more where it nests
+// (it builds a path string for every node), so it reads only files of real
+// configuration size: at most goccyMaxBytes and goccyMaxNodes values as
+// prescan counts them. A larger file gets yaml.v3's line alone.
+func syntaxError(name string, data []byte, nodes int, err error) Error {
 	e := v3SyntaxError(name, err)
 	var syn *goccy.SyntaxError
-	if _, gerr := goccyparser.ParseBytes(data, 0); errors.As(gerr, &syn) && syn.Token != nil && syn.Token.Position != nil {
+	if gerr := goccyParse(data, nodes); errors.As(gerr, &syn) && syn.Token != nil && syn.Token.Position != nil {
 		if pos := syn.Token.Position; pos.Line >= e.Line {
 			msg := syn.Message
 			if strings.Contains(msg, "\t") {
@@ -223,26 +286,138 @@ func syntaxError(name string, data []byte, err error) Error {
 	return e
 }
 
+// goccyParse returns goccy/go-yaml's error for data, or nil when data is
+// larger or deeper than it may read.
+func goccyParse(data []byte, nodes int) error {
+	if len(data) > goccyMaxBytes || nodes > goccyMaxNodes || roughDepth(data) > goccyMaxDepth {
+		return nil
+	}
+	_, err := goccyparser.ParseBytes(data, 0)
+	return err
+}
+
+// goccyMaxDepth bounds roughDepth for goccy/go-yaml to read a file: its
+// costs grow with the depth (a path string for every node, as long as the
+// keys above it), and it reads some YAML its own way (a NEL is no line
+// break to it), so a count that no reading of quotes, comments or block
+// scalars can mislead must find the file shallow too.
+const goccyMaxDepth = 2 * MaxDepth
+
+// roughDepth is a bound on how deep any parser can find data, whatever it
+// takes for quotes, comments or block scalars: the most [ and { open at
+// once, the most - ? : indicators at the start of a line, and the lines
+// that hold a tag or are an indicator alone (goccy nests the lines after
+// those deeper). Nesting by indentation alone is left out: it costs a line
+// per level, so a file goccy reads has few levels of it.
+func roughDepth(data []byte) int {
+	open, most, compact, chained := 0, 0, 0, 0
+	for rest := data; len(rest) > 0; {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		for _, b := range line {
+			switch b {
+			case '[', '{':
+				open++
+				most = max(most, open)
+			case ']', '}':
+				open = max(open-1, 0)
+			}
+		}
+		t, n := bytes.TrimLeft(line, " \t"), 0
+		for len(t) > 0 && (t[0] == '-' || t[0] == '?' || t[0] == ':') && (len(t) == 1 || t[1] == ' ' || t[1] == '\t') {
+			t, n = bytes.TrimLeft(t[1:], " \t\r"), n+1
+		}
+		compact = max(compact, n)
+		if n > 0 && len(t) == 0 || bytes.HasPrefix(t, []byte("!")) || bytes.Contains(t, []byte(" !")) || bytes.Contains(t, []byte("\t!")) {
+			chained++
+		}
+	}
+	return most + compact + chained
+}
+
+// sourceWidth is how many characters of a line an error shows: a window
+// around the column, so a line of a megabyte prints as one readable line.
+const sourceWidth = 120
+
 // caretAt shows line (1-based) of data, and the one before it, with a caret
 // under column (1-based, in characters; 0: no caret). Tabs show as "→":
-// they are often the problem, and they would shift the caret.
+// they are often the problem, and they would shift the caret. A line longer
+// than sourceWidth shows the window around the column, "…" where cut.
 func caretAt(data []byte, line, column int) string {
-	lines := strings.Split(string(data), "\n")
-	if line < 1 || line > len(lines) {
+	prev, cur, ok := linesAt(data, line)
+	if !ok {
 		return ""
 	}
-	show := func(n int) string {
-		return strings.ReplaceAll(strings.TrimRight(lines[n-1], "\r"), "\t", "→")
+	from := 0 // the first character shown: the line's start, unless the column is far along it
+	if column > sourceWidth*3/4 {
+		from = column - 1 - sourceWidth/2
 	}
 	var b strings.Builder
 	if line > 1 {
-		fmt.Fprintf(&b, "  %4d | %s\n", line-1, show(line-1))
+		fmt.Fprintf(&b, "  %4d | %s\n", line-1, window(prev, from))
 	}
-	fmt.Fprintf(&b, "> %4d | %s", line, show(line))
+	fmt.Fprintf(&b, "> %4d | %s", line, window(cur, from))
 	if column > 0 {
-		fmt.Fprintf(&b, "\n       | %s^", strings.Repeat(" ", column-1))
+		pad := column - 1 - from
+		if from > 0 {
+			pad++ // the "…"
+		}
+		fmt.Fprintf(&b, "\n       | %s^", strings.Repeat(" ", pad))
 	}
 	return b.String()
+}
+
+// linesAt returns line n (1-based) of data and the one before it, without
+// their line ends.
+func linesAt(data []byte, n int) (prev, cur []byte, ok bool) {
+	if n < 1 {
+		return nil, nil, false
+	}
+	start := 0
+	for i := 1; i < n; i++ {
+		end := bytes.IndexByte(data[start:], '\n')
+		if end < 0 {
+			return nil, nil, false
+		}
+		prev, start = data[start:start+end], start+end+1
+	}
+	cur = data[start:]
+	if end := bytes.IndexByte(cur, '\n'); end >= 0 {
+		cur = cur[:end]
+	}
+	return bytes.TrimSuffix(prev, []byte("\r")), bytes.TrimSuffix(cur, []byte("\r")), true
+}
+
+// window returns sourceWidth characters of line from character from, with
+// "…" where it cuts, tabs as "→", other control characters (and bytes
+// that are not UTF-8) as "�".
+func window(line []byte, from int) string {
+	i := 0
+	for n := 0; n < from && i < len(line); n++ {
+		_, size := utf8.DecodeRune(line[i:])
+		i += size
+	}
+	j := i
+	for n := 0; n < sourceWidth && j < len(line); n++ {
+		_, size := utf8.DecodeRune(line[j:])
+		j += size
+	}
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t':
+			return '→'
+		case unicode.IsControl(r):
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(string(line[i:j]), "\uFFFD"))
+	if from > 0 {
+		s = "…" + s
+	}
+	if j < len(line) {
+		s += "…"
+	}
+	return s
 }
 
 // v3SyntaxError turns yaml.v3's "yaml: line 3: ..." into our file:line form.
@@ -282,28 +457,56 @@ type decoder struct {
 	misspelt map[string]bool
 	// mergedFrom is the line each merged value was written on, by key path.
 	mergedFrom map[string]int
+	// failed are the key paths whose value could not be decoded.
+	failed map[string]bool
+	// stopped: maxProblems were found; decoding stopped there.
+	stopped bool
 }
 
+// maxProblems is how many problems Parse collects before it stops looking:
+// a file with more is not a configuration being edited, and each problem
+// costs memory (45,000 empty cameras, which prescan lets through, have
+// 135,000).
+const maxProblems = 1000
+
 // maxVisits bounds the nodes one file may decode to, aliases expanded. A
-// large real configuration (100 cameras × 20 labels) is about 10,000.
-const maxVisits = 1_000_000
+// large real configuration (100 cameras × 20 labels) is about 10,000, and
+// prescan lets through no more than maxNodes without aliases; what a file
+// at the bound costs is measured by TestParseCost.
+const maxVisits = 2 * maxNodes
 
 // budget counts one visit and reports false, once with an error, when the
 // file expands to more than maxVisits nodes.
 func (d *decoder) budget(n *yaml.Node) bool {
-	d.visits++
-	if d.visits == maxVisits+1 {
-		d.fail(n, "", "aliases expand to more than %d values (a YAML alias bomb?); write the file out instead", maxVisits)
+	return d.spend(n, 1)
+}
+
+// spend counts k visits, as budget does.
+func (d *decoder) spend(n *yaml.Node, k int) bool {
+	if d.visits > maxVisits || d.stopped {
+		return false
 	}
-	return d.visits <= maxVisits
+	d.visits += k
+	if d.visits > maxVisits {
+		d.fail(n, "", "aliases expand to more than %d values (a YAML alias bomb?); write the file out instead", maxVisits)
+		return false
+	}
+	return true
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	if len(d.errs) >= maxProblems {
+		d.stopped = true
+		return
+	}
 	line, msg := n.Line, fmt.Sprintf(format, args...)
 	if d.mergedAt != 0 && d.mergedAt != n.Line {
 		line, msg = d.mergedAt, fmt.Sprintf("%s (merged from line %d)", msg, n.Line)
 	}
 	d.errs = append(d.errs, Error{File: d.file, Line: line, Path: path, Msg: msg})
+	if path != "" {
+		d.failed[path] = true
+	}
 }
 
 // lineOf finds the line of path in lines, or of its closest parent present
@@ -317,10 +520,11 @@ func lineOf(lines map[string]int, path string) int {
 	return 0
 }
 
-// failedAt reports whether decoding already failed at path or a parent of it.
+// failedAt reports whether decoding already failed at path or a parent of
+// it: a lookup per parent, as a file can have many errors of both kinds.
 func (d *decoder) failedAt(path string) bool {
-	for _, e := range d.errs {
-		if e.Path != "" && (path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[")) {
+	for p := path; p != ""; p = parentPath(p) {
+		if d.failed[p] {
 			return true
 		}
 	}
@@ -487,6 +691,10 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "expected a list, got %s", describe(n))
 		return
 	}
+	if d.visits+len(n.Content) > maxVisits {
+		d.spend(n, len(n.Content)) // too many items to make room for: fails
+		return
+	}
 	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
 		elem := out.Index(i)
@@ -558,14 +766,23 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// yamlFields maps yaml tag names to field indexes.
+// fieldsOf caches yamlFields by type: a file of many cameras would
+// otherwise build the same map for each (TestParseCost).
+var fieldsOf sync.Map // reflect.Type → map[string]int
+
+// yamlFields maps yaml tag names to field indexes. The map is shared: read
+// it, never change it.
 func yamlFields(t reflect.Type) map[string]int {
+	if m, ok := fieldsOf.Load(t); ok {
+		return m.(map[string]int)
+	}
 	m := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
 		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
 			m[name] = i
 		}
 	}
+	fieldsOf.Store(t, m)
 	return m
 }
 
@@ -573,12 +790,17 @@ func yamlFields(t reflect.Type) map[string]int {
 func closest(key string, t reflect.Type) string {
 	best, bestDist := "", 3 // suggest only within two edits
 	for name := range yamlFields(t) {
+		if abs(len(key)-len(name)) >= bestDist {
+			continue // at least that many edits: spare the quadratic count (a key can be a megabyte)
+		}
 		if dist := editDistance(key, name); dist < bestDist {
 			best, bestDist = name, dist
 		}
 	}
 	return best
 }
+
+func abs(n int) int { return max(n, -n) }
 
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)

@@ -69,6 +69,9 @@ func (c *Config) Validate() []FieldError {
 type validator struct{ errs []FieldError }
 
 func (v *validator) add(path, format string, args ...any) {
+	if len(v.errs) >= maxProblems {
+		return // Parse stops there too
+	}
 	v.errs = append(v.errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 

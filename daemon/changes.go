@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -83,12 +84,23 @@ func (d *daemon) serveChanges(ctx context.Context) {
 	}
 }
 
+// fileSum is the checksum of the first configs.MaxFileSize+1 bytes of
+// path, read through a small buffer: the file is polled every few seconds,
+// and one replaced by something huge (a log, a disk image) must not be read
+// whole each time. Past the limit Load refuses the file anyway.
 func fileSum(path string) ([32]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	return sha256.Sum256(b), nil
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, configs.MaxFileSize+1)); err != nil {
+		return [32]byte{}, err
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
 }
 
 // reload re-reads and re-validates the whole file, plans the change (diff)

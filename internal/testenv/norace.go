@@ -6,3 +6,7 @@ package testenv
 // Go code several times over, so tests skip assertions on rates and
 // latencies under it (and check them in the normal pass).
 const Race = false
+
+// RaceSlowdown widens a time bound under -race, where code runs several
+// times slower; 1 otherwise.
+const RaceSlowdown = 1

@@ -545,7 +545,7 @@ func pidCPU(b *testing.B, pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-func procStatus(b *testing.B, pid int, key string) int64 {
+func procStatus(b testing.TB, pid int, key string) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -560,8 +560,8 @@ func procStatus(b *testing.B, pid int, key string) int64 {
 	return 0
 }
 
-func peakRSS(b *testing.B, pid int) int64    { return procStatus(b, pid, "VmHWM") }
-func currentRSS(b *testing.B, pid int) int64 { return procStatus(b, pid, "VmRSS") }
+func peakRSS(b testing.TB, pid int) int64    { return procStatus(b, pid, "VmHWM") }
+func currentRSS(b testing.TB, pid int) int64 { return procStatus(b, pid, "VmRSS") }
 
 // peerResult is scripts/js/bench.mjs's answer for one dtype.
 type peerResult struct {

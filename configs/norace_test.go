@@ -1,0 +1,5 @@
+//go:build !race
+
+package configs
+
+const raceSlowdown = 1

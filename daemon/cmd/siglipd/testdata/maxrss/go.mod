@@ -1,0 +1,3 @@
+module maxrss
+
+go 1.26
