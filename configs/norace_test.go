@@ -1,5 +1,0 @@
-//go:build !race
-
-package configs
-
-const raceSlowdown = 1

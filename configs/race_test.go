@@ -1,6 +1,0 @@
-//go:build race
-
-package configs
-
-// raceSlowdown: the race detector makes Parse several times slower.
-const raceSlowdown = 10
