@@ -25,11 +25,14 @@ type target struct {
 	// path is a file or device path checked with os.Stat before opening, so
 	// a missing one is a clear error instead of OpenCV's bare "false".
 	path string
-	// dial is host:port of a stream, dialled before OpenCV opens it: a
-	// refused, unresolvable or unreachable server is then a clear Go error
-	// within ReadTimeout, instead of FFmpeg failing silently (its message
-	// goes to stderr, not to our log).
+	// dial is host:port of a stream, knocked on (knock.go) before OpenCV
+	// opens it: a refused, unresolvable, unreachable or silent server is
+	// then a clear Go error, instead of FFmpeg failing silently (its message
+	// goes to stderr, not to our log) while it holds OpenCV's open lock.
 	dial string
+	// optionsURL is what the knock asks RTSP OPTIONS of (rtsp:// only):
+	// scheme, host, port and path, without credentials or query.
+	optionsURL string
 	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP ("" for
 	// other sources, which use no option from it).
 	ffmpegOptions string
@@ -161,6 +164,9 @@ func withDefaults(opts Options) (Options, target, error) {
 		}
 		t.open = raw
 		t.dial = net.JoinHostPort(u.Hostname(), port)
+		if scheme == "rtsp" {
+			t.optionsURL = (&url.URL{Scheme: scheme, Host: t.dial, Path: u.Path}).String()
+		}
 		if scheme == "rtsp" || scheme == "rtsps" {
 			// Timeouts are OpenCV's (videocapture.go); the rest has to go
 			// through the variable.
