@@ -57,8 +57,18 @@ const rtspProbeSize = 25_000_000
 // allowed_media_types=video sets up only the video stream: audio is never
 // used, costs bandwidth, and an announced audio stream that sends nothing
 // would hold the open until analyzeduration.
+//
+// fpsprobesize=1 has the open estimate the frame rate from one frame
+// instead of 20, which nothing here uses (frames are sampled by the clock):
+// an open of a 25 fps stream then reads ≈ 10 frames instead of ≈ 30. It
+// matters because OpenCV opens one stream at a time (openlock.go): an open
+// held that lock ≈ 1.2 s at 25 fps and ≈ 5.8 s at 5 fps, now ≈ 0.4 s and
+// ≈ 2 s, so twenty cameras that come back together stream three times
+// sooner (TestManyCamerasUnreachable; docs/measurements.md). Not 0: then
+// the open no longer waits for the first keyframe (TestLongKeyframeInterval
+// fails).
 func rtspOptions(transport string, openTimeout time.Duration) string {
-	return fmt.Sprintf("rtsp_transport;%s|allowed_media_types;video|analyzeduration;%d|probesize;%d",
+	return fmt.Sprintf("rtsp_transport;%s|allowed_media_types;video|analyzeduration;%d|probesize;%d|fpsprobesize;1",
 		transport, openTimeout.Microseconds(), rtspProbeSize)
 }
 
