@@ -105,6 +105,7 @@ func (l *Link) Cuts() []time.Time {
 
 // Set switches the mode; it returns once the new one is in place. Every
 // connection the Link carried is dropped, unless the mode stays the same.
+// It may be called from any goroutine.
 func (l *Link) Set(mode LinkMode) {
 	l.t.Helper()
 	l.mu.Lock()
@@ -124,7 +125,12 @@ func (l *Link) Set(mode LinkMode) {
 		err = fmt.Errorf("unknown mode %v", mode)
 	}
 	if err != nil {
-		l.t.Fatalf("link %s: %v: %v", l.Addr(), mode, err)
+		// Errorf, not Fatalf: Set may run on a goroutine of the test's
+		// (a flapping link). The Link then refuses connections.
+		l.t.Errorf("link %s: %v: %v", l.Addr(), mode, err)
+		l.closeLocked()
+		l.mode = LinkRefused
+		return
 	}
 	l.mode = mode
 }
