@@ -112,7 +112,7 @@ func TestKnock(t *testing.T) {
 			case err != nil && silent(err) != tt.silent:
 				t.Errorf("silent(%v) = %v, want %v", err, silent(err), tt.silent)
 			case took > tt.within:
-				t.Errorf("knock took %s, want within %s", took, tt.within)
+				rateError(t, "knock took %s, want within %s", took, tt.within)
 			}
 			if err != nil && strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("the password is in %v", err)
@@ -146,8 +146,11 @@ func TestKnock(t *testing.T) {
 			case err := <-answered:
 				took := time.Since(back)
 				t.Logf("answered %s after the server came back", took.Round(time.Millisecond))
-				if err != nil || took > 1500*time.Millisecond {
-					t.Errorf("knock = %v after %s, want an answer within 1.5 s", err, took)
+				switch {
+				case err != nil:
+					t.Errorf("knock = %v, want an answer", err)
+				case took > 1500*time.Millisecond:
+					rateError(t, "answered %s after the server came back, want within 1.5 s", took)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("no answer within 10 s of the server's return")

@@ -151,10 +151,15 @@ func TestManyCamerasUnreachable(t *testing.T) {
 		}
 		// Generous bounds: the machine is shared. docs/measurements.md has the figures.
 		if cpu > 5 {
-			t.Errorf("%s: the retry loops used %.2f %% of a core, want under 5 %%", name, cpu)
+			rateError(t, "%s: the retry loops used %.2f %% of a core, want under 5 %%", name, cpu)
 		}
-		if s2.heap > s1.heap+1<<20 || s2.rss > s1.rss+16<<20 {
-			t.Errorf("%s: grew from heap %d, RSS %d to heap %d, RSS %d in half a minute", name, s1.heap, s1.rss, s2.heap, s2.rss)
+		if s2.heap > s1.heap+1<<20 {
+			t.Errorf("%s: the Go heap grew from %d to %d bytes in half a minute", name, s1.heap, s2.heap)
+		}
+		if s2.rss > s1.rss+16<<20 {
+			// Under -race the detector's own memory grows with every
+			// goroutine started (8.6 MiB in half a minute here).
+			rateError(t, "%s: RSS grew from %d to %d bytes in half a minute", name, s1.rss, s2.rss)
 		}
 		// Per camera: Run, and its reader or its probe (which knock in turn).
 		if most := 2 * n; s1.goroutines > most || s2.goroutines > most {
@@ -198,7 +203,7 @@ func TestManyCamerasUnreachable(t *testing.T) {
 		case !ok:
 			t.Errorf("%s (%s): not connected within 20 s of its return (state %s, %q)", names[i], was, srcs[i].Status().State, srcs[i].Status().LastError)
 		case d > noticeBy:
-			t.Errorf("%s (%s): connected %.2f s after its return, want within %s", names[i], was, d.Seconds(), noticeBy)
+			rateError(t, "%s (%s): connected %.2f s after its return, want within %s", names[i], was, d.Seconds(), noticeBy)
 		}
 	}
 	slices.Sort(took)
@@ -254,7 +259,7 @@ func TestManyCamerasUnreachable(t *testing.T) {
 	// An open of this stream takes ≈ 0.45 s (options.go, rtspOptions); the
 	// bound allows twice that on a busy machine.
 	if limit := noticeBy + n*800*time.Millisecond; took[n-1] > limit {
-		t.Errorf("the last of %d cameras back at once connected after %.2f s, want within %s", n, took[n-1].Seconds(), limit)
+		rateError(t, "the last of %d cameras back at once connected after %.2f s, want within %s", n, took[n-1].Seconds(), limit)
 	}
 	if strings.Contains(fmt.Sprint(rec.Records(nil)), "hunter2") {
 		t.Error("the password leaked into the log")
