@@ -6,7 +6,8 @@
 // A Source is one camera. Its Run method decodes the stream continuously in a
 // reader goroutine, keeps one frame every 1/FPS seconds and hands it to a
 // Handoff. Run reconnects forever (stepped backoff, cut short by a cheap
-// probe when an unreachable camera answers again), declares a stream that
+// probe when an unreachable camera answers again; a stream's server must
+// answer a knock, knock.go, before OpenCV opens it), declares a stream that
 // stays open but sends nothing "stalled" after ReadTimeout (OpenTimeout
 // while opening, up to the first frame) and reopens it, and returns promptly
 // when its context is cancelled, even when OpenCV is stuck inside a Read that
@@ -29,11 +30,13 @@
 // # Where things are
 //
 // source.go is the supervisor (states, backoff, watchdog, logging);
-// reader.go the goroutine that opens, decodes and samples; latest.go the
-// hand-off; options.go defaults, URL kinds and crops; openlock.go the
-// process-wide open lock OpenCV imposes; videocapture.go/.cpp the small
-// C++ shim over cv::VideoCapture (open timeouts, grab without converting).
-// docs/02-cameras.md is the user-facing description.
+// reader.go the goroutine that opens, decodes and samples; knock.go the
+// check that a stream's server answers, before an open and as the
+// backoff's probe; latest.go the hand-off; options.go defaults, URL kinds
+// and crops; openlock.go the process-wide open lock OpenCV imposes;
+// videocapture.go/.cpp the small C++ shim over cv::VideoCapture (open
+// timeouts, grab without converting). docs/02-cameras.md is the
+// user-facing description.
 package capture
 
 import (
@@ -155,11 +158,14 @@ type Options struct {
 	Crop          *Crop  // nil = whole frame
 	// Backoff is the wait before each reconnect attempt; the last step
 	// repeats. Default 1s, 2s, 5s, 10s, 30s. While the camera is
-	// unreachable (connection refused, no route, file or device missing) a
-	// probe checks every ProbeInterval and ends the wait when it answers.
+	// unreachable (connection refused, no route, no answer, file or device
+	// missing) a probe checks every ProbeInterval and ends the wait when it
+	// answers.
 	Backoff []time.Duration
 	// ProbeInterval is how often an unreachable camera is probed during a
-	// backoff: one TCP connection (closed at once) or one stat of a path.
+	// backoff, and how often an open knocks again on a stream's server that
+	// has not answered yet: one TCP connection and, for rtsp://, one RTSP
+	// OPTIONS request on it (closed at once), or one stat of a path.
 	// Default 1s.
 	ProbeInterval time.Duration
 	// HealthyAfter: a connection that delivered frames this long resets the

@@ -206,8 +206,12 @@ func TestNoOverlappingSessions(t *testing.T) {
 	conns := testenv.WatchConnections(t, srv.Port())
 
 	srv.Stall()
-	// The stalled read and two stalled reopens, each abandoned by the watchdog.
-	testenv.WaitFor(t, 20*time.Second, func() bool { return src.Status().Stalls >= 3 }, "three stalls (%d so far)", src.Status().Stalls)
+	// The stalled read and a stalled reopen, each abandoned by the watchdog;
+	// the reopen after each waits for the abandoned reader to let go. (Not
+	// a third stall: after two abandoned sessions on its stalled pipeline
+	// the test server stops answering new connections, which the knock
+	// before an open, knock.go, reports as no answer rather than a stall.)
+	testenv.WaitFor(t, 20*time.Second, func() bool { return src.Status().Stalls >= 2 }, "two stalls (%d so far)", src.Status().Stalls)
 	srv.Resume()
 	resumed := time.Now()
 	testenv.WaitFor(t, 15*time.Second, func() bool { _, ok := c.firstAfter("door", resumed); return ok }, "frames after the stream resumed")

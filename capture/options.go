@@ -25,11 +25,14 @@ type target struct {
 	// path is a file or device path checked with os.Stat before opening, so
 	// a missing one is a clear error instead of OpenCV's bare "false".
 	path string
-	// dial is host:port of a stream, dialled before OpenCV opens it: a
-	// refused, unresolvable or unreachable server is then a clear Go error
-	// within ReadTimeout, instead of FFmpeg failing silently (its message
-	// goes to stderr, not to our log).
+	// dial is host:port of a stream, knocked on (knock.go) before OpenCV
+	// opens it: a refused, unresolvable, unreachable or silent server is
+	// then a clear Go error, instead of FFmpeg failing silently (its message
+	// goes to stderr, not to our log) while it holds OpenCV's open lock.
 	dial string
+	// optionsURL is what the knock asks RTSP OPTIONS of (rtsp:// only):
+	// scheme, host, port and path, without credentials or query.
+	optionsURL string
 	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP ("" for
 	// other sources, which use no option from it).
 	ffmpegOptions string
@@ -54,8 +57,18 @@ const rtspProbeSize = 25_000_000
 // allowed_media_types=video sets up only the video stream: audio is never
 // used, costs bandwidth, and an announced audio stream that sends nothing
 // would hold the open until analyzeduration.
+//
+// fpsprobesize=1 has the open estimate the frame rate from one frame
+// instead of 20, which nothing here uses (frames are sampled by the clock):
+// an open of a 25 fps stream then reads ≈ 10 frames instead of ≈ 30. It
+// matters because OpenCV opens one stream at a time (openlock.go): an open
+// held that lock ≈ 1.2 s at 25 fps and ≈ 5.8 s at 5 fps, now ≈ 0.4 s and
+// ≈ 2 s, so twenty cameras that come back together stream three times
+// sooner (TestManyCamerasUnreachable; docs/measurements.md). Not 0: then
+// the open no longer waits for the first keyframe (TestLongKeyframeInterval
+// fails).
 func rtspOptions(transport string, openTimeout time.Duration) string {
-	return fmt.Sprintf("rtsp_transport;%s|allowed_media_types;video|analyzeduration;%d|probesize;%d",
+	return fmt.Sprintf("rtsp_transport;%s|allowed_media_types;video|analyzeduration;%d|probesize;%d|fpsprobesize;1",
 		transport, openTimeout.Microseconds(), rtspProbeSize)
 }
 
@@ -161,6 +174,9 @@ func withDefaults(opts Options) (Options, target, error) {
 		}
 		t.open = raw
 		t.dial = net.JoinHostPort(u.Hostname(), port)
+		if scheme == "rtsp" {
+			t.optionsURL = (&url.URL{Scheme: scheme, Host: t.dial, Path: u.Path}).String()
+		}
 		if scheme == "rtsp" || scheme == "rtsps" {
 			// Timeouts are OpenCV's (videocapture.go); the rest has to go
 			// through the variable.

@@ -62,9 +62,13 @@ func TestNewTargets(t *testing.T) {
 		want           target
 	}{
 		{"rtsp://u:p@cam.lan/live", "", target{kind: kit.SourceStream, open: "rtsp://u:p@cam.lan/live", dial: "cam.lan:554",
-			ffmpegOptions: "rtsp_transport;tcp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
+			optionsURL:    "rtsp://cam.lan:554/live",
+			ffmpegOptions: "rtsp_transport;tcp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000|fpsprobesize;1"}},
+		{"rtsp://u:p@[fd00::7]:8554/live?user=u&pass=p", "", target{kind: kit.SourceStream, open: "rtsp://u:p@[fd00::7]:8554/live?user=u&pass=p",
+			dial: "[fd00::7]:8554", optionsURL: "rtsp://[fd00::7]:8554/live",
+			ffmpegOptions: "rtsp_transport;tcp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000|fpsprobesize;1"}},
 		{"rtsps://cam.lan:7441/x", "udp", target{kind: kit.SourceStream, open: "rtsps://cam.lan:7441/x", dial: "cam.lan:7441",
-			ffmpegOptions: "rtsp_transport;udp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000"}},
+			ffmpegOptions: "rtsp_transport;udp|allowed_media_types;video|analyzeduration;20000000|probesize;25000000|fpsprobesize;1"}},
 		{"http://[::1]/mjpg", "", target{kind: kit.SourceStream, open: "http://[::1]/mjpg", dial: "[::1]:80"}},
 		{"https://cam/live.m3u8", "", target{kind: kit.SourceStream, open: "https://cam/live.m3u8", dial: "cam:443"}},
 		{"file:///videos/door%20a.mp4", "", target{kind: kit.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -29,9 +28,9 @@ type reader struct {
 	// progress (0: no timeout, V4L2): by then an abandoned reader has let
 	// go of the camera.
 	giveUpAt atomic.Int64
-	// reached: the camera answered (its host accepted the connection, its
-	// file or device exists). A failure before that is one the backoff's
-	// probe can see the end of.
+	// reached: the camera answered (a stream's server answered the knock,
+	// knock.go; a file or device exists). A failure before that is one the
+	// backoff's probe can see the end of.
 	reached atomic.Bool
 
 	// Guarded by src.mu.
@@ -267,8 +266,11 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	}
 	if t.dial != "" {
 		r.enter(phaseDialing)
-		if err := t.dialCheck(ctx, s.opts.OpenTimeout); err != nil {
-			return nil, cameraError(name, "open", err) // net errors name host:port only
+		kctx, cancel := context.WithTimeout(ctx, s.opts.OpenTimeout)
+		err := t.knock(kctx, s.opts.ProbeInterval, false)
+		cancel()
+		if err != nil {
+			return nil, cameraError(name, "open", err) // its errors name host:port only
 		}
 	}
 	r.reached.Store(true)
@@ -305,28 +307,11 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	return nil, cameraError(name, "open", why)
 }
 
-// dialCheck opens a TCP connection to the stream's host and closes it at
-// once. It is both the start of every open (a refused or unreachable server
-// is then a clear Go error, where FFmpeg would fail silently) and the
-// backoff's probe.
-func (t target) dialCheck(ctx context.Context, timeout time.Duration) error {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", t.dial)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
-// reachable is the backoff's probe: could an open get past its first step
-// now? For streams a TCP connection (dialCheck), for files and devices a
-// stat of the path; for a device by index, always. It costs a fraction of
-// an open and says nothing about whether the stream will play.
-func (t target) reachable(ctx context.Context, timeout time.Duration) bool {
-	switch {
-	case t.dial != "":
-		return t.dialCheck(ctx, timeout) == nil
-	case t.path != "":
+// reachable is the backoff's probe for files and devices: could an open
+// get past its first step now? A stat of the path; for a device by index,
+// always. (Streams are knocked on instead: knock.go.)
+func (t target) reachable() bool {
+	if t.path != "" {
 		_, err := os.Stat(t.path)
 		return err == nil
 	}

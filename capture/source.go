@@ -27,11 +27,6 @@ const watchdogTick = 250 * time.Millisecond
 // rateWindow is how many one-second samples FPSDecoded and FPSSampled average over.
 const rateWindow = 5
 
-// probeTimeout bounds one probe of an unreachable camera. A camera on the
-// LAN answers a connection in milliseconds; one that does not answer in
-// this long is probed again, at the next ProbeInterval.
-const probeTimeout = 3 * time.Second
-
 // releaseSlack is how much longer than OpenCV's timeout the next attempt
 // waits for an abandoned reader to let go of its connection: scheduling and
 // the closing itself.
@@ -248,21 +243,33 @@ func (s *source) backoff(ctx context.Context, d time.Duration, probe bool, tick 
 
 // probe starts a goroutine, owned by ctx, that checks every ProbeInterval
 // whether the camera can be reached, and closes the returned channel when
-// it can.
+// it can. A stream is knocked on (knock.go): a connection and, for RTSP, an
+// answer to OPTIONS; a file or device path is looked up.
 func (s *source) probe(ctx context.Context) <-chan struct{} {
 	answered := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(s.opts.ProbeInterval)
 		defer tick.Stop()
+		select { // the attempt that just failed was the last check
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.target.dial != "" {
+			if s.target.knock(ctx, s.opts.ProbeInterval, true) == nil {
+				close(answered)
+			}
+			return
+		}
 		for {
+			if s.target.reachable() {
+				close(answered)
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-			}
-			if s.target.reachable(ctx, probeTimeout) {
-				close(answered)
-				return
 			}
 		}
 	}()

@@ -71,15 +71,14 @@ func (l *link) status(s *Status) {
 
 // run owns the connection: it connects with backoff, delivers while
 // connected, and returns when Close is done with it (or its ctx is
-// cancelled). Close waits for it.
+// cancelled). Close waits for it. What it logs about the connection,
+// connLog decides: a line per change worth reading, not per attempt or per
+// drop.
 func (m *MQTT) run(ctx context.Context) {
 	defer close(m.done)
-	var (
-		failures  int
-		lastMsg   string    // the last failure, as logged
-		lastLog   time.Time // when a failure was last logged
-		downSince time.Time // first failure of the current outage
-	)
+	cl := &connLog{log: m.log, broker: m.broker, window: m.flapWindow}
+	defer func() { cl.closing(time.Now()) }()
+	failures := 0 // attempts failed in a row: the backoff step
 	for {
 		s, err := m.connect(ctx)
 		if err != nil {
@@ -87,19 +86,10 @@ func (m *MQTT) run(ctx context.Context) {
 				return
 			}
 			failures++
-			if downSince.IsZero() {
-				downSince = time.Now()
-			}
 			delay := backoff(failures)
 			msg := explain(err, &m.opts)
 			m.link.noteError(msg, true)
-			// Logged when the reason changes, then as a reminder every
-			// remindEvery: not once per attempt.
-			if msg != lastMsg || time.Since(lastLog) >= remindEvery {
-				m.log.Warn("mqtt cannot connect; retrying with backoff", "broker", m.broker,
-					"error", msg, "attempts", failures, "retry_in", delay, "outbox", m.queue.events())
-				lastMsg, lastLog = msg, time.Now()
-			}
+			cl.connectFailed(time.Now(), msg, delay, m.queue.events())
 			if m.isClosing() {
 				return // Close allows one attempt, the one just made
 			}
@@ -110,15 +100,18 @@ func (m *MQTT) run(ctx context.Context) {
 			}
 			continue
 		}
-
-		attrs := []any{"broker", m.broker, "client_id", m.opts.ClientID, "outbox", m.queue.events()}
-		if failures > 0 {
-			attrs = append(attrs, "after_attempts", failures, "down_for", time.Since(downSince).Round(time.Second))
+		failures = 0
+		var stable *time.Timer // the probation of a reconnection after drops
+		var stableC <-chan time.Time
+		if cl.connected(time.Now(), m.opts.ClientID, m.queue.events()) {
+			stable = time.NewTimer(cl.window)
+			stableC = stable.C
 		}
-		m.log.Info("mqtt connected", attrs...)
-		failures, lastMsg, downSince = 0, "", time.Time{}
 
-		err = m.session(ctx, s)
+		err = m.session(ctx, s, stableC, func() { cl.stable(time.Now()) })
+		if stable != nil {
+			stable.Stop()
+		}
 		m.link.setConnected(false)
 		if err == nil {
 			return // closed cleanly
@@ -129,7 +122,7 @@ func (m *MQTT) run(ctx context.Context) {
 		}
 		msg := explain(err, &m.opts)
 		m.link.noteError(msg, false)
-		m.log.Warn("mqtt connection lost; reconnecting", "broker", m.broker, "error", msg, "outbox", m.queue.events())
+		cl.lost(time.Now(), msg, m.queue.events())
 		// Wait a little even now: a broker that accepts and then drops us
 		// would otherwise be hammered in a tight loop.
 		if !m.isClosing() && !m.sleep(ctx, retryMin) {
@@ -220,7 +213,9 @@ func (m *MQTT) connect(ctx context.Context) (*session, error) {
 
 // session delivers until the connection breaks (its error), ctx ends (its
 // error) or Close is done (nil, after "offline" and a clean disconnect).
-func (m *MQTT) session(ctx context.Context, s *session) error {
+// When stable fires (the connection has held long enough), onStable is
+// called.
+func (m *MQTT) session(ctx context.Context, s *session, stable <-chan time.Time, onStable func()) error {
 	if err := m.send(ctx, s, message{Topic: m.t.available(), Payload: []byte(Online), QoS: 1, Retain: true}); err != nil {
 		return err
 	}
@@ -242,6 +237,9 @@ func (m *MQTT) session(ctx context.Context, s *session) error {
 		}
 		select {
 		case <-m.wake:
+		case <-stable:
+			onStable()
+			stable = nil
 		case err := <-s.lost:
 			return err
 		case <-ctx.Done():

@@ -90,6 +90,8 @@ type MQTT struct {
 	snapshotWarned   bool // logged once per process: a camera's JPEG size does not change
 	started, closed  bool
 
+	flapWindow time.Duration // connLog's window: flapWindow, shorter in tests
+
 	wake      chan struct{} // buffered 1: "something to send"
 	closing   chan struct{} // closed by Close: flush, say offline, stop
 	cancel    context.CancelFunc
@@ -112,7 +114,8 @@ func NewMQTT(opts MQTTOptions) (*MQTT, error) {
 	m := &MQTT{
 		opts: opts, log: opts.Logger, t: t, broker: kit.RedactURL(opts.Broker),
 		queue: newPending(box, opts.State.File("outbox", outboxEffect), opts.Logger), ha: newDiscovery(opts, t), lastScores: map[string]time.Time{},
-		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
+		flapWindow: flapWindow,
+		wake:       make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, p := range problems {
 		m.log.Warn("mqtt outbox: unreadable message file set aside", "error", p)
