@@ -82,6 +82,11 @@ func residentBytes(t testing.TB) int64 {
 // makes the last wait for the others' opens.
 func TestManyCamerasUnreachable(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Minutes of timing and log counts; the normal pass of make test
+		// runs it, and the race pass covers its code in the shorter tests.
+		t.Skip("a long timing test: run without -race")
+	}
 	const (
 		n        = 20
 		minute   = time.Minute

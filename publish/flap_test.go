@@ -48,6 +48,11 @@ func flapEvent(i int, started, at time.Time) rules.Event {
 // subscriber (Home Assistant next to the broker) keeps its session.
 func TestBrokerFlapping(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Minutes of timing and log counts; the normal pass of make test
+		// runs it, and the race pass covers its code in the shorter tests.
+		t.Skip("a long timing test: run without -race")
+	}
 	const (
 		flapping   = 2 * time.Minute
 		down, up   = 2 * time.Second, 3 * time.Second
