@@ -356,3 +356,50 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("unreachable = %q, want %q", got, want)
 	}
 }
+
+// TestDocsNameRealTests: every test or fuzz target the docs name in
+// backquotes (the fault matrix's last column, "checked by TestX") is a
+// function of some _test.go file, so a renamed or deleted test cannot
+// leave a guarantee pointing at nothing.
+func TestDocsNameRealTests(t *testing.T) {
+	root := RepoRoot(t)
+	fsys := os.DirFS(root)
+	defined := map[string]bool{}
+	funcRe := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]*)\(`)
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "node_modules") {
+			return fs.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		for _, m := range funcRe.FindAllStringSubmatch(string(b), -1) {
+			defined[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nameRe := regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z][A-Za-z0-9_]*)")
+	for _, page := range markdownPages(t, fsys) {
+		b, err := fs.ReadFile(fsys, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range nameRe.FindAllStringSubmatch(line, -1) {
+				if !defined[m[1]] {
+					t.Errorf("%s:%d: names %s, which no _test.go file defines", page, i+1, m[1])
+				}
+			}
+		}
+	}
+}
