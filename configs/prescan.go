@@ -123,8 +123,9 @@ type scanner struct {
 	err  *Error
 
 	blocks  []level
-	flow    int // [ and { open
-	deepest int // the most levels open at once
+	flow    int    // [ and { open
+	kinds   []byte // which, innermost last (at most the first MaxDepth+1)
+	deepest int    // the most levels open at once
 	nodes   int
 
 	block blockScalar
@@ -142,6 +143,12 @@ type scanner struct {
 	// quoteAt is where the quoted scalar running on began: after it ends,
 	// the line goes on as the one it began on would have.
 	quoteAt struct{ holder, node int }
+
+	// keyFlow is how deep the flow collections of the node in block
+	// context now in progress went: when a ":" makes that node a key, the
+	// mapping it opens holds them ("{a}: b" nests two deep, and the
+	// mapping is only known after the collection is closed).
+	keyFlow int
 }
 
 // fail records the first problem at byte col of the current line.
@@ -154,6 +161,9 @@ func (s *scanner) fail(col int, format string, args ...any) {
 
 func (s *scanner) checkDepth(col int) {
 	s.deepest = max(s.deepest, len(s.blocks)+s.flow+s.literal)
+	if s.flow > 0 && s.flow+s.literal > s.keyFlow {
+		s.keyFlow = s.flow + s.literal
+	}
 	if s.deepest > MaxDepth {
 		s.fail(col, "nesting deeper than %d levels (is this the right file?)", MaxDepth)
 	}
@@ -303,6 +313,7 @@ func (s *scanner) inline(text []byte, i, holder, nodeCol int, start bool) {
 	props := -1                          // where the anchor or tag before the next node began
 	begin := func(i int) {               // a node begins at i: a key, in block context
 		if s.flow == 0 {
+			s.keyFlow = 0
 			nodeCol = i
 			if props >= 0 {
 				nodeCol = props // yaml.v3 nests the lines after it as if the key began there
@@ -346,6 +357,9 @@ func (s *scanner) inline(text []byte, i, holder, nodeCol int, start bool) {
 		switch {
 		case ch == '[' || ch == '{':
 			begin(i)
+			if len(s.kinds) == s.flow && s.flow <= MaxDepth {
+				s.kinds = append(s.kinds, ch)
+			}
 			s.flow++
 			s.count(i)
 			s.checkDepth(i)
@@ -354,6 +368,7 @@ func (s *scanner) inline(text []byte, i, holder, nodeCol int, start bool) {
 		case ch == ']' || ch == '}':
 			if s.flow > 0 {
 				s.flow--
+				s.kinds = s.kinds[:min(len(s.kinds), s.flow)]
 			}
 			start = false
 			i++
@@ -367,6 +382,17 @@ func (s *scanner) inline(text []byte, i, holder, nodeCol int, start bool) {
 			if s.flow == 0 {
 				holder = nodeCol
 				s.place(nodeCol, false) // the key's mapping, if its line did not begin it
+				if s.keyFlow > 0 {      // the key was a flow collection, inside that mapping
+					s.flow, s.keyFlow = s.keyFlow, 0
+					s.checkDepth(i)
+					s.flow, s.keyFlow = 0, 0
+				}
+			} else if n := len(s.kinds); n == s.flow && n > 0 && s.kinds[n-1] == '[' {
+				// In a flow sequence "k: v" is a mapping of one pair, a
+				// level of its own: "[a: b]" nests two deep.
+				s.literal++
+				s.checkDepth(i)
+				s.literal--
 			}
 			s.count(i)
 			start = true
