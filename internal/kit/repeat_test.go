@@ -10,12 +10,7 @@ import (
 
 func TestRepeat(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := textLog(&buf)
 	r := NewRepeat(log, "inference failed")
 	for range 100 {
 		r.Add("batch", 4)
@@ -44,12 +39,7 @@ func TestRepeat(t *testing.T) {
 // its cause changes, never as a reminder, and its end with the count.
 func TestRepeatCause(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := textLog(&buf)
 	r := NewRepeat(log, "cannot write").Quiet()
 	r.lastLog = time.Now().Add(-time.Hour) // a reminder would be due
 	for range 10 {
@@ -71,4 +61,15 @@ func TestRepeatCause(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// textLog logs as text into buf without times, so that a test can compare
+// the lines.
+func textLog(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
 }

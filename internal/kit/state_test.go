@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,12 +19,7 @@ import (
 // works one line with the count; the count stays for the metrics.
 func TestStateFile(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := textLog(&buf)
 	files := NewStateFiles(log)
 	f := files.File("journal", "events open now would not be ended after a crash")
 	if files.File("journal", "") != f {
