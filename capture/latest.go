@@ -14,6 +14,8 @@ type Latest struct {
 	mu      sync.Mutex
 	pending map[string]*Frame
 	drops   map[string]uint64
+	served  map[string]uint64 // per camera, the number of the Take that last took its frame
+	takes   uint64            // Takes that returned frames
 	closed  bool
 	ready   chan struct{}
 }
@@ -23,6 +25,7 @@ func NewLatest() *Latest {
 	return &Latest{
 		pending: make(map[string]*Frame),
 		drops:   make(map[string]uint64),
+		served:  make(map[string]uint64),
 		ready:   make(chan struct{}, 1),
 	}
 }
@@ -63,9 +66,14 @@ func (l *Latest) signal() {
 	}
 }
 
-// Take removes and returns up to max pending frames, oldest capture time
-// first, so no camera waits behind fresher frames of the others. It never
-// blocks and returns nil when nothing is pending. The caller owns the frames.
+// Take removes and returns up to max pending frames: the cameras served
+// longest ago first, then the oldest capture time, then by name. Served
+// order comes first because, when the consumer is slower than the cameras,
+// every pending frame is replaced each sampling interval and "oldest" then
+// only reflects each camera's sampling phase, which can leave one camera
+// behind the others on every Take; taking in turns gives each camera an
+// equal share. It never blocks and returns nil when nothing is pending. The
+// caller owns the frames.
 func (l *Latest) Take(max int) []*Frame {
 	l.mu.Lock()
 	if len(l.pending) == 0 {
@@ -82,6 +90,9 @@ func (l *Latest) Take(max int) []*Frame {
 		frames = append(frames, f)
 	}
 	sort.Slice(frames, func(i, j int) bool {
+		if si, sj := l.served[frames[i].Camera], l.served[frames[j].Camera]; si != sj {
+			return si < sj
+		}
 		if !frames[i].Time.Equal(frames[j].Time) {
 			return frames[i].Time.Before(frames[j].Time)
 		}
@@ -90,8 +101,10 @@ func (l *Latest) Take(max int) []*Frame {
 	if len(frames) > max {
 		frames = frames[:max]
 	}
+	l.takes++
 	for _, f := range frames {
 		delete(l.pending, f.Camera)
+		l.served[f.Camera] = l.takes
 	}
 	left := len(l.pending)
 	l.mu.Unlock()

@@ -168,3 +168,31 @@ func TestLatestConcurrent(t *testing.T) {
 		t.Errorf("taken %d + dropped %d = %d, want %d", taken, drops, taken+int(drops), cameras*perCamera)
 	}
 }
+
+// TestLatestTakesInTurns: a consumer slower than the cameras takes one
+// frame at a time while every camera offers a new one each round, always
+// in the same phase (camera "a" always the oldest). Each camera gets an
+// equal share; by capture time alone "a" would get every one.
+func TestLatestTakesInTurns(t *testing.T) {
+	l := NewLatest()
+	defer l.Close()
+	t0 := time.Now()
+	cameras := []string{"a", "b", "c"}
+	got := map[string]int{}
+	const rounds = 30
+	for r := range rounds {
+		for i, c := range cameras {
+			l.Offer(frameAt(c, 1, t0.Add(time.Duration(r)*time.Second+time.Duration(i)*time.Millisecond)))
+		}
+		<-l.Ready()
+		for _, f := range l.Take(1) {
+			got[f.Camera]++
+			f.Close()
+		}
+	}
+	for _, c := range cameras {
+		if got[c] != rounds/len(cameras) {
+			t.Errorf("camera %s got %d of %d takes, want %d: %v", c, got[c], rounds, rounds/len(cameras), got)
+		}
+	}
+}

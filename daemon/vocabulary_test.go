@@ -169,7 +169,9 @@ func sameWords(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// flakyModel is the fake model, slowed and failing every third batch.
+// flakyModel is the fake model, slowed and failing every fourth batch:
+// four, not three, since the batcher serves three cameras in turns and
+// every third batch would always be the same camera's.
 type flakyModel struct {
 	*fakeModel
 	delay time.Duration
@@ -178,7 +180,7 @@ type flakyModel struct {
 
 func (m *flakyModel) EmbedImages(images []infer.Image) ([][]float32, error) {
 	time.Sleep(m.delay)
-	if m.calls.Add(1)%3 == 0 {
+	if m.calls.Add(1)%4 == 0 {
 		return nil, errors.New("the inference server went away")
 	}
 	return m.fakeModel.EmbedImages(images)
@@ -187,7 +189,7 @@ func (m *flakyModel) EmbedImages(images []infer.Image) ([][]float32, error) {
 // TestFrameAccounting: every sampled frame is counted under exactly one of
 // dropped, skipped, failed and scored. Three cameras at 10 fps against a
 // slow model one frame a batch (so frames are dropped, and left in the hand-off at the stop), one of them still
-// (so frames are skipped), a model that fails every third batch (so frames
+// (so frames are skipped), a model that fails every fourth batch (so frames
 // fail), and a stop with frames in hand: once Run has returned, for every
 // camera, sampled = dropped + skipped + failed + scored.
 func TestFrameAccounting(t *testing.T) {
