@@ -67,4 +67,7 @@ venv .deps/py scripts/requirements-quantize.txt
 # its own venv: its pins (protobuf, onnxruntime's dependencies) are not the
 # quantizer's.
 venv .deps/oip scripts/requirements-oip.txt --only-binary=:all:
+# PyTorch transformers, tokenizers and sentencepiece: the references the model
+# tests compare with, and the makers of their random-weight checkpoints.
+venv .deps/torch scripts/requirements-torch.txt --only-binary=:all:
 echo "setup: done"
