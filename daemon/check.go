@@ -42,8 +42,10 @@ func Check(cfg *configs.Config, lib infer.LibraryChoice, getenv func(string) str
 		errs = append(errs, cfg.ErrorAt("inference.remote.tls", "%v", err))
 	}
 	if dir != "" && err == nil {
-		if err := infer.Check(opts); err != nil {
+		if desc, err := infer.Check(opts); err != nil {
 			errs = append(errs, cfg.ErrorAt(key, "%v", err))
+		} else {
+			notes = append(notes, "model: "+desc.String())
 		}
 	}
 	if _, err := infer.LoadRuntime(lib); err != nil && cfg.Inference.Backend == "local" {

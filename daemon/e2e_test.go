@@ -446,6 +446,10 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 	if up := counterSum(fams, "siglipd_inference_server_up"); up != 1 {
 		t.Errorf("siglipd_inference_server_up %v with the local backend, want 1", up)
 	}
+	// What the model is: the colour model's 2313 weights, SigLIP's tokenizer.
+	if m := r.status().Model; m.Family != "SigLIP" || m.Input != "64x64" || m.PatchSize != 16 || m.Parameters != 2313 {
+		t.Errorf("/api/status model = %+v, want family SigLIP, input 64x64, patch 16, 2313 parameters", m)
+	}
 	broker.Stop()
 	testenv.WaitFor(t, 20*time.Second, func() bool { return !ready() }, "/readyz to turn unready with the broker stopped")
 	code, body := r.get("/readyz")

@@ -80,7 +80,7 @@ func (d *daemon) openModel(ctx context.Context, cfg *configs.Config, given class
 		d.sets.setGate(c.Name, c.SkipUnchanged)
 	}
 	info := d.model.Info()
-	d.log.Info("model ready", "model", info.Dir, "backend", info.Backend, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
+	d.log.Info("model ready", "model", info.Dir, "is", info.Description.String(), "backend", info.Backend, "device", info.Device, "input", fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight),
 		"batch_size", cfg.Inference.BatchSize, "labels", countLabels(cfg), "text_embedding", time.Since(start).Round(time.Millisecond),
 		"onnxruntime", infer.RuntimeVersion(), "library", info.Library)
 	return closeModel, nil

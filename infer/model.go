@@ -75,6 +75,7 @@ type Model struct {
 	opened     time.Time
 	client     *oip.Client  // the remote backend's connection
 	state      *serverState // the remote backend's server state
+	desc       Description
 }
 
 // Info describes a loaded model for logs and status pages.
@@ -88,6 +89,7 @@ type Info struct {
 	LogitBias   float64
 	Library     string
 	Backend     string // "local" or "remote"
+	Description Description
 }
 
 // Open loads a model folder. Errors name the file at fault.
@@ -129,7 +131,8 @@ func Open(opts Options) (*Model, error) {
 func (m *Model) Info() Info {
 	c := m.pre.Config()
 	info := Info{Dir: m.files.Dir, Device: m.device, ImageWidth: c.Width, ImageHeight: c.Height,
-		EmbedDim: m.vision.outDim, LogitScale: m.logitScale, LogitBias: m.logitBias, Library: runtimeState.path, Backend: "local"}
+		EmbedDim: m.vision.outDim, LogitScale: m.logitScale, LogitBias: m.logitBias, Library: runtimeState.path, Backend: "local",
+		Description: m.desc}
 	if m.client != nil {
 		info.Backend, info.Library = "remote", ""
 	}
@@ -144,10 +147,14 @@ func (m *Model) Close() error {
 
 // Check does what Open does before it loads ONNX Runtime: it finds the
 // model's files and reads its config, tokenizer, preprocessor and logit
-// parameters. It is --check's view of the model folder.
-func Check(opts Options) error {
-	_, _, err := prepare(opts)
-	return err
+// parameters. It is --check's view of the model folder, and says what the
+// folder holds.
+func Check(opts Options) (Description, error) {
+	m, _, err := prepare(opts)
+	if err != nil {
+		return Description{}, err
+	}
+	return m.desc, nil
 }
 
 // prepare applies the defaults and reads everything of the model folder
@@ -178,6 +185,9 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 		return nil, cfg, err
 	}
 	if m.logitScale, m.logitBias, err = logitParams(files, opts); err != nil {
+		return nil, cfg, err
+	}
+	if m.desc, err = m.describe(); err != nil {
 		return nil, cfg, err
 	}
 	return m, cfg, nil

@@ -260,11 +260,18 @@ type StateFile struct {
 
 // Model is the model in use.
 type Model struct {
-	Dir     string           `json:"dir"`
-	Device  string           `json:"device"`
-	Input   string           `json:"input"`
-	Backend string           `json:"backend"`          // local or remote
-	Server  *InferenceServer `json:"server,omitempty"` // the remote backend's inference server
+	Dir    string `json:"dir"`
+	Device string `json:"device"`
+	Input  string `json:"input"` // WIDTHxHEIGHT, what frames are resized to
+	// Family is SigLIP or SigLIP 2; Size the published name of its width
+	// (base, large, so400m, giant), absent for others; Parameters the
+	// weights in its towers (0 with the remote backend).
+	Family     string           `json:"family"`
+	Size       string           `json:"size,omitempty"`
+	PatchSize  int              `json:"patch_size"`
+	Parameters int64            `json:"parameters"`
+	Backend    string           `json:"backend"`          // local or remote
+	Server     *InferenceServer `json:"server,omitempty"` // the remote backend's inference server
 }
 
 // InferenceServer is the remote backend's inference server as the last calls found it.
@@ -340,10 +347,11 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{
 		Version: a.Version,
 		Uptime:  time.Since(a.Started).Round(time.Second).String(),
-		Model:   Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight), Backend: info.Backend},
-		Sink:    Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
-		Batch:   Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
-		State:   State{Dir: cfg.StateDir, Files: []StateFile{}},
+		Model: Model{Dir: info.Dir, Device: info.Device, Input: fmt.Sprintf("%dx%d", info.ImageWidth, info.ImageHeight), Backend: info.Backend,
+			Family: info.Description.Family, Size: info.Description.Size, PatchSize: info.Description.PatchSize, Parameters: info.Description.Parameters},
+		Sink:  Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
+		Batch: Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
+		State: State{Dir: cfg.StateDir, Files: []StateFile{}},
 	}
 	for _, f := range b.StateFiles() {
 		st.State.Files = append(st.State.Files, StateFile{File: f.Name, WriteFailures: f.WriteFailures, Error: f.Error})

@@ -152,3 +152,77 @@ func TestHalf(t *testing.T) {
 		t.Errorf("tie rounded to %v, want 1", got)
 	}
 }
+
+// TestParameterCount counts initializer values from the tensors' headers:
+// dims written packed (as this package and most exporters do) or one by
+// one, data inline or external (never read: the external file is absent).
+func TestParameterCount(t *testing.T) {
+	unpacked := func(name string, dims ...int64) []byte {
+		var b []byte
+		for _, d := range dims {
+			b = protowire.AppendTag(b, 1, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(d))
+		}
+		return append(b, tensorBytes(name, 1, 9, f32(make([]float32, 6)...), nil)...)
+	}
+	external := func(name string, dims ...int64) []byte {
+		var packed []byte
+		for _, d := range dims {
+			packed = protowire.AppendVarint(packed, uint64(d))
+		}
+		b := appendMessage(nil, 1, packed)
+		return append(b, tensorBytes(name, 1, 0, nil, map[string]string{"location": "absent.onnx_data", "offset": "0", "length": "4000"})...)
+	}
+	graph := func(tensors ...[]byte) []byte {
+		var g []byte
+		for _, tb := range tensors {
+			g = appendMessage(g, 5, tb)
+		}
+		return appendMessage(nil, 7, g)
+	}
+	written := func() []byte {
+		m := &Model{Opset: 17, Graph: Graph{Name: "g", Initializers: []Tensor{
+			FloatTensor("w", []int64{3, 4}, make([]float32, 12)),
+			FloatTensor("scalar", nil, []float32{1}),
+			Int64Tensor("shape", []int64{2}, []int64{0, 0}),
+		}}}
+		var buf bytes.Buffer
+		if _, err := m.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	tests := []struct {
+		name string
+		file []byte
+		want int64
+	}{
+		{"written by this package", written(), 12 + 1 + 2},
+		{"dims one by one", graph(unpacked("a", 2, 3), unpacked("b", 6)), 12},
+		{"external data", graph(external("big", 1000, 1000, 4), unpacked("b", 6)), 4_000_006},
+		{"no initializers", graph(), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "m.onnx")
+			if err := os.WriteFile(path, tt.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParameterCount(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("ParameterCount = %d, want %d", got, tt.want)
+			}
+		})
+	}
+	t.Run("truncated", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "m.onnx")
+		b := written()
+		os.WriteFile(path, b[:len(b)-3], 0o644)
+		if _, err := ParameterCount(path); err == nil || !strings.Contains(err.Error(), "not a valid ONNX file") {
+			t.Errorf("truncated file: err = %v", err)
+		}
+	})
+}

@@ -182,6 +182,7 @@ func unexpectedEOF(err error) error {
 type tensorRef struct {
 	name     string
 	dataType int
+	dims     []int64
 	raw      span // raw_data
 	floats   span // float_data (packed fixed32)
 	doubles  span // double_data (packed fixed64)
@@ -199,6 +200,8 @@ func (r *reader) tensor(end int64) (tensorRef, error) {
 	err := r.fields(end, func(num protowire.Number, typ protowire.Type, length int64) (bool, error) {
 		if typ == protowire.VarintType {
 			switch num {
+			case 1: // dims, unpacked (onnx.proto is proto2)
+				t.dims = append(t.dims, length)
 			case 2:
 				t.dataType = int(length)
 			case 14:
@@ -207,6 +210,19 @@ func (r *reader) tensor(end int64) (tensorRef, error) {
 			return true, nil
 		}
 		switch num {
+		case 1: // dims, packed
+			if length > smallField {
+				return false, errors.New("tensor dims field too long")
+			}
+			b, err := r.read(length)
+			for err == nil && len(b) > 0 {
+				v, n := protowire.ConsumeVarint(b)
+				if n < 0 {
+					return true, errors.New("bad packed dims")
+				}
+				t.dims, b = append(t.dims, int64(v)), b[n:]
+			}
+			return true, err
 		case 8: // name
 			b, err := r.read(length)
 			t.name = string(b)

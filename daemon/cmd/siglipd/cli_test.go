@@ -266,6 +266,9 @@ cameras:
 			t.Errorf("--check output lacks %q:\n%s", want, stdout)
 		}
 	}
+	if want := "siglipd: note: model: SigLIP, patch 16, 64x64 input, 240836 parameters"; !strings.Contains(stderr, want) {
+		t.Errorf("--check does not say what the model is (%q):\n%s", want, stderr)
+	}
 
 	broken := writeConfig(t, `model: {path: /m}
 cameras:
