@@ -91,13 +91,13 @@ func (m *Model) describe() (Description, error) {
 		patch = *v
 	}
 	d.Size, d.PatchSize = sizeNames[width], patch
-	for _, path := range []string{m.files.Vision, m.files.Text} {
+	for i, path := range []string{m.files.Vision, m.files.Text} {
 		if path == "" || !fileExists(path) {
 			continue
 		}
 		n, err := onnxpb.ParameterCount(path)
 		if err != nil {
-			return d, err
+			return d, fmt.Errorf("%s: cannot load it as ONNX (%w)", []towerKind{visionTower, textTower}[i], err)
 		}
 		d.Parameters += n
 	}
