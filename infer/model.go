@@ -195,11 +195,16 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 
 // modelConfig is what siglipd reads of config.json.
 type modelConfig struct {
-	ModelType  string `json:"model_type"`
-	TextConfig struct {
+	ModelType     string   `json:"model_type"`
+	Architectures []string `json:"architectures"`
+	TextConfig    struct {
 		MaxPositions int `json:"max_position_embeddings"`
 	} `json:"text_config"`
 }
+
+// supported is the sentence every refusal of config.json ends with.
+const supported = `siglipd runs SigLIP and fixed-resolution SigLIP 2 models with both towers (model_type "siglip", ` +
+	`architecture SiglipModel), see docs/04-models.md`
 
 func readModelConfig(path string) (modelConfig, error) {
 	var c modelConfig
@@ -210,19 +215,42 @@ func readModelConfig(path string) (modelConfig, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return c, fmt.Errorf("model config %s: not valid JSON: %w", path, err)
 	}
-	if c.ModelType == "siglip2" {
+	if what := notSigLIP(c); what != "" {
+		return c, fmt.Errorf("model config %s: %s; %s", path, what, supported)
+	}
+	return c, nil
+}
+
+// notSigLIP says what config.json describes when it is not a model siglipd
+// can run, or "" when it is.
+func notSigLIP(c modelConfig) string {
+	switch mt := c.ModelType; {
+	case mt == "":
+		return "no model_type, so not a transformers model config"
+	case mt == "siglip2":
 		// SigLIP 2's fixed-resolution checkpoints say "siglip" (they are
 		// SigLIP models with Gemma's tokenizer); "siglip2" is NaFlex, whose
 		// vision tower takes patches with pixel_attention_mask and
 		// spatial_shapes instead of an image.
-		return c, fmt.Errorf("model config %s: model_type is \"siglip2\", a NaFlex SigLIP 2 model, which siglipd does not run "+
-			"(its vision tower takes variable patch sequences); use a fixed-resolution SigLIP 2 export such as "+
-			"onnx-community/siglip2-base-patch16-224-ONNX, or SigLIP", path)
+		return `model_type is "siglip2", a NaFlex SigLIP 2 model (its vision tower takes variable patch sequences); ` +
+			"use a fixed-resolution SigLIP 2 such as onnx-community/siglip2-base-patch16-224-ONNX"
+	case mt == "siglip_vision_model" || mt == "siglip2_vision_model":
+		return fmt.Sprintf("model_type is %q, a SigLIP vision tower alone, with no text tower to embed labels", mt)
+	case mt == "siglip_text_model" || mt == "siglip2_text_model":
+		return fmt.Sprintf("model_type is %q, a SigLIP text tower alone, with no vision tower", mt)
+	case strings.Contains(mt, "clip"): // clip, chinese_clip, altclip, x_clip, metaclip_2, ...
+		return fmt.Sprintf("model_type is %q, a CLIP model (softmax over labels, another tokenizer and image processing)", mt)
+	case mt != "siglip":
+		return fmt.Sprintf("model_type is %q, not a SigLIP model", mt)
 	}
-	if c.ModelType != "siglip" {
-		return c, fmt.Errorf("model config %s: model_type is %q, not a SigLIP model (want \"siglip\")", path, c.ModelType)
+	for _, a := range c.Architectures {
+		if a == "SiglipForImageClassification" {
+			// model_type is still "siglip", but the checkpoint holds only the
+			// vision tower and a classifier over a fixed set of labels.
+			return "architecture SiglipForImageClassification: a fine-tuned image classifier with fixed labels and no text tower"
+		}
 	}
-	return c, nil
+	return ""
 }
 
 // ReadPreprocessor reads a preprocessor_config.json into the image

@@ -50,6 +50,8 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			return nil, fmt.Errorf("Metaspace prepend_scheme %q is not supported", m.prepend)
 		}
 		return m, nil
+	case "Split":
+		return parseSplit(raw)
 	case "Sequence":
 		var seq sequencePreTokenizer
 		for i, r := range spec.PreTokenizers {
@@ -63,7 +65,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		}
 		return seq, nil
 	}
-	return nil, fmt.Errorf("type %q is not supported (want Metaspace or Sequence)", spec.Type)
+	return nil, fmt.Errorf("type %q is not supported (want Metaspace, Split or Sequence)", spec.Type)
 }
 
 // split replaces spaces with "▁", prepends one, and (split: true) cuts

@@ -37,6 +37,12 @@ func LoadPretrained(tokenizerPath, configPath string) (*Pretrained, error) {
 	if err != nil {
 		return nil, err
 	}
+	return withConfig(tok, tokenizerPath, configPath)
+}
+
+// withConfig applies tokenizer_config.json (configPath may be "") to tok,
+// read from tokenizerPath (named in errors).
+func withConfig(tok *Tokenizer, tokenizerPath, configPath string) (*Pretrained, error) {
 	p := &Pretrained{Tokenizer: tok, MaxLength: DefaultMaxLength}
 	var cfg struct {
 		TokenizerClass string          `json:"tokenizer_class"`

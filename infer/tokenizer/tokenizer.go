@@ -10,6 +10,10 @@
 // SiglipTokenizer does on top of tokenizer.json (lower-casing, removing
 // punctuation, padding to 64) — see siglip.go.
 //
+// A SentencePiece spiece.model (how Google's SigLIP 1 repositories ship the
+// tokenizer) is turned into the equivalent tokenizer.json first
+// (sentencepiece.go), so it runs through the same pipeline.
+//
 // Unsupported components (a BERT normalizer, a ByteLevel pre-tokenizer, ...)
 // are load errors naming the component, never silently different output.
 package tokenizer
