@@ -111,10 +111,14 @@ func Open(opts Options) (*Model, error) {
 	if _, err := LoadRuntime(opts.Library); err != nil {
 		return nil, err
 	}
-	if m.vision, m.device, err = openTower(files.Vision, visionTower, opts); err != nil {
+	vision, text, err := towerSources(files)
+	if err != nil {
 		return nil, err
 	}
-	if m.text, _, err = openTower(files.Text, textTower, opts); err != nil {
+	if m.vision, m.device, err = openTower(vision, visionTower, opts); err != nil {
+		return nil, err
+	}
+	if m.text, _, err = openTower(text, textTower, opts); err != nil {
 		m.vision.close()
 		return nil, err
 	}
@@ -163,6 +167,9 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 		opts.Device = "cpu"
 	}
 	files, err := findModelFiles(opts.Dir, opts.Suffix, opts.Remote == nil)
+	if err == nil && files.Layout == LayoutCheckpoint {
+		files, err = fromCheckpoint(files)
+	}
 	if err != nil {
 		return nil, modelConfig{}, err
 	}
@@ -288,7 +295,8 @@ func ReadPreprocessor(path, resize string) (*imageproc.Processor, error) {
 
 // logitParams returns exp(logit_scale) and logit_bias: from the options,
 // else from the initializers of onnx/model<suffix>.onnx (or model.onnx),
-// read without loading the file. Xenova exports keep them only there.
+// read without loading the file — by name, else traced in the graph's
+// logits head. Xenova exports keep them only there.
 func logitParams(files ModelFiles, opts Options) (scale, bias float64, err error) {
 	var rawScale, rawBias *float64 = opts.LogitScale, opts.LogitBias
 	if rawScale == nil || rawBias == nil {
@@ -313,6 +321,19 @@ func logitParams(files ModelFiles, opts Options) (scale, bias float64, err error
 			if rawBias == nil && len(vals["logit_bias"]) == 1 {
 				v := vals["logit_bias"][0]
 				rawBias = &v
+			}
+			if rawScale == nil || rawBias == nil {
+				// Not by name: find them in the logits head (combined.go).
+				scale, bias, err := tracedLogitParams(path)
+				if err != nil {
+					return 0, 0, fmt.Errorf("full model %s: %w", path, err)
+				}
+				if rawScale == nil {
+					rawScale = scale
+				}
+				if rawBias == nil {
+					rawBias = bias
+				}
 			}
 			break
 		}
