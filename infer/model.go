@@ -1,8 +1,9 @@
-// Package infer runs SigLIP: it loads a model folder in the Hugging Face /
-// Xenova ONNX layout, embeds label prompts once with the text tower, runs the
-// vision tower on batches of frames through ONNX Runtime — or, with
-// Options.Remote, on an Open Inference Protocol server (remote.go, oip/) —
-// and scores every (image, label) pair independently:
+// Package infer runs SigLIP: it loads a model folder in a Hugging Face
+// layout (modeldir.go: Xenova's tower files, or one combined graph it
+// splits into towers, combined.go), embeds label prompts once with the text
+// tower, runs the vision tower on batches of frames through ONNX Runtime —
+// or, with Options.Remote, on an Open Inference Protocol server (remote.go,
+// oip/) — and scores every (image, label) pair independently:
 //
 //	p = sigmoid(exp(logit_scale) · cos(image, label) + logit_bias)
 //
