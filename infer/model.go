@@ -1,8 +1,9 @@
-// Package infer runs SigLIP: it loads a model folder in the Hugging Face /
-// Xenova ONNX layout, embeds label prompts once with the text tower, runs the
-// vision tower on batches of frames through ONNX Runtime — or, with
-// Options.Remote, on an Open Inference Protocol server (remote.go, oip/) —
-// and scores every (image, label) pair independently:
+// Package infer runs SigLIP: it loads a model folder in a Hugging Face
+// layout (modeldir.go: Xenova's tower files, or one combined graph it
+// splits into towers, combined.go), embeds label prompts once with the text
+// tower, runs the vision tower on batches of frames through ONNX Runtime —
+// or, with Options.Remote, on an Open Inference Protocol server (remote.go,
+// oip/) — and scores every (image, label) pair independently:
 //
 //	p = sigmoid(exp(logit_scale) · cos(image, label) + logit_bias)
 //
@@ -113,10 +114,14 @@ func Open(opts Options) (*Model, error) {
 	if _, err := LoadRuntime(opts.Library); err != nil {
 		return nil, err
 	}
-	if m.vision, m.device, err = openTower(files.Vision, visionTower, opts); err != nil {
+	vision, text, err := towerSources(files)
+	if err != nil {
 		return nil, err
 	}
-	if m.text, _, err = openTower(files.Text, textTower, opts); err != nil {
+	if m.vision, m.device, err = openTower(vision, visionTower, opts); err != nil {
+		return nil, err
+	}
+	if m.text, _, err = openTower(text, textTower, opts); err != nil {
 		m.vision.close()
 		return nil, err
 	}
@@ -170,6 +175,9 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 		opts.Device = "cpu"
 	}
 	files, err := findModelFiles(opts.Dir, opts.Suffix, opts.Remote == nil)
+	if err == nil && files.Layout == LayoutCheckpoint {
+		files, err = fromCheckpoint(files)
+	}
 	if err != nil {
 		return nil, modelConfig{}, err
 	}
@@ -326,7 +334,8 @@ func ReadPreprocessor(path, resize string) (*imageproc.Processor, error) {
 
 // logitParams returns exp(logit_scale) and logit_bias: from the options,
 // else from the initializers of onnx/model<suffix>.onnx (or model.onnx),
-// read without loading the file. Xenova exports keep them only there.
+// read without loading the file — by name, else traced in the graph's
+// logits head. Xenova exports keep them only there.
 func logitParams(files ModelFiles, opts Options) (scale, bias float64, err error) {
 	var rawScale, rawBias *float64 = opts.LogitScale, opts.LogitBias
 	if rawScale == nil || rawBias == nil {
@@ -351,6 +360,19 @@ func logitParams(files ModelFiles, opts Options) (scale, bias float64, err error
 			if rawBias == nil && len(vals["logit_bias"]) == 1 {
 				v := vals["logit_bias"][0]
 				rawBias = &v
+			}
+			if rawScale == nil || rawBias == nil {
+				// Not by name: find them in the logits head (combined.go).
+				scale, bias, err := tracedLogitParams(path)
+				if err != nil {
+					return 0, 0, fmt.Errorf("full model %s: %w", path, err)
+				}
+				if rawScale == nil {
+					rawScale = scale
+				}
+				if rawBias == nil {
+					rawBias = bias
+				}
 			}
 			break
 		}

@@ -8,27 +8,54 @@ import (
 	"path/filepath"
 )
 
-// ModelFiles are the files of a SigLIP model folder in the Hugging Face /
-// Xenova ONNX layout (e.g. Xenova/siglip-base-patch16-224):
+// Layout is how a model folder holds a SigLIP model.
+type Layout string
+
+const (
+	// LayoutTowers is the Xenova layout (Xenova/siglip-base-patch16-224,
+	// onnx-community/siglip2-base-patch16-224-ONNX): one ONNX file per
+	// tower, onnx/vision_model<suffix>.onnx and onnx/text_model<suffix>.onnx,
+	// and onnx/model<suffix>.onnx, read only for logit_scale and logit_bias.
+	LayoutTowers Layout = "towers"
+	// LayoutCombined is one graph of both towers and the logits,
+	// onnx/model<suffix>.onnx (onnx-community/siglip-so400m-patch14-384-ONNX,
+	// its weights in onnx/model.onnx_data): siglipd splits it into a vision
+	// and a text tower (combined.go).
+	LayoutCombined Layout = "combined"
+	// LayoutCheckpoint is transformers' own: config.json and
+	// model.safetensors (or model.safetensors.index.json and its shards),
+	// no onnx/ folder (google/siglip-so400m-patch14-384).
+	LayoutCheckpoint Layout = "checkpoint"
+)
+
+// ModelFiles are the files of a SigLIP model folder in the Hugging Face
+// layouts (see Layout):
 //
 //	config.json  preprocessor_config.json  tokenizer.json  tokenizer_config.json
-//	onnx/vision_model<suffix>.onnx  onnx/text_model<suffix>.onnx  onnx/model<suffix>.onnx
+//	towers:      onnx/vision_model<suffix>.onnx  onnx/text_model<suffix>.onnx  [onnx/model<suffix>.onnx]
+//	combined:    onnx/model<suffix>.onnx  [onnx/model<suffix>.onnx_data ...]
+//	checkpoint:  model.safetensors | model.safetensors.index.json + shards
 //
 // The suffix is "" for fp32, "_fp16", "_quantized", ... (configs.Variants).
 type ModelFiles struct {
 	Dir             string
+	Layout          Layout
 	Config          string
 	Preprocessor    string
 	Tokenizer       string
 	TokenizerConfig string // optional
-	Vision          string
-	Text            string
-	Full            string // optional: only read for logit_scale / logit_bias
+	Vision          string // towers layout only
+	Text            string // towers layout only
+	// Full is onnx/model<suffix>.onnx: in the towers layout optional and
+	// only read for logit_scale / logit_bias; in the combined layout the
+	// model itself.
+	Full string
 }
 
 // FindModelFiles resolves the files of the model folder dir for an ONNX file
-// suffix and checks that the required ones exist. The error names the first
-// missing file by its full path.
+// suffix, tells its layout, and checks that the files it requires exist.
+// The error names the first missing file by its full path — or, for a
+// folder in none of the layouts, what each layout would need.
 func FindModelFiles(dir, suffix string) (ModelFiles, error) {
 	return findModelFiles(dir, suffix, true)
 }
@@ -43,7 +70,7 @@ func findModelFiles(dir, suffix string, towers bool) (ModelFiles, error) {
 	case err != nil:
 		return ModelFiles{}, fmt.Errorf("model folder %s: %w", dir, errors.Unwrap(err))
 	case !st.IsDir():
-		return ModelFiles{}, fmt.Errorf("model folder %s: is a file, not a folder in the Hugging Face ONNX layout", dir)
+		return ModelFiles{}, fmt.Errorf("model folder %s: is a file, not a folder in a Hugging Face model layout", dir)
 	}
 	f := ModelFiles{
 		Dir:             dir,
@@ -55,13 +82,24 @@ func findModelFiles(dir, suffix string, towers bool) (ModelFiles, error) {
 		Text:            filepath.Join(dir, "onnx", "text_model"+suffix+".onnx"),
 		Full:            filepath.Join(dir, "onnx", "model"+suffix+".onnx"),
 	}
-	required := []struct{ path, what string }{
-		{f.Config, "model config"},
-		{f.Preprocessor, "image preprocessor config"},
-		{f.Tokenizer, "tokenizer"},
+	f.Layout, err = detectLayout(f, suffix, towers)
+	if err != nil {
+		return ModelFiles{}, err
 	}
-	if towers {
-		required = append(required, []struct{ path, what string }{{f.Vision, "vision tower"}, {f.Text, "text tower"}}...)
+	required := []struct{ path, what string }{{f.Config, "model config"}, {f.Preprocessor, "image preprocessor config"}}
+	switch f.Layout {
+	case LayoutTowers:
+		required = append(required, struct{ path, what string }{f.Tokenizer, "tokenizer"})
+		if towers {
+			required = append(required, []struct{ path, what string }{{f.Vision, "vision tower"}, {f.Text, "text tower"}}...)
+		}
+	case LayoutCombined:
+		required = append(required, struct{ path, what string }{f.Tokenizer, "tokenizer"})
+		f.Vision, f.Text = "", ""
+	case LayoutCheckpoint:
+		// The checkpoint's tokenizer may be spiece.model; what the built
+		// model needs is checked when it is built.
+		f.Vision, f.Text, f.Full = "", "", ""
 	}
 	for _, req := range required {
 		if _, err := os.Stat(req.path); err != nil {
@@ -71,11 +109,65 @@ func findModelFiles(dir, suffix string, towers bool) (ModelFiles, error) {
 			return ModelFiles{}, fmt.Errorf("%s %s: %w", req.what, req.path, errors.Unwrap(err))
 		}
 	}
-	if _, err := os.Stat(f.TokenizerConfig); err != nil {
+	if !fileExists(f.TokenizerConfig) {
 		f.TokenizerConfig = ""
 	}
-	if _, err := os.Stat(f.Full); err != nil {
+	if f.Layout == LayoutTowers && !fileExists(f.Full) {
 		f.Full = ""
 	}
 	return f, nil
+}
+
+// detectLayout tells f's layout: the towers of the variant, else its
+// combined graph, else — with no onnx/ folder at all — a checkpoint. One
+// tower file without the other is the towers layout missing a file (the
+// caller names it). Without towers (the remote backend) a folder with
+// neither is the towers layout: only its config, tokenizer and logit
+// parameters are read.
+func detectLayout(f ModelFiles, suffix string, towers bool) (Layout, error) {
+	switch {
+	case fileExists(f.Vision) || fileExists(f.Text):
+		return LayoutTowers, nil
+	case fileExists(f.Full):
+		return LayoutCombined, nil
+	case !towers:
+		return LayoutTowers, nil
+	}
+	onnxDir := filepath.Join(f.Dir, "onnx")
+	_, onnxErr := os.Stat(onnxDir)
+	weights := filepath.Join(f.Dir, "model.safetensors")
+	index := filepath.Join(f.Dir, "model.safetensors.index.json")
+	if onnxErr != nil && (fileExists(weights) || fileExists(index)) {
+		return LayoutCheckpoint, nil
+	}
+	variant := ""
+	if suffix != "" {
+		variant = fmt.Sprintf(" of the variant %q", suffix)
+	}
+	why := fmt.Sprintf("no model%s: it has neither %s and %s (one file per tower, as Xenova's exports), nor %s "+
+		"(one graph of both towers, as onnx-community's exports)", variant, f.Vision, f.Text, f.Full)
+	if onnxErr != nil {
+		why += fmt.Sprintf(", nor %s or %s (a transformers checkpoint, as google's repositories)", weights, index)
+	} else {
+		why += fmt.Sprintf(" (with %s present it is not read as a transformers checkpoint)", onnxDir)
+	}
+	return "", fmt.Errorf("model folder %s: %s; siglipd runs these three layouts", f.Dir, why)
+}
+
+// fromCheckpoint turns a folder in the checkpoint layout into the model
+// files siglipd runs. It is the one place where the checkpoint layout
+// meets the rest of infer: building ONNX towers from it is infer/convert's
+// work, not wired in yet.
+func fromCheckpoint(f ModelFiles) (ModelFiles, error) {
+	return ModelFiles{}, fmt.Errorf("model folder %s: a transformers checkpoint (%s), the checkpoint layout: not supported yet; "+
+		"use an ONNX export of the model (e.g. onnx-community/siglip-so400m-patch14-384-ONNX)", f.Dir, filepath.Base(checkpointWeights(f.Dir)))
+}
+
+// checkpointWeights is the checkpoint's weights file: model.safetensors,
+// else the index of its shards.
+func checkpointWeights(dir string) string {
+	if p := filepath.Join(dir, "model.safetensors"); fileExists(p) {
+		return p
+	}
+	return filepath.Join(dir, "model.safetensors.index.json")
 }

@@ -165,7 +165,7 @@ func (m *Model) remoteTower(ctx context.Context, kind towerKind, name string) (*
 	if err != nil {
 		return nil, err
 	}
-	t, err := describeTower(kind, where, ins, outs)
+	t, err := describeTower(kind, where, ins, outs, pooledOutput)
 	if err != nil {
 		return nil, err
 	}

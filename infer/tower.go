@@ -29,7 +29,9 @@ func (k towerKind) String() string {
 
 // pooledOutput is the tower output siglipd uses: SigLIP's pooled embedding
 // (the attention-pooling head's output for images, the head-projected last
-// token for text), as named in the Hugging Face and Xenova exports.
+// token for text), as named in the Hugging Face and Xenova exports. A tower
+// split out of a combined graph ends at the same embedding, normalised
+// (combined.go).
 const pooledOutput = "pooler_output"
 
 // tower is one SigLIP tower (vision_model.onnx or text_model.onnx): an ONNX
@@ -40,6 +42,7 @@ type tower struct {
 	session *ort.DynamicAdvancedSession
 	remote  *remoteTower // set instead of session for the remote backend
 	input   string       // pixel_values or input_ids
+	output  string       // the embedding output: pooledOutput, or a combined graph's image_embeds / text_embeds
 	// inType is the input's element type: float32 or float16 pixels,
 	// int64 or int32 ids.
 	inType  ort.TensorElementDataType
@@ -70,18 +73,25 @@ type batchInput struct {
 	shape ort.Shape
 }
 
-func openTower(path string, kind towerKind, opts Options) (*tower, string, error) {
-	infoOpts, err := ort.NewSessionOptions()
-	if err != nil {
-		return nil, "", err
+func openTower(src towerSource, kind towerKind, opts Options) (*tower, string, error) {
+	var ins, outs []ort.InputOutputInfo
+	if src.split != nil {
+		// The split graph's own inputs and outputs, as ONNX Runtime would
+		// report them, without loading its weights a second time.
+		ins, outs = ortInfos(src.split.Inputs), ortInfos(src.split.Outputs)
+	} else {
+		infoOpts, err := ort.NewSessionOptions()
+		if err != nil {
+			return nil, "", err
+		}
+		_ = infoOpts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll)
+		ins, outs, err = ort.GetInputOutputInfoWithOptions(src.path, infoOpts)
+		infoOpts.Destroy()
+		if err != nil {
+			return nil, "", fmt.Errorf("%s %s: cannot load it as ONNX: %v", kind, src.path, err)
+		}
 	}
-	_ = infoOpts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll)
-	ins, outs, err := ort.GetInputOutputInfoWithOptions(path, infoOpts)
-	infoOpts.Destroy()
-	if err != nil {
-		return nil, "", fmt.Errorf("%s %s: cannot load it as ONNX: %v", kind, path, err)
-	}
-	t, err := describeTower(kind, path, ins, outs)
+	t, err := describeTower(kind, src.where(), ins, outs, src.output)
 	if err != nil {
 		return nil, "", err
 	}
@@ -94,22 +104,28 @@ func openTower(path string, kind towerKind, opts Options) (*tower, string, error
 	if t.mask != "" {
 		inputNames = append(inputNames, t.mask)
 	}
-	t.session, err = ort.NewDynamicAdvancedSession(path, inputNames, []string{pooledOutput}, sessOpts)
+	if src.split == nil {
+		t.session, err = ort.NewDynamicAdvancedSession(src.path, inputNames, []string{t.output}, sessOpts)
+	} else if err = sessOpts.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", src.dataDir); err == nil {
+		t.session, err = ort.NewDynamicAdvancedSessionWithONNXData(src.split.Model, inputNames, []string{t.output}, sessOpts)
+	}
 	if err != nil {
-		return nil, "", fmt.Errorf("%s %s: ONNX Runtime could not create a session: %v", kind, path, err)
+		return nil, "", fmt.Errorf("%s %s: ONNX Runtime could not create a session: %v", kind, t.path, err)
 	}
 	return t, device, nil
 }
 
 // describeTower checks a tower's inputs and outputs — from the ONNX file,
 // or from an inference server's metadata — and returns the tower they
-// describe, without a session. where names the file or the served model.
-func describeTower(kind towerKind, where string, ins, outs []ort.InputOutputInfo) (*tower, error) {
+// describe, without a session. where names the file or the served model;
+// output is the embedding output to read (pooledOutput but for towers
+// split out of a combined graph).
+func describeTower(kind towerKind, where string, ins, outs []ort.InputOutputInfo, output string) (*tower, error) {
 	wantIn := "pixel_values"
 	if kind == textTower {
 		wantIn = "input_ids"
 	}
-	t := &tower{kind: kind, path: where, inputs: map[int]*batchInput{}}
+	t := &tower{kind: kind, path: where, output: output, inputs: map[int]*batchInput{}}
 	for _, in := range ins {
 		if in.Name == wantIn {
 			t.input, t.inType, t.inDims = in.Name, in.DataType, in.Dimensions
@@ -136,7 +152,7 @@ func describeTower(kind towerKind, where string, ins, outs []ort.InputOutputInfo
 	var outNames []string
 	for _, o := range outs {
 		outNames = append(outNames, o.Name)
-		if o.Name == pooledOutput {
+		if o.Name == output {
 			t.outType = o.DataType
 			if len(o.Dimensions) == 2 && o.Dimensions[1] > 0 {
 				t.outDim = int(o.Dimensions[1])
@@ -144,13 +160,13 @@ func describeTower(kind towerKind, where string, ins, outs []ort.InputOutputInfo
 		}
 	}
 	if t.outType == 0 {
-		return nil, fmt.Errorf("%s %s: has no %s output (outputs: %s)", kind, where, pooledOutput, strings.Join(outNames, ", "))
+		return nil, fmt.Errorf("%s %s: has no %s output (outputs: %s)", kind, where, output, strings.Join(outNames, ", "))
 	}
 	if t.outType != ort.TensorElementDataTypeFloat && t.outType != ort.TensorElementDataTypeFloat16 {
-		return nil, fmt.Errorf("%s %s: output %s is %s, want float or float16", kind, where, pooledOutput, t.outType)
+		return nil, fmt.Errorf("%s %s: output %s is %s, want float or float16", kind, where, output, t.outType)
 	}
 	if t.outType == ort.TensorElementDataTypeFloat16 && t.outDim == 0 {
-		return nil, fmt.Errorf("%s %s: float16 output %s has no fixed size", kind, where, pooledOutput)
+		return nil, fmt.Errorf("%s %s: float16 output %s has no fixed size", kind, where, output)
 	}
 	return t, nil
 }
@@ -396,7 +412,7 @@ func (t *tower) run(in *batchInput, n int) ([][]float32, error) {
 	}
 	shape := outs[0].GetShape()
 	if len(shape) != 2 || int(shape[0]) != n {
-		return nil, fmt.Errorf("%s %s: %s has shape %v, want [%d, dim]", t.kind, t.path, pooledOutput, shape, n)
+		return nil, fmt.Errorf("%s %s: %s has shape %v, want [%d, dim]", t.kind, t.path, t.output, shape, n)
 	}
 	dim := int(shape[1])
 	flat := make([]float32, n*dim)
@@ -408,7 +424,7 @@ func (t *tower) run(in *batchInput, n int) ([][]float32, error) {
 			flat[i] = onnxpb.HalfToFloat(h)
 		}
 	default:
-		return nil, fmt.Errorf("%s %s: %s has unsupported type %T", t.kind, t.path, pooledOutput, outs[0])
+		return nil, fmt.Errorf("%s %s: %s has unsupported type %T", t.kind, t.path, t.output, outs[0])
 	}
 	rows := make([][]float32, n)
 	for i := range rows {

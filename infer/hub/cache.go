@@ -109,8 +109,10 @@ func (r *repoCache) noteMissing(commit, path string) {
 
 // fromCache answers from the cache alone: the snapshot of revision, if it
 // holds every required file. why says why the hub was not asked, for the
-// error.
-func (r *repoCache) fromCache(revision string, files []Want, why string) (string, error) {
+// error. strict also wants every optional file either in the snapshot or
+// remembered in .no_exist as missing from the repository: a file never
+// asked about is not known to be missing.
+func (r *repoCache) fromCache(revision string, files []Want, why string, strict bool) (string, error) {
 	because := ""
 	if why != "" {
 		because = "; " + why
@@ -125,7 +127,14 @@ func (r *repoCache) fromCache(revision string, files []Want, why string) (string
 	}
 	snap := r.snapshot(commit)
 	for _, f := range files {
-		if _, err := os.Stat(filepath.Join(snap, filepath.FromSlash(f.Path))); err != nil && !f.Optional {
+		_, err := os.Stat(filepath.Join(snap, filepath.FromSlash(f.Path)))
+		if err == nil {
+			continue
+		}
+		if f.Optional && strict {
+			_, err = os.Stat(filepath.Join(r.dir, ".no_exist", commit, filepath.FromSlash(f.Path)))
+		}
+		if err != nil && (!f.Optional || strict) {
 			return "", fmt.Errorf("%s@%s: %s is not in the model cache %s%s", r.repo, revision, f.Path, filepath.Dir(r.dir), because)
 		}
 	}

@@ -154,12 +154,13 @@ func (c *Client) Fetch(ctx context.Context, repo, revision string, files []Want)
 	r := &repoCache{dir: filepath.Join(c.Cache, "models--"+strings.ReplaceAll(repo, "/", "--")),
 		locks: filepath.Join(c.Cache, ".locks", "models--"+strings.ReplaceAll(repo, "/", "--")), repo: repo}
 	if c.Offline {
-		return r.fromCache(revision, files, "offline mode (HF_HUB_OFFLINE) is on")
+		return r.fromCache(revision, files, "offline mode (HF_HUB_OFFLINE) is on", false)
 	}
-	// A commit id names one snapshot for ever: when it is complete there
-	// is nothing to ask the hub.
+	// A commit id names one snapshot for ever: when it holds every file,
+	// or remembers an optional one as missing, there is nothing to ask the
+	// hub.
 	if isCommit(revision) {
-		if snap, err := r.fromCache(revision, files, ""); err == nil {
+		if snap, err := r.fromCache(revision, files, "", true); err == nil {
 			return snap, nil
 		}
 	}
@@ -169,9 +170,14 @@ func (c *Client) Fetch(ctx context.Context, repo, revision string, files []Want)
 		var he *HTTPError
 		switch {
 		case errors.As(err, &he) && he.Status == http.StatusNotFound && he.Code == "EntryNotFound" && f.Optional:
-			if meta.Commit != "" {
-				r.noteMissing(meta.Commit, f.Path)
+			if meta.Commit == "" {
+				continue
 			}
+			if commit != "" && meta.Commit != commit {
+				return "", fmt.Errorf("%s@%s moved from commit %s to %s while its files were fetched; try again", repo, revision, commit[:12], meta.Commit[:12])
+			}
+			commit = meta.Commit
+			r.noteMissing(commit, f.Path)
 			continue
 		case errors.As(err, &he) && he.Status < 500 && he.Status != http.StatusTooManyRequests:
 			return "", err // the hub answered: no cache fallback for a wrong name or a missing token
@@ -181,7 +187,7 @@ func (c *Client) Fetch(ctx context.Context, repo, revision string, files []Want)
 			}
 			// Unreachable or failing hub (5xx, 429): the cache may still
 			// have it all.
-			return r.fromCache(revision, files, "the hub cannot be reached: "+err.Error())
+			return r.fromCache(revision, files, "the hub cannot be reached: "+err.Error(), false)
 		}
 		if commit != "" && meta.Commit != commit {
 			return "", fmt.Errorf("%s@%s moved from commit %s to %s while its files were fetched; try again", repo, revision, commit[:12], meta.Commit[:12])

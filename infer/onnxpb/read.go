@@ -2,6 +2,7 @@ package onnxpb
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -325,22 +326,37 @@ func (r *reader) readSpan(s span) ([]byte, error) {
 
 func (r *reader) readExternal(e map[string]string) ([]byte, error) {
 	loc := e["location"]
-	if loc == "" || filepath.IsAbs(loc) {
-		return nil, fmt.Errorf("external data location %q is not a relative path", loc)
+	if !filepath.IsLocal(loc) {
+		// The location is relative to the model file's folder (as ONNX
+		// Runtime resolves it), and never leaves it.
+		return nil, fmt.Errorf("external data location %q is not a file inside the model's folder", loc)
 	}
-	off, _ := strconv.ParseInt(e["offset"], 10, 64)
+	off, err := strconv.ParseInt(cmp.Or(e["offset"], "0"), 10, 64)
+	if err != nil || off < 0 {
+		return nil, fmt.Errorf("external data in %s: bad offset %q", loc, e["offset"])
+	}
 	n, err := strconv.ParseInt(e["length"], 10, 64)
-	if err != nil {
+	if err != nil || n < 0 {
 		return nil, fmt.Errorf("external data in %s has no length", loc)
 	}
-	f, err := os.Open(filepath.Join(r.dir, loc))
+	// Relative to the path the model was opened by, not to its target: in
+	// a Hugging Face cache snapshot both files are symlinks into blobs/.
+	path := filepath.Join(r.dir, loc)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("external data: %w", err)
+		return nil, fmt.Errorf("external data: %w (is the model's download complete?)", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if off+n > st.Size() || off+n < off {
+		return nil, fmt.Errorf("external data %s holds %d bytes, but bytes %d to %d are wanted (a truncated download?)", path, st.Size(), off, off+n)
+	}
 	b := make([]byte, n)
 	if _, err := f.ReadAt(b, off); err != nil {
-		return nil, fmt.Errorf("external data %s: %w", loc, err)
+		return nil, fmt.Errorf("external data %s: %w", path, err)
 	}
 	return b, nil
 }

@@ -4,7 +4,16 @@
 //   - Graph / Model build and serialize a model (the test-model generator);
 //   - ReadInitializers finds named initializers (logit_scale, logit_bias) in a
 //     model file by streaming through it, so an 800 MB model.onnx is never
-//     loaded into memory.
+//     loaded into memory;
+//   - ReadGraph reads a model's structure the same way (nodes, the names and
+//     places of initializers, inputs, outputs), and GraphFile.Extract writes
+//     the part of it that computes some outputs — how siglipd splits a
+//     combined SigLIP graph into its towers — copying what it keeps byte for
+//     byte.
+//
+// External data (weights in a file beside the model, as in exports over
+// 2 GB) is found relative to the path the model was opened by, and only
+// inside its folder: a location with ".." or an absolute path is an error.
 //
 // Field numbers are those of onnx/onnx.proto (IR version 8).
 package onnxpb

@@ -25,7 +25,8 @@ import (
 //
 //	HEAD|GET <URL>/<org>/<name>/resolve/<revision>/<path>
 //	  small files: 200, ETag "<git blob sha1>", X-Repo-Commit
-//	  LFS files (*.onnx, tokenizer.json): 302 to the storage server,
+//	  LFS files (*.onnx, *.onnx_data*, *.safetensors, *.model, tokenizer.json,
+//	    anything over 10 MB, as the hub requires): 302 to the storage server,
 //	    X-Linked-Etag "<sha256>", X-Linked-Size, X-Repo-Commit
 //	  unknown repository: 401 X-Error-Code RepoNotFound (as the hub answers
 //	  anyone not logged in); unknown revision: 404 RevisionNotFound;
@@ -48,6 +49,7 @@ type hubRepo struct {
 	commit string
 	token  string            // when set, the repository is private: this bearer token is needed
 	files  map[string][]byte // path → content
+	sums   map[string]string // path → sha256 (hex), computed once: some test models are hundreds of MB
 }
 
 // StartHub starts a hub with no repositories; AddRepo adds them.
@@ -68,7 +70,7 @@ func StartHub(t testing.TB) *Hub {
 // after the content; token, when not "", makes it private.
 func (h *Hub) AddRepo(t testing.TB, id, dir, token string) (commit string) {
 	t.Helper()
-	r := &hubRepo{token: token, files: map[string][]byte{}}
+	r := &hubRepo{token: token, files: map[string][]byte{}, sums: map[string]string{}}
 	all := sha1.New()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -79,8 +81,10 @@ func (h *Hub) AddRepo(t testing.TB, id, dir, token string) (commit string) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
+		sum := sha256.Sum256(b)
 		r.files[filepath.ToSlash(rel)] = b
-		fmt.Fprintf(all, "%s %x\n", rel, sha256.Sum256(b))
+		r.sums[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		fmt.Fprintf(all, "%s %x\n", rel, sum)
 		return nil
 	})
 	if err != nil {
@@ -109,10 +113,7 @@ func (h *Hub) CorruptOnce(id, file string) {
 	h.corrupt[h.blobKey(id, file)] = true
 }
 
-func (h *Hub) blobKey(id, file string) string {
-	sum := sha256.Sum256(h.repos[id].files[file])
-	return hex.EncodeToString(sum[:])
-}
+func (h *Hub) blobKey(id, file string) string { return h.repos[id].sums[file] }
 
 // FailWith makes every resolve request answer status (0: normal again), as
 // a hub in trouble does.
@@ -138,7 +139,18 @@ func (h *Hub) StorageAuth() []string {
 	return append([]string(nil), h.auth...)
 }
 
-func isLFS(path string) bool { return strings.HasSuffix(path, ".onnx") || path == "tokenizer.json" }
+// isLFS tells the files the hub keeps in LFS: those its .gitattributes
+// names (ONNX graphs and their external data, safetensors, SentencePiece
+// models, tokenizer.json) and anything over 10 MB, which it takes no other
+// way.
+func isLFS(path string, size int) bool {
+	for _, suffix := range []string{".onnx", ".safetensors", ".model"} {
+		if strings.HasSuffix(path, suffix) {
+			return true
+		}
+	}
+	return strings.Contains(path, ".onnx_data") || path == "tokenizer.json" || size > 10<<20
+}
 
 func (h *Hub) serveResolve(w http.ResponseWriter, req *http.Request) {
 	h.mu.Lock()
@@ -177,12 +189,12 @@ func (h *Hub) serveResolve(w http.ResponseWriter, req *http.Request) {
 		fail(http.StatusNotFound, "EntryNotFound", path+" does not exist on \""+revision+"\"")
 		return
 	}
-	if isLFS(path) {
-		sum := sha256.Sum256(b)
+	if isLFS(path, len(b)) {
+		sum := r.sums[path]
 		w.Header().Set("ETag", `"`+gitBlobSHA1([]byte("version https://git-lfs.github.com/spec/v1\n"))+`"`)
-		w.Header().Set("X-Linked-Etag", `"`+hex.EncodeToString(sum[:])+`"`)
+		w.Header().Set("X-Linked-Etag", `"`+sum+`"`)
 		w.Header().Set("X-Linked-Size", strconv.Itoa(len(b)))
-		w.Header().Set("Location", h.Storage+"/blobs/"+hex.EncodeToString(sum[:]))
+		w.Header().Set("Location", h.Storage+"/blobs/"+sum)
 		w.WriteHeader(http.StatusFound)
 		return
 	}
@@ -206,9 +218,9 @@ func (h *Hub) serveStorage(w http.ResponseWriter, req *http.Request) {
 	}
 	var content []byte
 	for _, r := range h.repos {
-		for _, b := range r.files {
-			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) == key {
-				content = b
+		for path, sum := range r.sums {
+			if sum == key {
+				content = r.files[path]
 			}
 		}
 	}
