@@ -449,6 +449,11 @@ func TestSo400mCombined(t *testing.T) {
 	if info.ImageWidth != 384 || info.ImageHeight != 384 || info.EmbedDim != 1152 {
 		t.Errorf("model info %+v: want 384×384 images, 1152-dimensional embeddings", info)
 	}
+	// transformers counts 85.5 M parameters; the graph has a few shape constants more.
+	if d := info.Description; d.Family != "SigLIP" || d.Size != "so400m" || d.PatchSize != 14 || d.Parameters < 85.4e6 || d.Parameters > 85.7e6 {
+		t.Errorf("description %q (%+v): want SigLIP so400m/14 with 85.5 M parameters", d, d)
+	}
+	t.Logf("model: %s", info.Description)
 	tmp := t.TempDir()
 	var imgs []Image
 	var paths, exact []string // exact: the images already 384×384

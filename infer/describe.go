@@ -26,7 +26,8 @@ type Description struct {
 	// resized to (preprocessor_config.json).
 	ImageWidth, ImageHeight int
 	// Parameters is the number of weights in the towers' ONNX files
-	// (initializer values); 0 when the towers are not here (remote backend).
+	// (initializer values; of the one graph, when both towers are in one);
+	// 0 when the towers are not here (remote backend).
 	Parameters int64
 }
 
@@ -91,13 +92,17 @@ func (m *Model) describe() (Description, error) {
 		patch = *v
 	}
 	d.Size, d.PatchSize = sizeNames[width], patch
-	for i, path := range []string{m.files.Vision, m.files.Text} {
+	towers := map[string]string{m.files.Vision: "vision tower", m.files.Text: "text tower"}
+	if m.files.Layout == LayoutCombined { // both towers in one graph
+		towers = map[string]string{m.files.Full: "model"}
+	}
+	for path, what := range towers {
 		if path == "" || !fileExists(path) {
 			continue
 		}
 		n, err := onnxpb.ParameterCount(path)
 		if err != nil {
-			return d, fmt.Errorf("%s: cannot load it as ONNX (%w)", []towerKind{visionTower, textTower}[i], err)
+			return d, fmt.Errorf("%s: cannot load it as ONNX (%w)", what, err)
 		}
 		d.Parameters += n
 	}
