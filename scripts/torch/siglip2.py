@@ -202,7 +202,7 @@ def make(req):
 def score(req):
     torch = load_torch()
     from PIL import Image
-    from transformers import AutoImageProcessor, AutoTokenizer, SiglipModel, pipeline
+    from transformers import pipeline
 
     folder, labels, template = req["model"], req["labels"], req["template"]
     res = {}
@@ -215,10 +215,9 @@ def score(req):
         pipe.append([by_label[l] for l in labels])
     res["pipeline"] = pipe
 
-    # The same, step by step, to say which step a difference comes from.
-    model = SiglipModel.from_pretrained(folder).eval()
-    proc = AutoImageProcessor.from_pretrained(folder)
-    tok = AutoTokenizer.from_pretrained(folder)
+    # The same, step by step, with the pipeline's own parts, to say which
+    # step a difference comes from.
+    model, proc, tok = clf.model, clf.image_processor, clf.tokenizer
     images = [Image.open(p).convert("RGB") for p in req["images"]]
     pixels = proc(images, return_tensors="pt")["pixel_values"]
     enc = tok([template.format(l) for l in labels], padding="max_length", max_length=64, truncation=True,
