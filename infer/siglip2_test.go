@@ -2,7 +2,10 @@ package infer
 
 import (
 	"fmt"
+	"image"
+	"image/png"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -22,6 +25,11 @@ import (
 // which need resizing.
 func TestSigLIP2Parity(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Single-goroutine code checked against Python and Node, which -race
+		// only slows: the normal pass of make test runs it.
+		t.Skip("a parity test with no concurrency of its own: run without -race")
+	}
 	model := testenv.SigLIP2(t, fixtureDir)
 	tmp := t.TempDir()
 	var paths []string
@@ -53,6 +61,19 @@ func TestSigLIP2Parity(t *testing.T) {
 	m := open(t, model.Dir, nil)
 	if r := m.pre.Config().Resample; r != imageproc.Bilinear {
 		t.Errorf("resample %d, want %d (bilinear, from the published preprocessor_config.json)", r, imageproc.Bilinear)
+	}
+	// siglipd's resize against the Pillow the Python pipeline ran.
+	for i, p := range py.Resized {
+		ours, pil := make([]float32, m.pre.PlaneSize()), make([]float32, m.pre.PlaneSize())
+		if err := m.pre.Process(imgs[i], ours); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.pre.Process(imageproc.FromImage(readPNG(t, p)), pil); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ours, pil) {
+			t.Errorf("image %dx%d: pixel_values differ from Pillow's bilinear resize", imgs[i].Width, imgs[i].Height)
+		}
 	}
 	for j, l := range labels {
 		if got := int64sToInts(m.TokenIDs(l)); !slices.Equal(got, py.InputIDs[j]) {
@@ -127,4 +148,18 @@ func TestSigLIP2Parity(t *testing.T) {
 	if got, want := lower.TokenIDs("A CAR"), lower.TokenIDs("a car"); !slices.Equal(got, want) || slices.Equal(got, m.TokenIDs("a car")) {
 		t.Errorf("lowercase true: ids of %q are %v, want those of %q %v, which differ from transformers' %v", "A CAR", got, "a car", want, m.TokenIDs("a car"))
 	}
+}
+
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

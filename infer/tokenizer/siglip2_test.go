@@ -69,6 +69,10 @@ func loadSigLIP2(t *testing.T) (*tokenizer.Pretrained, string) {
 // lower-casing, padded with <pad> (0) to 64.
 func TestSigLIP2PublishedIDs(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Loading 34 MB of JSON, one goroutine, many times slower under -race.
+		t.Skip("single-goroutine loading of the published tokenizer: run without -race")
+	}
 	p, dir := loadSigLIP2(t)
 	t.Logf("loaded the published tokenizer.json (34 MB) in %s; it holds %d MB of heap", siglip2Tok.loadTime.Round(time.Millisecond), siglip2Tok.loadHeap>>20)
 	settings := []struct {
@@ -120,6 +124,11 @@ func TestSigLIP2PublishedIDs(t *testing.T) {
 // the SigLIP 2 corpus, bare and in the pipeline's template.
 func TestSigLIP2ParityTransformersJS(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Single-goroutine code checked against Python and Node, which -race
+		// only slows: the normal pass of make test runs it.
+		t.Skip("a parity test with no concurrency of its own: run without -race")
+	}
 	p, dir := loadSigLIP2(t)
 	checkParityOf(t, p, dir, gemmaCorpus)
 }
@@ -132,6 +141,11 @@ func TestSigLIP2ParityTransformersJS(t *testing.T) {
 // (A–Z only, as big_vision's tf.strings.lower).
 func TestSigLIP2ParityPython(t *testing.T) {
 	testenv.Integration(t)
+	if testenv.Race {
+		// Single-goroutine code checked against Python and Node, which -race
+		// only slows: the normal pass of make test runs it.
+		t.Skip("a parity test with no concurrency of its own: run without -race")
+	}
 	p, dir := loadSigLIP2(t)
 	var texts []string
 	for _, s := range gemmaCorpus {
