@@ -42,7 +42,7 @@ echo "== go test -fuzz (a fixed number of inputs per target)"
 # the input to the package's testdata/fuzz/<target>/: commit it with the fix,
 # as a regression case.
 for target in ./configs:FuzzParse:40000x ./configs:FuzzPrescan:60000x ./configs:FuzzParseCost:25000x \
-  ./internal/kit:FuzzRedactURL:100000x ./infer/tokenizer:FuzzEncodePadded:80000x \
+  ./internal/kit:FuzzRedactURL:100000x ./infer/tokenizer:FuzzEncodePadded:80000x ./infer/tokenizer:FuzzParse:100000x \
   ./infer/onnxpb:FuzzReadInitializers:15000x ./daemon/cmd/siglipd:FuzzImageHeader:30000x ./infer/oip:FuzzDecodeInferResponse:200000x; do
   IFS=: read -r pkg name count <<<"$target"
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${SIGLIPD_FUZZTIME:-$count}" "$pkg"
