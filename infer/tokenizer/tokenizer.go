@@ -3,12 +3,17 @@
 //
 //   - SigLIP (T5-style SentencePiece): Precompiled character map normalizer,
 //     Metaspace "▁" pre-tokenizer, Unigram model, "</s>" appended;
-//   - SigLIP 2 (Gemma): Prepend/Replace normalizers, BPE with byte fallback.
+//   - SigLIP 2 (Gemma): Prepend/Replace normalizers, Split pre-tokenizer,
+//     BPE with byte fallback, "<eos>" appended.
 //
 // The algorithms follow the Rust `tokenizers` library (the reference
-// implementation of the format). Pretrained adds what Python's
+// implementation of the format). Pretrained adds what the config files
+// beside tokenizer.json say (pad token, length) and what Python's
 // SiglipTokenizer does on top of tokenizer.json (lower-casing, removing
 // punctuation, padding to 64) — see siglip.go.
+//
+// A loaded Tokenizer is read-only: safe for concurrent use. Loading is the
+// costly part (Gemma's tokenizer.json is 34 MB; jsonscan.go).
 //
 // Unsupported components (a BERT normalizer, a ByteLevel pre-tokenizer, ...)
 // are load errors naming the component, never silently different output.
