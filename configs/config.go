@@ -56,6 +56,10 @@ type Model struct {
 	Variant string `yaml:"variant"`
 	// Template turns a prompt into the text the tower sees; "{}" is replaced.
 	Template string `yaml:"template"`
+	// Lowercase is "auto" (lower-case prompts as the model's tokenizer files
+	// say, as transformers does: SigLIP yes, SigLIP 2 no), "true" (as the
+	// model was trained: SigLIP 2 saw lower-cased text) or "false".
+	Lowercase string `yaml:"lowercase"`
 	// LogitScale and LogitBias override the values read from onnx/model.onnx
 	// (LogitScale is the raw parameter: the model multiplies by exp(LogitScale)).
 	LogitScale *float64 `yaml:"logit_scale"`
@@ -247,9 +251,10 @@ func Default() Config {
 	return Config{
 		StateDir: defaultStateDir(),
 		Model: Model{
-			Variant:  "fp32",
-			Template: "This is a photo of {}.",
-			Resize:   "exact",
+			Variant:   "fp32",
+			Template:  "This is a photo of {}.",
+			Lowercase: "auto",
+			Resize:    "exact",
 		},
 		Inference: Inference{
 			Backend:           "local",

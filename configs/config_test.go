@@ -726,3 +726,47 @@ func TestOffThresholdDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestModelLowercase: model.lowercase is auto unless the file says true or
+// false (also through ${VAR}); anything else, or a misspelt key, is an error
+// that names the key.
+func TestModelLowercase(t *testing.T) {
+	tests := []struct {
+		name, line string // line goes under model:
+		env        map[string]string
+		want       string
+		wantErr    string
+	}{
+		{name: "default", want: "auto"},
+		{name: "true", line: "lowercase: true", want: "true"},
+		{name: "false", line: "lowercase: false", want: "false"},
+		{name: "quoted", line: `lowercase: "auto"`, want: "auto"},
+		{name: "from the environment", line: "lowercase: ${LOWER}", env: map[string]string{"LOWER": "false"}, want: "false"},
+		{name: "yes", line: "lowercase: yes",
+			wantErr: `cams.yaml:3: model.lowercase: must be auto (as the model's tokenizer files say), true or false, got "yes"`},
+		{name: "capitalized", line: "lowercase: True",
+			wantErr: `cams.yaml:3: model.lowercase: must be auto (as the model's tokenizer files say), true or false, got "True"`},
+		{name: "misspelt", line: "lower_case: true", wantErr: `cams.yaml:3: model.lower_case: unknown key (did you mean "lowercase"?)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := base
+			if tt.line != "" {
+				src = strings.Replace(base, "  path: /models/siglip\n", "  path: /models/siglip\n  "+tt.line+"\n", 1)
+			}
+			cfg, err := Parse("cams.yaml", []byte(src), env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error:\n got: %v\nwant: %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Model.Lowercase != tt.want {
+				t.Errorf("model.lowercase = %q, want %q", cfg.Model.Lowercase, tt.want)
+			}
+		})
+	}
+}

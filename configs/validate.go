@@ -108,6 +108,9 @@ func (m *Model) validate(v *validator) {
 	if strings.Count(m.Template, "{}") != 1 {
 		v.add("model.template", "must contain {} exactly once (where the prompt goes), got %q", m.Template)
 	}
+	if !oneOf(m.Lowercase, "auto", "true", "false") {
+		v.add("model.lowercase", "must be auto (as the model's tokenizer files say), true or false, got %q", m.Lowercase)
+	}
 	if !oneOf(m.Resize, "exact", "fast") {
 		v.add("model.resize", "must be exact or fast, got %q", m.Resize)
 	}

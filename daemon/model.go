@@ -147,6 +147,7 @@ func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log 
 		Threads:           cfg.Inference.Threads,
 		GraphOptimization: cfg.Inference.GraphOptimization,
 		Template:          cfg.Model.Template,
+		Lowercase:         cfg.Model.Lowercase,
 		LogitScale:        cfg.Model.LogitScale,
 		LogitBias:         cfg.Model.LogitBias,
 		Resize:            cfg.Model.Resize,

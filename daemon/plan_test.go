@@ -134,6 +134,9 @@ var planCases = []struct {
 	{key: "model", edit: []string{"/models/siglip", "/models/siglip2"}, want: planWant{restartOnly: []string{"model"}}},
 	{key: "model.template", edit: []string{"  path: /models/siglip\n", "  path: /models/siglip\n  template: 'a photo of {}'\n"},
 		want: planWant{restartOnly: []string{"model"}}},
+	// Lower-casing changes every label's embedding: a restart re-embeds them.
+	{key: "model.lowercase", edit: []string{"  path: /models/siglip\n", "  path: /models/siglip\n  lowercase: true\n"},
+		want: planWant{restartOnly: []string{"model"}}},
 	{key: "inference", edit: []string{"batch_size: 4", "batch_size: 8"}, want: planWant{restartOnly: []string{"inference"}}},
 	{key: "sink", edit: []string{"sink: mqtt", "sink: stdout"}, want: planWant{restartOnly: []string{"sink"}}},
 	{key: "mqtt", edit: []string{"10.0.0.1:1883", "10.0.0.9:1883"}, want: planWant{restartOnly: []string{"mqtt"}}},

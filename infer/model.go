@@ -47,6 +47,11 @@ type Options struct {
 	GraphOptimization string // disabled, basic, extended, all (default)
 	// Template wraps each prompt; "{}" is replaced. Default DefaultTemplate.
 	Template string
+	// Lowercase is "auto" (or ""): lower-case prompts as the tokenizer
+	// files say, as transformers does; "true": as the model was trained
+	// (SigLIP 2: A–Z, which transformers does not); "false": never. See
+	// tokenizer.Pretrained.SetLowercase.
+	Lowercase string
 	// LogitScale and LogitBias override onnx/model.onnx's values.
 	LogitScale, LogitBias *float64
 	// Resize is "exact" (Pillow's resampling, the default) or "fast" (a box
@@ -188,6 +193,9 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 	}
 	if m.tok, err = tokenizer.LoadPretrained(files.Tokenizer, files.TokenizerConfig); err != nil {
 		return nil, cfg, fmt.Errorf("tokenizer: %w", err)
+	}
+	if err := m.tok.SetLowercase(opts.Lowercase); err != nil {
+		return nil, cfg, err
 	}
 	if m.pre, err = ReadPreprocessor(files.Preprocessor, opts.Resize); err != nil {
 		return nil, cfg, err

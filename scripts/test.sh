@@ -43,7 +43,7 @@ echo "== go test -fuzz (a fixed number of inputs per target)"
 # as a regression case.
 for target in ./configs:FuzzParse:40000x ./configs:FuzzPrescan:60000x ./configs:FuzzParseCost:25000x \
   ./internal/kit:FuzzRedactURL:100000x ./infer/tokenizer:FuzzEncodePadded:80000x ./infer/tokenizer:FuzzSentencePiece:15000x \
-  ./infer/onnxpb:FuzzReadInitializers:15000x ./infer/onnxpb:FuzzReadGraph:15000x \
+  ./infer/tokenizer:FuzzParse:100000x ./infer/onnxpb:FuzzReadInitializers:15000x ./infer/onnxpb:FuzzReadGraph:15000x \
   ./daemon/cmd/siglipd:FuzzImageHeader:30000x ./infer/oip:FuzzDecodeInferResponse:200000x; do
   IFS=: read -r pkg name count <<<"$target"
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${SIGLIPD_FUZZTIME:-$count}" "$pkg"

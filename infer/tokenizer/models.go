@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/json"
 	"fmt"
@@ -260,34 +261,75 @@ func byteTokens(piece string, vocab map[string]int) ([]int, bool) {
 
 type bpe struct {
 	ids          map[string]int
-	pieces       []string       // id → piece
-	ranks        map[[2]int]int // (left id, right id) → merge rank
-	merged       map[[2]int]int // (left id, right id) → merged id
-	unkID        int            // -1 when there is no unknown token
+	pieces       []string            // id → piece
+	merges       map[uint64]bpeMerge // pairKey(left, right) → the merge
+	unkID        int                 // -1 when there is no unknown token
 	fuseUnk      bool
 	byteFallback bool
 	ignoreMerges bool
 }
 
+// bpeMerge is one merge rule: its rank (lower merges first) and the id of
+// the piece it makes. Stored by pair in one map of small values, so
+// Gemma's 580,604 merges stay compact.
+type bpeMerge struct{ rank, id int32 }
+
+func pairKey(l, r int) uint64 { return uint64(uint32(l))<<32 | uint64(uint32(r)) }
+
+// parseBPE reads a BPE model object. The vocabulary and merges are read
+// with jsonScanner (see there why); the other fields with encoding/json.
 func parseBPE(raw json.RawMessage) (model, map[string]int, error) {
-	var spec struct {
-		Vocab                   map[string]int    `json:"vocab"`
-		Merges                  []json.RawMessage `json:"merges"`
-		UnkToken                *string           `json:"unk_token"`
-		FuseUnk                 bool              `json:"fuse_unk"`
-		ByteFallback            bool              `json:"byte_fallback"`
-		IgnoreMerges            bool              `json:"ignore_merges"`
-		ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
-		EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
-	}
-	if err := json.Unmarshal(raw, &spec); err != nil {
+	b := &bpe{ids: map[string]int{}, merges: map[uint64]bpeMerge{}, unkID: -1}
+	var unkToken, prefix, suffix *string
+	var mergesAt = -1 // merges need the vocabulary: read them after it
+	sc := &jsonScanner{b: raw}
+	err := sc.object(func(key []byte) error {
+		var dst any
+		switch string(key) {
+		case "vocab":
+			return sc.object(func(k []byte) error {
+				id, err := sc.integer()
+				if err != nil {
+					return fmt.Errorf("vocab %q: %w", k, err)
+				}
+				if id < 0 || id > 1<<30 {
+					return fmt.Errorf("vocab %q: id %d out of range", k, id)
+				}
+				b.ids[string(k)] = id
+				return nil
+			})
+		case "merges":
+			mergesAt = sc.i
+			_, err := sc.skip()
+			return err
+		case "unk_token":
+			dst = &unkToken
+		case "fuse_unk":
+			dst = &b.fuseUnk
+		case "byte_fallback":
+			dst = &b.byteFallback
+		case "ignore_merges":
+			dst = &b.ignoreMerges
+		case "continuing_subword_prefix":
+			dst = &prefix
+		case "end_of_word_suffix":
+			dst = &suffix
+		}
+		v, err := sc.skip()
+		if err != nil || dst == nil {
+			return err
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, nil, err
 	}
-	if (spec.ContinuingSubwordPrefix != nil && *spec.ContinuingSubwordPrefix != "") || (spec.EndOfWordSuffix != nil && *spec.EndOfWordSuffix != "") {
+	if (prefix != nil && *prefix != "") || (suffix != nil && *suffix != "") {
 		return nil, nil, fmt.Errorf("BPE with subword prefixes or word suffixes is not supported")
 	}
-	b := &bpe{ids: spec.Vocab, ranks: map[[2]int]int{}, merged: map[[2]int]int{}, unkID: -1,
-		fuseUnk: spec.FuseUnk, byteFallback: spec.ByteFallback, ignoreMerges: spec.IgnoreMerges}
 	size := 0
 	for _, id := range b.ids {
 		size = max(size, id+1)
@@ -296,38 +338,90 @@ func parseBPE(raw json.RawMessage) (model, map[string]int, error) {
 	for p, id := range b.ids {
 		b.pieces[id] = p
 	}
-	if spec.UnkToken != nil {
-		id, ok := b.ids[*spec.UnkToken]
+	if unkToken != nil {
+		id, ok := b.ids[*unkToken]
 		if !ok {
-			return nil, nil, fmt.Errorf("unk_token %q is not in the vocabulary", *spec.UnkToken)
+			return nil, nil, fmt.Errorf("unk_token %q is not in the vocabulary", *unkToken)
 		}
 		b.unkID = id
 	}
-	for rank, m := range spec.Merges {
-		var pair [2]string
-		var s string
-		if err := json.Unmarshal(m, &s); err == nil {
-			l, r, ok := strings.Cut(s, " ")
-			if !ok {
-				return nil, nil, fmt.Errorf("merges[%d] %q is not two pieces", rank, s)
-			}
-			pair = [2]string{l, r}
-		} else if err := json.Unmarshal(m, &pair); err != nil {
-			return nil, nil, fmt.Errorf("merges[%d]: %w", rank, err)
-		}
-		l, lok := b.ids[pair[0]]
-		r, rok := b.ids[pair[1]]
-		out, ook := b.ids[pair[0]+pair[1]]
-		if !lok || !rok || !ook {
-			return nil, nil, fmt.Errorf("merges[%d] %q %q: piece missing from the vocabulary", rank, pair[0], pair[1])
-		}
-		key := [2]int{l, r}
-		if _, dup := b.ranks[key]; !dup {
-			b.ranks[key] = rank
-			b.merged[key] = out
+	if mergesAt >= 0 {
+		sc.i = mergesAt
+		if err := b.readMerges(sc); err != nil {
+			return nil, nil, err
 		}
 	}
 	return b, b.ids, nil
+}
+
+// readMerges reads "merges", written by tokenizers either as "left right"
+// strings (before 0.20) or as [left, right] pairs. A pair listed twice
+// keeps its first (lowest) rank, as in tokenizers.
+func (b *bpe) readMerges(sc *jsonScanner) error {
+	var buf []byte
+	return sc.array(func(rank int) error {
+		var left, right int
+		var err error
+		buf = buf[:0]
+		switch sc.peek() {
+		case '"':
+			if buf, err = sc.str(buf); err != nil {
+				return fmt.Errorf("merges[%d]: %w", rank, err)
+			}
+			l, r, ok := bytes.Cut(buf, []byte(" "))
+			if !ok {
+				return fmt.Errorf("merges[%d] %q is not two pieces", rank, buf)
+			}
+			var lok, rok bool
+			left, lok = b.ids[string(l)]
+			right, rok = b.ids[string(r)]
+			if !lok || !rok {
+				return fmt.Errorf("merges[%d] %q: piece missing from the vocabulary", rank, buf)
+			}
+		case '[':
+			n := 0
+			err = sc.array(func(i int) error {
+				if i > 1 {
+					return fmt.Errorf("merges[%d] has more than two pieces", rank)
+				}
+				start := len(buf)
+				if buf, err = sc.str(buf); err != nil {
+					return fmt.Errorf("merges[%d]: %w", rank, err)
+				}
+				id, ok := b.ids[string(buf[start:])]
+				if !ok {
+					return fmt.Errorf("merges[%d]: piece %q missing from the vocabulary", rank, buf[start:])
+				}
+				if i == 0 {
+					left = id
+				} else {
+					right = id
+				}
+				n++
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if n != 2 {
+				return fmt.Errorf("merges[%d] is not two pieces", rank)
+			}
+		default:
+			return fmt.Errorf("merges[%d] is neither a string nor a pair", rank)
+		}
+		buf = append(append(buf[:0], b.pieces[left]...), b.pieces[right]...)
+		out, ok := b.ids[string(buf)]
+		if !ok {
+			return fmt.Errorf("merges[%d] %q %q: the merged piece is missing from the vocabulary", rank, b.pieces[left], b.pieces[right])
+		}
+		if rank > 1<<30 {
+			return fmt.Errorf("merges: more than %d", 1<<30)
+		}
+		if _, dup := b.merges[pairKey(left, right)]; !dup {
+			b.merges[pairKey(left, right)] = bpeMerge{rank: int32(rank), id: int32(out)}
+		}
+		return nil
+	})
 }
 
 // encode is tokenizers' BPE::merge_word: characters become symbols (with
@@ -406,8 +500,8 @@ func (b *bpe) merge(ids []int) []int {
 		if i < 0 || next[i] < 0 {
 			return
 		}
-		if rank, ok := b.ranks[[2]int{ids[i], ids[next[i]]}]; ok {
-			heap.Push(h, mergeCand{rank, i})
+		if m, ok := b.merges[pairKey(ids[i], ids[next[i]])]; ok {
+			heap.Push(h, mergeCand{int(m.rank), i})
 		}
 	}
 	for i := 0; i+1 < n; i++ {
@@ -420,11 +514,11 @@ func (b *bpe) merge(ids []int) []int {
 			continue
 		}
 		j := next[i]
-		rank, ok := b.ranks[[2]int{ids[i], ids[j]}]
-		if !ok || rank != c.rank {
+		m, ok := b.merges[pairKey(ids[i], ids[j])]
+		if !ok || int(m.rank) != c.rank {
 			continue // the pair changed since it was queued
 		}
-		ids[i] = b.merged[[2]int{ids[i], ids[j]}]
+		ids[i] = int(m.id)
 		alive[j] = false
 		next[i] = next[j]
 		if next[j] >= 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -24,6 +25,11 @@ type Pretrained struct {
 	// Lowercase is do_lower_case: SiglipTokenizer lower-cases after
 	// canonicalizing, with Python's str.lower().
 	Lowercase bool
+	// LowercaseASCII lower-cases A–Z only: what SigLIP 2's authors do
+	// before the Gemma tokenizer (big_vision's tf.strings.lower, in
+	// training and in their demo), where Python transformers and
+	// transformers.js do not lower-case at all. Set by SetLowercase.
+	LowercaseASCII bool
 }
 
 // DefaultMaxLength is SigLIP's text length; its text tower pools the last
@@ -31,7 +37,20 @@ type Pretrained struct {
 const DefaultMaxLength = 64
 
 // LoadPretrained reads tokenizer.json and (when configPath is not empty)
-// tokenizer_config.json.
+// tokenizer_config.json, and special_tokens_map.json beside tokenizer.json
+// when there is one. They settle, in this order of precedence:
+//
+//   - the pad token: tokenizer_config's pad_token, special_tokens_map's,
+//     tokenizer.json's "padding", else "</s>" (SigLIP pads with its EOS;
+//     SigLIP 2's Gemma files all say <pad>, id 0);
+//   - the length: tokenizer_config's model_max_length when it is a real
+//     limit (SigLIP's says 64; SigLIP 2's says 1e30, "none"), the fixed
+//     length of tokenizer.json's "padding" (64 for SigLIP 2), its
+//     "truncation", else DefaultMaxLength;
+//   - lower-casing: do_lower_case, honoured only by SiglipTokenizer.
+//     GemmaTokenizer ignores it — SigLIP 2's file says true, and neither
+//     Python transformers nor transformers.js lower-cases (SetLowercase
+//     changes this).
 func LoadPretrained(tokenizerPath, configPath string) (*Pretrained, error) {
 	tok, err := Load(tokenizerPath)
 	if err != nil {
@@ -51,33 +70,79 @@ func withConfig(tok *Tokenizer, tokenizerPath, configPath string) (*Pretrained, 
 		PadToken       json.RawMessage `json:"pad_token"`
 	}
 	if configPath != "" {
-		raw, err := os.ReadFile(configPath)
-		if err != nil {
+		if err := readJSON(configPath, &cfg); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", configPath, err)
+	}
+	var specials struct {
+		PadToken json.RawMessage `json:"pad_token"`
+	}
+	specialsPath := filepath.Join(filepath.Dir(tokenizerPath), "special_tokens_map.json")
+	if _, err := os.Stat(specialsPath); err == nil {
+		if err := readJSON(specialsPath, &specials); err != nil {
+			return nil, err
 		}
 	}
 	p.Canonicalize = cfg.TokenizerClass == "SiglipTokenizer"
-	p.Lowercase = cfg.DoLowerCase
+	p.Lowercase = cfg.DoLowerCase && cfg.TokenizerClass == "SiglipTokenizer"
 	// transformers writes a huge number for "no limit"; SigLIP's is 64.
-	if cfg.ModelMaxLength != nil && *cfg.ModelMaxLength >= 1 && *cfg.ModelMaxLength < 1e6 {
+	switch {
+	case cfg.ModelMaxLength != nil && *cfg.ModelMaxLength >= 1 && *cfg.ModelMaxLength < 1e6:
 		p.MaxLength = int(*cfg.ModelMaxLength)
+	case tok.padding != nil && tok.padding.fixed > 0:
+		p.MaxLength = tok.padding.fixed
+	case tok.truncateAt > 0:
+		p.MaxLength = tok.truncateAt
 	}
-	pad := tokenContent(cfg.PadToken)
+	pad, from := tokenContent(cfg.PadToken), configPath
 	if pad == "" {
-		pad = "</s>" // SigLIP pads with </s>
+		pad, from = tokenContent(specials.PadToken), specialsPath
+	}
+	if pad == "" && tok.padding != nil {
+		pad, from = tok.padding.token, tokenizerPath+` "padding"`
+	}
+	if pad == "" {
+		pad, from = "</s>", "SigLIP's default" // SigLIP pads with </s>
 	}
 	id, ok := tok.TokenID(pad)
 	if !ok {
-		return nil, fmt.Errorf("%s: pad_token %q is not in %s", configPath, pad, tokenizerPath)
+		return nil, fmt.Errorf("%s: pad_token %q is not in %s", from, pad, tokenizerPath)
 	}
 	p.PadID = id
 	if p.MaxLength <= p.SpecialCount() {
 		return nil, fmt.Errorf("%s: model_max_length %d leaves no room for text", configPath, p.MaxLength)
 	}
 	return p, nil
+}
+
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// SetLowercase applies model.lowercase: "auto" (or "") keeps what
+// LoadPretrained read; "true" lower-cases as the model was trained —
+// Python's str.lower() for SiglipTokenizer (what its do_lower_case does),
+// A–Z only otherwise (SigLIP 2: big_vision's tf.strings.lower); "false"
+// lower-cases nothing.
+func (p *Pretrained) SetLowercase(mode string) error {
+	switch mode {
+	case "", "auto":
+	case "true":
+		p.Lowercase = p.Canonicalize
+		p.LowercaseASCII = !p.Canonicalize
+	case "false":
+		p.Lowercase, p.LowercaseASCII = false, false
+	default:
+		return fmt.Errorf("lowercase %q: want auto, true or false", mode)
+	}
+	return nil
 }
 
 // tokenContent reads a token given as "text" or {"content": "text", ...}.
@@ -95,16 +160,36 @@ func tokenContent(raw json.RawMessage) string {
 	return ""
 }
 
-// Prepare applies the Python-side text clean-up (see Canonicalize and
-// Lowercase) that precedes the tokenizer.json pipeline.
+// Prepare applies the text clean-up that precedes the tokenizer.json
+// pipeline (see Canonicalize, Lowercase and LowercaseASCII).
 func (p *Pretrained) Prepare(text string) string {
 	if p.Canonicalize {
 		text = CanonicalizeSigLIP(text)
 	}
-	if p.Lowercase {
+	switch {
+	case p.Lowercase:
 		text = PythonLower(text)
+	case p.LowercaseASCII:
+		text = asciiLower(text)
 	}
 	return text
+}
+
+// asciiLower lower-cases A–Z and leaves every other byte as it is, as
+// TensorFlow's tf.strings.lower does with its default encoding.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // EncodePadded is the model input for text: Prepare, encode, truncate the

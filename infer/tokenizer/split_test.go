@@ -1,78 +1,69 @@
 package tokenizer
 
 import (
-	"bytes"
 	"encoding/json"
-	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/siglipd/siglipd/internal/testenv"
 )
 
-// tokenizersSplit runs HF tokenizers' Split pre-tokenizer: for each case,
-// the pieces of each text.
-const tokenizersSplit = `
-import json, sys
-from tokenizers import Regex, pre_tokenizers
-out = []
-for c in json.load(sys.stdin):
-    pattern = Regex(c["regex"]) if c["regex"] else c["string"]
-    split = pre_tokenizers.Split(pattern, behavior=c["behavior"], invert=c["invert"])
-    out.append([[w for w, _ in split.pre_tokenize_str(t)] for t in c["texts"]])
-json.dump(out, sys.stdout)
-`
-
-func TestSplitMatchesTokenizers(t *testing.T) {
-	python := testenv.TorchPython(t)
-	texts := []string{"", " ", "a", "  a  b ", "a b  c", "▁x▁▁y▁", "frontdoor a frontdoorfrontdoor", "ab"}
-	type splitCase struct {
-		String   string   `json:"string"`
-		Regex    string   `json:"regex"`
-		Behavior string   `json:"behavior"`
-		Invert   bool     `json:"invert"`
-		Texts    []string `json:"texts"`
-	}
-	var cases []splitCase
-	for _, b := range []string{"removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous"} {
-		for _, invert := range []bool{false, true} {
-			cases = append(cases,
-				splitCase{String: " ", Behavior: b, Invert: invert, Texts: texts},
-				splitCase{Regex: "▁+|frontdoor", Behavior: b, Invert: invert, Texts: texts})
-		}
-	}
-	in, _ := json.Marshal(cases)
-	cmd := exec.Command(python, "-c", tokenizersSplit)
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tokenizers: %v", err)
-	}
-	var want [][][]string
-	if err := json.Unmarshal(out, &want); err != nil {
-		t.Fatal(err)
-	}
-	// tokenizer.json spells the behaviours in CamelCase.
-	names := map[string]string{"removed": "Removed", "isolated": "Isolated", "merged_with_previous": "MergedWithPrevious",
-		"merged_with_next": "MergedWithNext", "contiguous": "Contiguous"}
-	n := 0
-	for i, c := range cases {
-		pattern := map[string]string{"String": c.String}
-		if c.Regex != "" {
-			pattern = map[string]string{"Regex": c.Regex}
-		}
-		raw, _ := json.Marshal(map[string]any{"type": "Split", "pattern": pattern, "behavior": names[c.Behavior], "invert": c.Invert})
-		p, err := parsePreTokenizer(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j, text := range c.Texts {
-			got := p.split(text, true)
-			n++
-			if !slices.Equal(got, want[i][j]) && !(len(got) == 0 && len(want[i][j]) == 0) {
-				t.Errorf("%s: %q → %q, tokenizers %q", raw, text, got, want[i][j])
+// TestSplitPreTokenizer: the Split pre-tokenizer cuts text into the words
+// HF tokenizers cuts it into, for each behavior, String and Regex
+// patterns, inverted or not. (SigLIP 2's tokenizer.json has Split on " ",
+// MergedWithPrevious; the rest keeps a later tokenizer.json from being
+// silently cut otherwise.)
+func TestSplitPreTokenizer(t *testing.T) {
+	testenv.Integration(t)
+	texts := []string{"a photo of a cat", "  leading and  double  spaces ", "", " ", "x", "a\tb\nc  d",
+		"ab ab  abab", "café ▁ déjà-vu", "2,000 cats; 3 dogs!"}
+	var specs []map[string]any
+	for _, behavior := range []string{"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"} {
+		for _, pattern := range []map[string]any{{"String": " "}, {"String": "ab"}, {"String": ""}, {"Regex": `\s+`}, {"Regex": `[0-9]+|[,;!]`}} {
+			for _, invert := range []bool{false, true} {
+				specs = append(specs, map[string]any{"type": "Split", "pattern": pattern, "behavior": behavior, "invert": invert})
 			}
 		}
 	}
-	t.Logf("%d splits compared", n)
+	var py struct {
+		Words [][][]string `json:"words"`
+	}
+	testenv.TorchJSON(t, "siglip2.py", filepath.Join(t.TempDir(), "req.json"), map[string]any{"op": "pretokenize", "pre_tokenizers": specs, "texts": texts}, &py)
+	for i, spec := range specs {
+		raw, _ := json.Marshal(spec)
+		pre, err := parsePreTokenizer(raw)
+		if err != nil {
+			t.Errorf("%s: %v", raw, err)
+			continue
+		}
+		for j, text := range texts {
+			got := pre.split(text, true)
+			want := py.Words[i][j]
+			if len(got) == 0 && len(want) == 0 {
+				continue
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s on %q:\n ours       %q\n tokenizers %q", raw, text, got, want)
+			}
+		}
+	}
+	t.Logf("%d Split pre-tokenizers × %d texts: identical words", len(specs), len(texts))
+}
+
+// TestSplitErrors: what siglipd cannot split as tokenizers would is a load
+// error naming it.
+func TestSplitErrors(t *testing.T) {
+	tests := []struct{ spec, want string }{
+		{`{"type":"Split","pattern":{"Regex":"(?=a)"},"behavior":"Isolated","invert":false}`, `Split regex "(?=a)" is not supported by Go's regexp`},
+		{`{"type":"Split","pattern":{"String":" "},"behavior":"Sideways","invert":false}`, `Split behavior "Sideways" is not supported`},
+		{`{"type":"Split","behavior":"Isolated"}`, `Split has no String or Regex pattern`},
+	}
+	for _, tt := range tests {
+		_, err := parsePreTokenizer(json.RawMessage(tt.spec))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want one containing %q", tt.spec, err, tt.want)
+		}
+	}
 }

@@ -3,16 +3,21 @@
 //
 //   - SigLIP (T5-style SentencePiece): Precompiled character map normalizer,
 //     Metaspace "▁" pre-tokenizer, Unigram model, "</s>" appended;
-//   - SigLIP 2 (Gemma): Prepend/Replace normalizers, BPE with byte fallback.
+//   - SigLIP 2 (Gemma): Prepend/Replace normalizers, Split pre-tokenizer,
+//     BPE with byte fallback, "<eos>" appended.
 //
 // The algorithms follow the Rust `tokenizers` library (the reference
-// implementation of the format). Pretrained adds what Python's
+// implementation of the format). Pretrained adds what the config files
+// beside tokenizer.json say (pad token, length) and what Python's
 // SiglipTokenizer does on top of tokenizer.json (lower-casing, removing
 // punctuation, padding to 64) — see siglip.go.
 //
 // A SentencePiece spiece.model (how Google's SigLIP 1 repositories ship the
 // tokenizer) is turned into the equivalent tokenizer.json first
 // (sentencepiece.go), so it runs through the same pipeline.
+//
+// A loaded Tokenizer is read-only: safe for concurrent use. Loading is the
+// costly part (Gemma's tokenizer.json is 34 MB; jsonscan.go).
 //
 // Unsupported components (a BERT normalizer, a ByteLevel pre-tokenizer, ...)
 // are load errors naming the component, never silently different output.
@@ -36,6 +41,18 @@ type Tokenizer struct {
 	template   []templatePiece // post_processor "single"; nil adds nothing
 	vocab      map[string]int
 	vocabSize  int
+	padding    *padding // tokenizer.json's own "padding", if any
+	truncateAt int      // tokenizer.json's "truncation" max_length; 0: none
+}
+
+// padding is tokenizer.json's "padding" block. Gemma's (SigLIP 2) pads to a
+// fixed 64 with <pad>; Python's fast tokenizer replaces it on every call
+// and transformers.js ignores it, but it is the one place in those files
+// that says 64 — tokenizer_config.json's model_max_length is 1e30.
+type padding struct {
+	fixed int // strategy {"Fixed": n}; 0 for BatchLongest
+	id    int
+	token string
 }
 
 type addedToken struct {
@@ -89,13 +106,63 @@ func Parse(raw []byte) (*Tokenizer, error) {
 		Normalizer    json.RawMessage `json:"normalizer"`
 		PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
 		PostProcessor json.RawMessage `json:"post_processor"`
-		Model         json.RawMessage `json:"model"`
+		Padding       *struct {
+			Strategy json.RawMessage `json:"strategy"`
+			PadID    int             `json:"pad_id"`
+			PadToken string          `json:"pad_token"`
+		} `json:"padding"`
+		Truncation *struct {
+			MaxLength int `json:"max_length"`
+		} `json:"truncation"`
+		Model json.RawMessage `json:"-"`
 	}
-	if err := json.Unmarshal(raw, &spec); err != nil {
+	// The model (for Gemma 34 MB of vocabulary and merges) is read by
+	// jsonScanner, without a copy; everything else by encoding/json, after
+	// json.Valid has vouched for the whole file.
+	if !json.Valid(raw) {
+		var v any
+		return nil, fmt.Errorf("not a tokenizer.json: %w", json.Unmarshal(raw, &v))
+	}
+	sc := &jsonScanner{b: raw}
+	if sc.peek() != '{' {
+		return nil, errors.New("not a tokenizer.json: not a JSON object")
+	}
+	err := sc.object(func(key []byte) error {
+		v, err := sc.skip()
+		if err != nil {
+			return err
+		}
+		var dst any
+		switch string(key) {
+		case "model":
+			spec.Model = v
+		case "added_tokens":
+			dst = &spec.AddedTokens
+		case "normalizer":
+			spec.Normalizer = v
+		case "pre_tokenizer":
+			spec.PreTokenizer = v
+		case "post_processor":
+			spec.PostProcessor = v
+		case "padding":
+			dst = &spec.Padding
+		case "truncation":
+			dst = &spec.Truncation
+		}
+		if dst != nil {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("not a tokenizer.json: %w", err)
 	}
+	if spec.Model == nil {
+		return nil, errors.New("not a tokenizer.json: it has no \"model\"")
+	}
 	t := &Tokenizer{}
-	var err error
 	if t.normalizer, err = parseNormalizer(spec.Normalizer); err != nil {
 		return nil, fmt.Errorf("normalizer: %w", err)
 	}
@@ -114,6 +181,18 @@ func Parse(raw []byte) (*Tokenizer, error) {
 	}
 	if t.template, err = parseTemplate(spec.PostProcessor); err != nil {
 		return nil, fmt.Errorf("post_processor: %w", err)
+	}
+	if p := spec.Padding; p != nil {
+		t.padding = &padding{id: p.PadID, token: p.PadToken}
+		var fixed struct {
+			Fixed int `json:"Fixed"`
+		}
+		if json.Unmarshal(p.Strategy, &fixed) == nil {
+			t.padding.fixed = fixed.Fixed
+		}
+	}
+	if spec.Truncation != nil {
+		t.truncateAt = spec.Truncation.MaxLength
 	}
 	return t, nil
 }
@@ -292,17 +371,29 @@ func parseTemplate(raw json.RawMessage) ([]templatePiece, error) {
 }
 
 func parseModel(raw json.RawMessage) (model, map[string]int, error) {
-	var head struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
+	// The type is found by scanning keys (tokenizers writes it first), not by
+	// decoding the whole object, which for Gemma is 34 MB of vocabulary.
+	var typ string
+	sc := &jsonScanner{b: raw}
+	errFound := errors.New("found")
+	err := sc.object(func(key []byte) error {
+		v, err := sc.skip()
+		if err != nil || string(key) != "type" {
+			return err
+		}
+		if err := json.Unmarshal(v, &typ); err != nil {
+			return fmt.Errorf("type: %w", err)
+		}
+		return errFound
+	})
+	if err != nil && err != errFound {
 		return nil, nil, err
 	}
-	switch head.Type {
+	switch typ {
 	case "Unigram":
 		return parseUnigram(raw)
 	case "BPE":
 		return parseBPE(raw)
 	}
-	return nil, nil, fmt.Errorf("type %q is not supported (want Unigram or BPE)", head.Type)
+	return nil, nil, fmt.Errorf("type %q is not supported (want Unigram or BPE)", typ)
 }
