@@ -292,7 +292,7 @@ func writeFolder(dir string, ck *checkpoint, opts Options, vision, text, logits 
 		m    *onnxpb.Model
 	}{{"vision_model.onnx", vision}, {"text_model.onnx", text}, {"model.onnx", logits}} {
 		if _, err := f.m.WriteFile(filepath.Join(onnxDir, f.name), opts.externalOver()); err != nil {
-			return err
+			return fmt.Errorf("writing onnx/%s: %w", f.name, err)
 		}
 	}
 	return nil

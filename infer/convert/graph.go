@@ -109,6 +109,12 @@ func (b *Builder) shape(name string, want ...int64) []int64 {
 	if f, isFile := b.w.(interface{ File(string) string }); isFile && ok {
 		where = f.File(name) + ": "
 	}
+	if c, isChecker := b.w.(interface{ Check(string) error }); isChecker && ok {
+		if err := c.Check(name); err != nil {
+			b.fail(err)
+			return want
+		}
+	}
 	switch {
 	case !ok:
 		b.fail(fmt.Errorf("tensor %q is missing from the checkpoint (config.json implies shape %v); is it a transformers SiglipModel checkpoint?", name, want))

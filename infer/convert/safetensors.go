@@ -198,15 +198,25 @@ func (s *Safetensors) Dtypes() map[string]int {
 	return out
 }
 
-// Float32 reads a tensor and converts it to float32.
-func (s *Safetensors) Float32(name string) ([]float32, error) {
+// Check says whether siglipd can read the tensor (its dtype), before the
+// graph that uses it is written.
+func (s *Safetensors) Check(name string) error {
 	t, ok := s.tensors[name]
 	if !ok {
-		return nil, fmt.Errorf("tensor %q is not in the checkpoint", name)
+		return fmt.Errorf("tensor %q is not in the checkpoint", name)
 	}
 	if dtypeSize(t.dtype) == 0 {
-		return nil, fmt.Errorf("weights %s: tensor %q is %s; siglipd reads F32, F16 and BF16 checkpoints", t.file, name, t.dtype)
+		return fmt.Errorf("weights %s: tensor %q is %s; siglipd reads F32, F16 and BF16 checkpoints", t.file, name, t.dtype)
 	}
+	return nil
+}
+
+// Float32 reads a tensor and converts it to float32.
+func (s *Safetensors) Float32(name string) ([]float32, error) {
+	if err := s.Check(name); err != nil {
+		return nil, err
+	}
+	t := s.tensors[name]
 	f, err := os.Open(t.file)
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", t.file, err)

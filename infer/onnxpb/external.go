@@ -2,6 +2,7 @@ package onnxpb
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,13 +83,23 @@ func (t *Tensor) bytes() ([]byte, error) {
 	}
 	raw, err := t.Load()
 	if err != nil {
-		return nil, fmt.Errorf("initializer %q: %w", t.Name, err)
+		return nil, &LoadError{Name: t.Name, Err: err}
 	}
 	if want := t.Size(); int64(len(raw)) != want {
 		return nil, fmt.Errorf("initializer %q: loaded %d bytes, its dims %v need %d", t.Name, len(raw), t.Dims, want)
 	}
 	return raw, nil
 }
+
+// LoadError is a Tensor.Load failure while writing: the source's fault,
+// not the output file's, so WriteFile does not prefix the output path.
+type LoadError struct {
+	Name string
+	Err  error
+}
+
+func (e *LoadError) Error() string { return e.Err.Error() }
+func (e *LoadError) Unwrap() error { return e.Err }
 
 // WriteFile writes the model to path. When its initializers hold more than
 // externalOver bytes, every initializer of 1 KiB or more goes into
@@ -116,13 +127,21 @@ func (m *Model) WriteFile(path string, externalOver int64) ([]string, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	if _, err := m.WriteTo(w); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, pathError(path, err)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return written, f.Close()
+}
+
+func pathError(path string, err error) error {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // writeExternalData moves every initializer of at least minSize bytes into
@@ -152,7 +171,7 @@ func (m *Model) writeExternalData(path, location string, minSize int64) error {
 		}
 		if err != nil {
 			f.Close()
-			return fmt.Errorf("%s: %w", path, err)
+			return pathError(path, err)
 		}
 		t.External = &External{Location: location, Offset: off, Length: int64(len(raw))}
 		t.Raw, t.Load = nil, nil
