@@ -254,6 +254,9 @@ func Build(src, out string, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("model output folder %s: %w", parent, err)
 	}
 	defer os.RemoveAll(tmp) // gone after a successful rename
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it private
+		return Result{}, err
+	}
 	if err := writeFolder(tmp, ck, opts, vision, text, logits); err != nil {
 		return Result{}, err
 	}

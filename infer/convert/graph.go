@@ -361,29 +361,19 @@ func (b *Builder) encoder(h, prefix string, t Tower, finalNorm string) string {
 	return b.layerNorm(h, finalNorm, t.Hidden, t.LayerNormEps)
 }
 
-// encoderFused is encoder with ONNX Runtime's contrib operators: q, k and
-// v packed into one Attention; each residual Add, the bias of the linear
-// layer before it and the following LayerNorm in one
-// SkipLayerNormalization (its fourth output is the residual sum, the next
-// layer's skip input); the first MLP layer's bias and GELU in one FastGelu
-// (tanh) or BiasGelu (erf).
+// encoderFused is encoder with ONNX Runtime's contrib operators where
+// they are faster on its CPU provider: q, k and v packed into one
+// Attention (one GEMM for the three projections, the scores and softmax in
+// one kernel), and the first MLP layer's bias and GELU in one FastGelu
+// (tanh) or BiasGelu (erf). Residual sums and LayerNorms stay standard
+// Add and LayerNormalization: ONNX Runtime's SkipLayerNormalization was
+// slower on the CPU than the two (measured with ONNX Runtime's profiler on
+// the base shape; docs/measurements.md).
 func (b *Builder) encoderFused(h, prefix string, t Tower, finalNorm string) string {
 	d := int64(t.Hidden)
-	eps := onnxpb.AttrFloat("epsilon", float32(t.LayerNormEps))
-	// branch and bias are a residual branch not yet added to h.
-	var branch, bias string
-	norm := func(name string) string {
-		if branch == "" {
-			return b.layerNorm(h, name, t.Hidden, t.LayerNormEps)
-		}
-		outs := b.msOp("SkipLayerNormalization", []string{branch, h, b.Weight(name+".weight", d), b.Weight(name+".bias", d), bias}, 4, eps)
-		b.g.Nodes[len(b.g.Nodes)-1].Outputs[1], b.g.Nodes[len(b.g.Nodes)-1].Outputs[2] = "", ""
-		h = outs[3]
-		return outs[0]
-	}
 	for i := 0; i < t.Layers; i++ {
 		l := fmt.Sprintf("%s.encoder.layers.%d", prefix, i)
-		x := norm(l + ".layer_norm1")
+		x := b.layerNorm(h, l+".layer_norm1", t.Hidden, t.LayerNormEps)
 		sa := l + ".self_attn."
 		want := []int64{d, d}
 		qkv := b.linearT(sa+"qkv.T", want, rowRange{sa + "q_proj.weight", 0, d}, rowRange{sa + "k_proj.weight", 0, d}, rowRange{sa + "v_proj.weight", 0, d})
@@ -392,16 +382,16 @@ func (b *Builder) encoderFused(h, prefix string, t Tower, finalNorm string) stri
 		}
 		qkvBias := b.biasParts(sa+"qkv.bias", rowRange{sa + "q_proj.bias", 0, d}, rowRange{sa + "k_proj.bias", 0, d}, rowRange{sa + "v_proj.bias", 0, d})
 		a := b.msOp("Attention", []string{x, qkv, qkvBias}, 1, onnxpb.AttrInt("num_heads", int64(t.Heads)))[0]
-		branch, bias = b.matmulT(a, sa+"out_proj", t.Hidden, t.Hidden), b.Weight(sa+"out_proj.bias", d)
-		x = norm(l + ".layer_norm2")
+		h = b.Op("Add", []string{h, b.Op("Add", []string{b.matmulT(a, sa+"out_proj", t.Hidden, t.Hidden), b.Weight(sa+"out_proj.bias", d)})})
+		x = b.layerNorm(h, l+".layer_norm2", t.Hidden, t.LayerNormEps)
 		act := "FastGelu"
 		if t.Act == "gelu" {
 			act = "BiasGelu"
 		}
 		m := b.msOp(act, []string{b.matmulT(x, l+".mlp.fc1", t.Hidden, t.MLP), b.Weight(l+".mlp.fc1.bias", int64(t.MLP))}, 1)[0]
-		branch, bias = b.matmulT(m, l+".mlp.fc2", t.MLP, t.Hidden), b.Weight(l+".mlp.fc2.bias", d)
+		h = b.Op("Add", []string{h, b.Op("Add", []string{b.matmulT(m, l+".mlp.fc2", t.MLP, t.Hidden), b.Weight(l+".mlp.fc2.bias", d)})})
 	}
-	return norm(finalNorm)
+	return b.layerNorm(h, finalNorm, t.Hidden, t.LayerNormEps)
 }
 
 // VisionTower adds SiglipVisionTransformer: patch embedding, encoder,
