@@ -253,7 +253,7 @@ func Build(src, out string, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("model output folder %s: %w", parent, err)
 	}
-	defer os.RemoveAll(tmp) // gone after a successful rename
+	defer os.RemoveAll(tmp)                      // gone after a successful rename
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it private
 		return Result{}, err
 	}
