@@ -253,8 +253,9 @@ func Build(src, out string, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("model output folder %s: %w", parent, err)
 	}
-	defer os.RemoveAll(tmp)                      // gone after a successful rename
-	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it private
+	// Gone after a successful rename; MkdirTemp makes it private.
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return Result{}, err
 	}
 	if err := writeFolder(tmp, ck, opts, vision, text, logits); err != nil {
