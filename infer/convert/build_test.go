@@ -3,6 +3,7 @@ package convert_test
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -294,4 +295,71 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Patches() != 729 {
 		t.Errorf("Patches() = %d, want 729", c.Patches())
 	}
+}
+
+// TestEnsure: a checkpoint in the Hugging Face cache (files as symlinks
+// into blobs/, as huggingface_hub and infer/hub keep them) is built next to
+// its snapshot, once; a local folder gets <dir>/.siglipd; a read-only local
+// folder falls back to the state folder.
+func TestEnsure(t *testing.T) {
+	src := tinyCheckpoint(t)
+	cache := t.TempDir()
+	repo := filepath.Join(cache, "models--google--siglip-tiny")
+	snap := filepath.Join(repo, "snapshots", "0123abcd")
+	for _, d := range []string{snap, filepath.Join(repo, "blobs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, _ := os.ReadDir(src)
+	for i, e := range entries {
+		blob := filepath.Join(repo, "blobs", fmt.Sprintf("blob%d", i))
+		if err := os.Rename(filepath.Join(src, e.Name()), blob); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "blobs", filepath.Base(blob)), filepath.Join(snap, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := filepath.Join(repo, "siglipd", "0123abcd")
+	for i, wantReused := range []bool{false, true} {
+		res, err := convert.Ensure(snap, "", convert.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Dir != want || res.Reused != wantReused {
+			t.Errorf("call %d: Ensure = %s reused %v, want %s reused %v", i+1, res.Dir, res.Reused, want, wantReused)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(want, "onnx", "vision_model.onnx")); err != nil {
+		t.Error(err)
+	}
+
+	local := tinyCheckpoint(t)
+	res, err := convert.Ensure(local, "", convert.Options{})
+	if err != nil || res.Dir != filepath.Join(local, ".siglipd") {
+		t.Errorf("local checkpoint: Ensure = %s, %v; want %s", res.Dir, err, filepath.Join(local, ".siglipd"))
+	}
+	if !convert.IsCheckpoint(local) {
+		t.Error("the output folder inside the checkpoint hides it from IsCheckpoint")
+	}
+
+	t.Run("read-only folder", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("skipping: root writes into read-only folders, so the fallback cannot be provoked")
+		}
+		ro := tinyCheckpoint(t)
+		if err := os.Chmod(ro, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(ro, 0o755) })
+		state := t.TempDir()
+		res, err := convert.Ensure(ro, state, convert.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(res.Dir, filepath.Join(state, "converted")+string(filepath.Separator)) {
+			t.Errorf("read-only checkpoint built in %s, want under %s/converted", res.Dir, state)
+		}
+	})
 }

@@ -1,7 +1,7 @@
 """Random-weight SigLIP checkpoints saved by transformers itself, and
 PyTorch's probabilities on them: the reference side of infer/convert's tests.
 
-  checkpoint.py make OUT --shape small|so400m|siglip2 --reference DIR [--dtypes fp32,fp16,bf16] [--seed N]
+  checkpoint.py make OUT --shape small|so400m|siglip2 --reference DIR [--dtypes fp32,fp16,bf16] [--seed N] [--layers N]
       writes OUT/<dtype>/ for each dtype: SiglipModel.save_pretrained (safetensors in that
       dtype, the same random weights rounded; so400m's fp32 in shards with
       model.safetensors.index.json), preprocessor_config.json, and the tokenizer
@@ -72,7 +72,10 @@ def make(args):
     text.setdefault("vocab_size", vocab)
     if text["vocab_size"] != vocab:
         sys.exit(f"{args.reference}/tokenizer.json has {vocab} tokens, the {args.shape} shape wants {text['vocab_size']}")
-    config = SiglipConfig(text_config=text, vision_config=dict(shape["vision"]))
+    vision = dict(shape["vision"])
+    if args.layers:
+        text["num_hidden_layers"] = vision["num_hidden_layers"] = args.layers
+    config = SiglipConfig(text_config=text, vision_config=vision)
     torch.manual_seed(args.seed)
     model = SiglipModel(config).eval()
     with torch.no_grad():
@@ -182,6 +185,7 @@ def main():
     m.add_argument("--reference", required=True)
     m.add_argument("--dtypes", default="fp32,fp16,bf16")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--layers", type=int, default=0, help="layers per tower instead of the shape's (27: so400m's real depth)")
     s = sub.add_parser("score")
     s.add_argument("--images", required=True)
     s.add_argument("--ids", required=True)
