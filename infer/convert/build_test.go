@@ -363,3 +363,30 @@ func TestEnsure(t *testing.T) {
 		}
 	})
 }
+
+// TestBuildConcurrent: builds of one folder at the same time all succeed,
+// and one complete copy is left.
+func TestBuildConcurrent(t *testing.T) {
+	src := tinyCheckpoint(t)
+	out := filepath.Join(t.TempDir(), "out")
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := convert.Build(src, out, convert.Options{})
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, f := range []string{convert.StampFile, "onnx/vision_model.onnx", "onnx/text_model.onnx", "onnx/model.onnx", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if leftovers, _ := filepath.Glob(out + ".*"); len(leftovers) > 0 {
+		t.Errorf("concurrent builds left %v", leftovers)
+	}
+}

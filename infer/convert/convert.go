@@ -27,9 +27,9 @@
 // same stamp reuses the folder, a changed checkpoint or builder rebuilds
 // it. Weights are read one tensor at a time while the files are written, so
 // memory holds one weight, not the model. Build blocks for as long as the
-// conversion takes (seconds for base, about a minute for so400m); two
-// processes building the same folder at once both succeed and one copy is
-// kept. Ensure chooses the output folder (OutputDir) and builds if needed.
+// conversion takes (docs/measurements.md); two builds of the same folder at
+// once (two processes) both succeed and one copy is kept. Ensure chooses
+// the output folder (OutputDir) and builds if needed.
 package convert
 
 import (
@@ -304,26 +304,26 @@ func writeFolder(dir string, ck *checkpoint, opts Options, vision, text, logits 
 
 // publish renames the finished folder tmp to out. When out exists it is
 // either a concurrent build of the same checkpoint (kept: it is the same
-// model) or a stale one (replaced).
+// model) or a stale one (moved aside and removed); a concurrent build may
+// take the place between the two renames, hence the retries.
 func publish(tmp, out string, want stamp) error {
-	err := os.Rename(tmp, out)
-	if err == nil {
-		return nil
+	var err error
+	for range 3 {
+		if err = os.Rename(tmp, out); err == nil {
+			return nil
+		}
+		if _, statErr := os.Stat(out); statErr != nil {
+			return fmt.Errorf("model output folder %s: %w", out, err)
+		}
+		if have, ok := readStamp(out); ok && have.matches(want) {
+			return nil
+		}
+		old := fmt.Sprintf("%s.old-%d", out, time.Now().UnixNano())
+		if os.Rename(out, old) == nil {
+			defer os.RemoveAll(old)
+		}
 	}
-	if _, statErr := os.Stat(out); statErr != nil {
-		return fmt.Errorf("model output folder %s: %w", out, err)
-	}
-	if have, ok := readStamp(out); ok && have.matches(want) {
-		return nil
-	}
-	old := fmt.Sprintf("%s.old-%d", out, time.Now().UnixNano())
-	if err := os.Rename(out, old); err != nil {
-		return fmt.Errorf("model output folder %s: replacing the stale build: %w", out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("model output folder %s: %w", out, err)
-	}
-	return os.RemoveAll(old)
+	return fmt.Errorf("model output folder %s: %w", out, err)
 }
 
 // staleAfter is how old a leftover temporary or replaced folder must be
