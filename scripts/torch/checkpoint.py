@@ -1,7 +1,7 @@
 """Random-weight SigLIP checkpoints saved by transformers itself, and
 PyTorch's probabilities on them: the reference side of infer/convert's tests.
 
-  checkpoint.py make OUT --shape small|so400m|siglip2 --reference DIR [--dtypes fp32,fp16,bf16] [--seed N] [--layers N]
+  checkpoint.py make OUT --shape small|small-gelu|so400m|siglip2 --reference DIR [--dtypes fp32,fp16,bf16] [--seed N] [--layers N]
       writes OUT/<dtype>/ for each dtype: SiglipModel.save_pretrained (safetensors in that
       dtype, the same random weights rounded; so400m's fp32 in shards with
       model.safetensors.index.json), preprocessor_config.json, and the tokenizer
@@ -46,6 +46,15 @@ SHAPES = {
         text=dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_hidden_layers=2,
                   projection_size=96),
         resample=3, google_style=False, logit_scale=3.0, logit_bias=2.0, gain=3.0),
+    # small with the erf GELU ("gelu") that siglipd also builds.
+    "small-gelu": dict(
+        vision=dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_hidden_layers=2,
+                    image_size=224, patch_size=16, hidden_act="gelu"),
+        text=dict(hidden_size=64, intermediate_size=160, num_attention_heads=4, num_hidden_layers=2,
+                  projection_size=96, hidden_act="gelu"),
+        # A larger logit scale than small's: the tanh and erf GELUs differ by
+        # less than 1e-3, and the test must tell them apart.
+        resample=3, google_style=False, logit_scale=4.0, logit_bias=6.0, gain=3.0),
     "so400m": dict(
         vision=dict(hidden_size=1152, intermediate_size=4304, num_attention_heads=16, num_hidden_layers=1,
                     image_size=384, patch_size=14),
