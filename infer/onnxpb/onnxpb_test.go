@@ -226,3 +226,62 @@ func TestParameterCount(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteFileExternal: a model over the threshold keeps its big
+// initializers in <file>_data, page-aligned, and a reader (ours here, ONNX
+// Runtime in infer/convert's tests) finds them through the location
+// entries; small ones stay inline; Load runs at write time.
+func TestWriteFileExternal(t *testing.T) {
+	big := make([]float32, 3000)
+	for i := range big {
+		big[i] = float32(i) / 7
+	}
+	loads := 0
+	m := &Model{Opset: 17, Imports: []OpsetID{{Domain: "com.microsoft", Version: 1}}, Graph: Graph{
+		Name:  "g",
+		Nodes: []Node{{Op: "FastGelu", Domain: "com.microsoft", Inputs: []string{"x", "big"}, Outputs: []string{"y"}}},
+		Initializers: []Tensor{
+			{Name: "big", DataType: Float, Dims: []int64{3000}, Load: func() ([]byte, error) { loads++; return f32(big...), nil }},
+			FloatTensor("logit_scale", []int64{1}, []float32{4.5}),
+			{Name: "big2", DataType: Float, Dims: []int64{3000}, Load: func() ([]byte, error) { loads++; return f32(big...), nil }},
+		},
+	}}
+	for _, tc := range []struct {
+		name     string
+		over     int64
+		external bool
+	}{{"inline", -1, false}, {"external", 1000, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			loads = 0
+			for i := range m.Graph.Initializers {
+				m.Graph.Initializers[i].External = nil
+			}
+			path := filepath.Join(t.TempDir(), "m.onnx")
+			written, err := m.WriteFile(path, tc.over)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loads != 2 {
+				t.Errorf("Load ran %d times, want once per lazy tensor", loads)
+			}
+			data, statErr := os.Stat(path + "_data")
+			if tc.external != (statErr == nil) || len(written) != map[bool]int{false: 1, true: 2}[tc.external] {
+				t.Fatalf("external data file: %v, written %v", statErr, written)
+			}
+			if tc.external && data.Size() != 3*4096+12000 {
+				t.Errorf("data file is %d bytes, want two 12000-byte tensors, the second at the next page, 12288", data.Size())
+			}
+			vals, err := ReadInitializers(path, "big", "big2", "logit_scale")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(vals["big2"]) != 3000 || vals["big2"][2999] != float64(big[2999]) || vals["logit_scale"][0] != 4.5 {
+				t.Errorf("read back: big2 %d values, logit_scale %v", len(vals["big2"]), vals["logit_scale"])
+			}
+			raw, _ := os.ReadFile(path)
+			if !bytes.Contains(raw, []byte("com.microsoft")) {
+				t.Error("the contrib domain is not in the file")
+			}
+		})
+	}
+}

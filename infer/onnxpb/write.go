@@ -1,7 +1,9 @@
 // Package onnxpb reads and writes the small part of the ONNX protobuf format
 // siglipd needs, without generated code or a protobuf runtime:
 //
-//   - Graph / Model build and serialize a model (the test-model generator);
+//   - Graph / Model build and serialize a model (infer/convert's graphs and
+//     the test models), with ONNX Runtime's contrib-operator domain and, for
+//     models over protobuf's 2 GB limit, external data (external.go);
 //   - ReadInitializers finds named initializers (logit_scale, logit_bias) in a
 //     model file by streaming through it, so an 800 MB model.onnx is never
 //     loaded into memory;
@@ -44,6 +46,12 @@ type Tensor struct {
 	DataType int
 	Dims     []int64
 	Raw      []byte
+	// Load, when Raw is nil, produces the bytes at write time, so a
+	// multi-gigabyte model is never held in memory whole (external.go).
+	Load func() ([]byte, error)
+	// External, when set, says the bytes live in an external data file
+	// (written by WriteExternal) and Raw is not serialized.
+	External *External
 }
 
 // FloatTensor makes a float32 tensor.
@@ -83,9 +91,11 @@ func AttrString(name string, v string) Attr     { return Attr{Name: name, String
 func AttrTensor(name string, t Tensor) Attr     { return Attr{Name: name, Tensor: &t} }
 func AttrFloats(name string, v ...float32) Attr { return Attr{Name: name, Floats: v} }
 
-// Node is one operator.
+// Node is one operator. Domain is "" for standard ONNX operators and
+// "com.microsoft" for ONNX Runtime's contrib operators.
 type Node struct {
 	Op      string
+	Domain  string
 	Name    string
 	Inputs  []string
 	Outputs []string
@@ -114,11 +124,19 @@ type Graph struct {
 	Outputs      []ValueInfo
 }
 
-// Model is an ONNX model with one graph in the default domain.
+// Model is an ONNX model with one graph. Opset is the default domain's
+// version; Imports adds other domains a node names (com.microsoft).
 type Model struct {
 	Opset    int64
+	Imports  []OpsetID
 	Producer string
 	Graph    Graph
+}
+
+// OpsetID is an operator set other than the default one.
+type OpsetID struct {
+	Domain  string
+	Version int64
 }
 
 // IRVersion 8 goes with opset 17, the opset the generator uses (it has
@@ -137,7 +155,17 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	opset = protowire.AppendTag(opset, 2, protowire.VarintType)
 	opset = protowire.AppendVarint(opset, uint64(m.Opset))
 	head = appendMessage(head, 8, opset)
-	graph := m.Graph.marshal()
+	for _, imp := range m.Imports {
+		var o []byte
+		o = appendString(o, 1, imp.Domain)
+		o = protowire.AppendTag(o, 2, protowire.VarintType)
+		o = protowire.AppendVarint(o, uint64(imp.Version))
+		head = appendMessage(head, 8, o)
+	}
+	graph, err := m.Graph.marshal()
+	if err != nil {
+		return 0, err
+	}
 	head = protowire.AppendTag(head, 7, protowire.BytesType)
 	head = protowire.AppendVarint(head, uint64(len(graph)))
 	var total int64
@@ -161,12 +189,12 @@ func appendMessage(b []byte, field protowire.Number, msg []byte) []byte {
 	return protowire.AppendBytes(b, msg)
 }
 
-func (g *Graph) marshal() []byte {
+func (g *Graph) marshal() ([]byte, error) {
 	// Weights are nearly all of a graph's bytes: size the buffer for them up
 	// front instead of letting append copy hundreds of megabytes as it grows.
 	size := 1 << 16
 	for i := range g.Initializers {
-		size += len(g.Initializers[i].Raw) + 64 + len(g.Initializers[i].Name)
+		size += int(g.Initializers[i].inlineSize()) + 64 + len(g.Initializers[i].Name)
 	}
 	b := make([]byte, 0, size)
 	for i := range g.Nodes {
@@ -174,7 +202,10 @@ func (g *Graph) marshal() []byte {
 	}
 	b = appendString(b, 2, g.Name)
 	for i := range g.Initializers {
-		b = g.Initializers[i].appendTo(b)
+		var err error
+		if b, err = g.Initializers[i].appendTo(b); err != nil {
+			return nil, err
+		}
 	}
 	for _, in := range g.Inputs {
 		b = appendMessage(b, 11, in.marshal())
@@ -182,7 +213,7 @@ func (g *Graph) marshal() []byte {
 	for _, out := range g.Outputs {
 		b = appendMessage(b, 12, out.marshal())
 	}
-	return b
+	return b, nil
 }
 
 func (n *Node) marshal() []byte {
@@ -199,6 +230,9 @@ func (n *Node) marshal() []byte {
 	b = appendString(b, 4, n.Op)
 	for _, a := range n.Attrs {
 		b = appendMessage(b, 5, a.marshal())
+	}
+	if n.Domain != "" {
+		b = appendString(b, 7, n.Domain)
 	}
 	return b
 }
@@ -255,13 +289,21 @@ func (a *Attr) marshal() []byte {
 
 // appendTo appends the tensor as GraphProto.initializer (field 5) without
 // building it in a separate buffer first.
-func (t *Tensor) appendTo(b []byte) []byte {
+func (t *Tensor) appendTo(b []byte) ([]byte, error) {
 	body := t.header()
+	if t.External != nil {
+		body = t.External.appendTo(body)
+		return appendMessage(b, 5, body), nil
+	}
+	raw, err := t.bytes()
+	if err != nil {
+		return nil, err
+	}
 	b = protowire.AppendTag(b, 5, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(len(body)+protowire.SizeTag(9)+protowire.SizeBytes(len(t.Raw))))
+	b = protowire.AppendVarint(b, uint64(len(body)+protowire.SizeTag(9)+protowire.SizeBytes(len(raw))))
 	b = append(b, body...)
 	b = protowire.AppendTag(b, 9, protowire.BytesType)
-	return protowire.AppendBytes(b, t.Raw)
+	return protowire.AppendBytes(b, raw), nil
 }
 
 func (t *Tensor) marshal() []byte {

@@ -72,8 +72,8 @@ func colourModels(s Spec, tok tokenizerInfo) (vision, text, full *onnxpb.Model, 
 	vb.named("last_hidden_state")
 	vb.op("Identity", []string{imgEmb})
 	vb.named("pooler_output")
-	vb.g.Inputs = []onnxpb.ValueInfo{pixelInput(s.ImageSize, "batch_size")}
-	vb.g.Outputs = []onnxpb.ValueInfo{
+	vb.Graph().Inputs = []onnxpb.ValueInfo{pixelInput(s.ImageSize, "batch_size")}
+	vb.Graph().Outputs = []onnxpb.ValueInfo{
 		output("last_hidden_state", batchDim, onnxpb.Dim{Value: 1}, onnxpb.Dim{Value: colourDim}),
 		output("pooler_output", batchDim, onnxpb.Dim{Value: colourDim}),
 	}
@@ -84,8 +84,8 @@ func colourModels(s Spec, tok tokenizerInfo) (vision, text, full *onnxpb.Model, 
 	tb.named("last_hidden_state")
 	tb.op("Identity", []string{txtEmb})
 	tb.named("pooler_output")
-	tb.g.Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
-	tb.g.Outputs = []onnxpb.ValueInfo{
+	tb.Graph().Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
+	tb.Graph().Outputs = []onnxpb.ValueInfo{
 		output("last_hidden_state", batchDim, seqDim, onnxpb.Dim{Value: colourDim}),
 		output("pooler_output", batchDim, onnxpb.Dim{Value: colourDim}),
 	}
@@ -94,8 +94,8 @@ func colourModels(s Spec, tok tokenizerInfo) (vision, text, full *onnxpb.Model, 
 	_, t := fb.colourText("input_ids")
 	i := fb.colourVision("pixel_values")
 	fb.logits(t, i)
-	fb.g.Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
-	fb.g.Outputs = fullOutputs(colourDim)
+	fb.Graph().Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
+	fb.Graph().Outputs = fullOutputs(colourDim)
 	return vb.model(), tb.model(), fb.model(), nil
 }
 

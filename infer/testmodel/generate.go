@@ -20,13 +20,13 @@
 package testmodel
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 
+	"github.com/siglipd/siglipd/infer/convert"
 	"github.com/siglipd/siglipd/infer/onnxpb"
 )
 
@@ -99,7 +99,7 @@ func Generate(opts Options) error {
 		}
 	} else {
 		weights = siglipParams(spec, tok.vocabSize)
-		vision, text, full = siglipModels(spec, weights)
+		vision, text, full = siglipModels(spec, weights, tok.vocabSize)
 	}
 	for name, m := range map[string]*onnxpb.Model{"vision_model.onnx": vision, "text_model.onnx": text, "model.onnx": full} {
 		if err := writeModel(filepath.Join(opts.OutDir, "onnx", name), m); err != nil {
@@ -110,7 +110,7 @@ func Generate(opts Options) error {
 		if weights == nil {
 			return fmt.Errorf("preset %s has no float16 variant", spec.Preset)
 		}
-		v16, t16 := fp16Towers(spec, weights)
+		v16, t16 := fp16Towers(spec, weights, tok.vocabSize)
 		for name, m := range map[string]*onnxpb.Model{"vision_model_fp16.onnx": v16, "text_model_fp16.onnx": t16} {
 			if err := writeModel(filepath.Join(opts.OutDir, "onnx", name), m); err != nil {
 				return err
@@ -132,34 +132,32 @@ func Generate(opts Options) error {
 }
 
 // siglipModels builds the three graphs of the Xenova export from one set of
-// weights: each tower alone, and both with the logits head (model.onnx).
-func siglipModels(s Spec, w *params) (vision, text, full *onnxpb.Model) {
-	vb := newBuilder("siglip_vision", w)
-	last, pooled := vb.visionTower("pixel_values", s.Vision, s.PatchSize)
-	vb.g.Inputs = []onnxpb.ValueInfo{pixelInput(s.ImageSize, "batch_size")}
-	vb.g.Outputs = towerOutputs(vb, last, pooled, s.Vision.Hidden, onnxpb.Dim{Param: "num_patches"})
-
-	tb := newBuilder("siglip_text", w)
-	last, pooled = tb.textTower("input_ids", s.Text)
-	tb.g.Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
-	tb.g.Outputs = towerOutputs(tb, last, pooled, s.Vision.Hidden, seqDim)
-
+// weights: each tower alone (infer/convert's plain graphs, as siglipd
+// builds them from a checkpoint), and both with the logits head
+// (model.onnx, the combined graph transformers.js runs).
+func siglipModels(s Spec, w *params, vocab int) (vision, text, full *onnxpb.Model) {
+	cfg := s.config(vocab)
+	vision, text, err := convert.Towers(cfg, w, convert.GraphOptions{}, producer)
+	if err != nil {
+		panic(fmt.Sprintf("testmodel: %v", err))
+	}
 	fb := newBuilder("siglip", w)
-	fb.prefix = "text/"
-	_, textPooled := fb.textTower("input_ids", s.Text)
-	fb.prefix = "vision/"
-	_, imagePooled := fb.visionTower("pixel_values", s.Vision, s.PatchSize)
-	fb.prefix = ""
+	fb.Prefix = "text/"
+	_, textPooled := fb.TextTower("input_ids", cfg)
+	fb.Prefix = "vision/"
+	_, imagePooled := fb.VisionTower("pixel_values", cfg)
+	fb.Prefix = ""
 	fb.logits(textPooled, imagePooled)
-	fb.g.Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
-	fb.g.Outputs = fullOutputs(s.Vision.Hidden)
-	return vb.model(), tb.model(), fb.model()
+	fb.Graph().Inputs = []onnxpb.ValueInfo{idsInput("text_batch_size"), pixelInput(s.ImageSize, "image_batch_size")}
+	fb.Graph().Outputs = fullOutputs(s.Vision.Hidden)
+	return vision, text, fb.model()
 }
 
 // fp16Towers are the towers with float16 inputs and outputs: a Cast after
 // pixel_values and before each output around the float32 graph.
-func fp16Towers(s Spec, w *params) (vision, text *onnxpb.Model) {
-	f16 := func(b *builder, name string, dims ...onnxpb.Dim) onnxpb.ValueInfo {
+func fp16Towers(s Spec, w *params, vocab int) (vision, text *onnxpb.Model) {
+	cfg := s.config(vocab)
+	f16 := func(name string, dims ...onnxpb.Dim) onnxpb.ValueInfo {
 		return onnxpb.ValueInfo{Name: name, ElemType: onnxpb.Float16, Shape: dims}
 	}
 	cast := func(b *builder, x string, to int64, name string) {
@@ -168,39 +166,27 @@ func fp16Towers(s Spec, w *params) (vision, text *onnxpb.Model) {
 	}
 	vb := newBuilder("siglip_vision_fp16", w)
 	cast(vb, "pixel_values", onnxpb.Float, "pixel_values_f32")
-	last, pooled := vb.visionTower("pixel_values_f32", s.Vision, s.PatchSize)
+	last, pooled := vb.VisionTower("pixel_values_f32", cfg)
 	cast(vb, last, onnxpb.Float16, "last_hidden_state")
 	cast(vb, pooled, onnxpb.Float16, "pooler_output")
 	in := pixelInput(s.ImageSize, "batch_size")
 	in.ElemType = onnxpb.Float16
-	vb.g.Inputs = []onnxpb.ValueInfo{in}
-	vb.g.Outputs = []onnxpb.ValueInfo{
-		f16(vb, "last_hidden_state", batchDim, onnxpb.Dim{Param: "num_patches"}, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
-		f16(vb, "pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+	vb.Graph().Inputs = []onnxpb.ValueInfo{in}
+	vb.Graph().Outputs = []onnxpb.ValueInfo{
+		f16("last_hidden_state", batchDim, onnxpb.Dim{Param: "num_patches"}, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+		f16("pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
 	}
 
 	tb := newBuilder("siglip_text_fp16", w)
-	last, pooled = tb.textTower("input_ids", s.Text)
+	last, pooled = tb.TextTower("input_ids", cfg)
 	cast(tb, last, onnxpb.Float16, "last_hidden_state")
 	cast(tb, pooled, onnxpb.Float16, "pooler_output")
-	tb.g.Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
-	tb.g.Outputs = []onnxpb.ValueInfo{
-		f16(tb, "last_hidden_state", batchDim, seqDim, onnxpb.Dim{Value: int64(s.Text.Hidden)}),
-		f16(tb, "pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
+	tb.Graph().Inputs = []onnxpb.ValueInfo{idsInput("batch_size")}
+	tb.Graph().Outputs = []onnxpb.ValueInfo{
+		f16("last_hidden_state", batchDim, seqDim, onnxpb.Dim{Value: int64(s.Text.Hidden)}),
+		f16("pooler_output", batchDim, onnxpb.Dim{Value: int64(s.Vision.Hidden)}),
 	}
 	return vb.model(), tb.model()
-}
-
-// towerOutputs names a tower's outputs as the Xenova exports do.
-func towerOutputs(b *builder, last, pooled string, dim int, tokens onnxpb.Dim) []onnxpb.ValueInfo {
-	b.op("Identity", []string{last})
-	b.named("last_hidden_state")
-	b.op("Identity", []string{pooled})
-	b.named("pooler_output")
-	return []onnxpb.ValueInfo{
-		output("last_hidden_state", batchDim, tokens, onnxpb.Dim{Param: "hidden"}),
-		output("pooler_output", batchDim, onnxpb.Dim{Value: int64(dim)}),
-	}
 }
 
 func fullOutputs(dim int) []onnxpb.ValueInfo {
@@ -214,20 +200,8 @@ func fullOutputs(dim int) []onnxpb.ValueInfo {
 }
 
 func writeModel(path string, m *onnxpb.Model) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	if _, err := m.WriteTo(w); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
+	_, err := m.WriteFile(path, -1)
+	return err
 }
 
 func writeJSON(path string, v any) error {

@@ -35,6 +35,23 @@ type params struct {
 	m    map[string]*param
 }
 
+// Shape and Float32 make params the weights infer/convert builds from.
+func (p *params) Shape(name string) ([]int64, bool) {
+	w, ok := p.m[name]
+	if !ok {
+		return nil, false
+	}
+	return w.dims, true
+}
+
+func (p *params) Float32(name string) ([]float32, error) {
+	w, ok := p.m[name]
+	if !ok {
+		return nil, fmt.Errorf("no parameter %q", name)
+	}
+	return w.data, nil
+}
+
 func (p *params) get(name string) *param {
 	w, ok := p.m[name]
 	if !ok {
@@ -128,6 +145,18 @@ func siglipParams(s Spec, vocab int) *params {
 	p.normal("vision_model.head.probe", 0, 1, 1, 1, int64(v.Hidden))
 	for _, proj := range []string{"q", "k", "v", "out_proj"} {
 		p.linear("vision_model.head.attention."+proj, v.Hidden, v.Hidden)
+	}
+	// torch.nn.MultiheadAttention keeps q, k and v as the rows of one
+	// in_proj matrix, as transformers saves them; each is drawn under its
+	// own name first, so the values do not depend on the packing.
+	const head = "vision_model.head.attention."
+	for _, kind := range []string{"weight", "bias"} {
+		q, k, vv := p.get(head+"q."+kind), p.get(head+"k."+kind), p.get(head+"v."+kind)
+		dims := append([]int64{q.dims[0] * 3}, q.dims[1:]...)
+		p.set(head+"in_proj_"+kind, append(append(append([]float32{}, q.data...), k.data...), vv.data...), dims...)
+		for _, x := range []string{"q.", "k.", "v."} {
+			delete(p.m, head+x+kind)
+		}
 	}
 	p.layerNorm("vision_model.head.layernorm", v.Hidden)
 	p.linear("vision_model.head.mlp.fc1", v.Hidden, v.MLP)

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"strings"
 )
 
 // writeSafetensors writes the weights under transformers' SiglipModel
-// state-dict names. The pooling head's q/k/v projections are stored
-// separately here but as one in_proj matrix in torch.nn.MultiheadAttention.
+// state-dict names (the pooling head's q/k/v already packed as in_proj).
 func writeSafetensors(path string, w *params) error {
 	type entry struct {
 		name string
@@ -19,19 +17,9 @@ func writeSafetensors(path string, w *params) error {
 		data []float32
 	}
 	var entries []entry
-	const head = "vision_model.head.attention."
 	for _, name := range w.names() {
-		if rest, ok := strings.CutPrefix(name, head); ok && (strings.HasPrefix(rest, "q.") || strings.HasPrefix(rest, "k.") || strings.HasPrefix(rest, "v.")) {
-			continue
-		}
 		p := w.get(name)
 		entries = append(entries, entry{name, p.dims, p.data})
-	}
-	for _, kind := range []string{"weight", "bias"} {
-		q, k, v := w.get(head+"q."+kind), w.get(head+"k."+kind), w.get(head+"v."+kind)
-		dims := append([]int64{q.dims[0] * 3}, q.dims[1:]...)
-		data := append(append(append([]float32{}, q.data...), k.data...), v.data...)
-		entries = append(entries, entry{head + "in_proj_" + kind, dims, data})
 	}
 
 	header := map[string]any{"__metadata__": map[string]string{"format": "pt"}}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -46,6 +47,12 @@ type benchRow struct {
 	RemoteImagesPerSec float64 `json:"remote_images_per_s,omitempty"`
 	SiglipdMSPerBatch  float64 `json:"siglipd_ms_per_batch,omitempty"`
 	RemoteMSPerBatch   float64 `json:"remote_ms_per_batch,omitempty"`
+	// With --compare: a bare ONNX Runtime session on another vision tower
+	// of the same model (e.g. the exporter's graph of the weights siglipd
+	// built its own from), fed the same tensor as "raw", in the same
+	// rounds.
+	CompareImagesPerSec  float64 `json:"compare_images_per_s,omitempty"`
+	CompareCPUPerImageMS float64 `json:"compare_cpu_ms_per_image,omitempty"`
 }
 
 // benchReport is `siglipd bench --json`.
@@ -61,7 +68,8 @@ type benchReport struct {
 	ImageWidth  int        `json:"image_width"`
 	ImageHeight int        `json:"image_height"`
 	Runs        int        `json:"runs"`
-	Remote      string     `json:"remote,omitempty"` // the --remote server
+	Remote      string     `json:"remote,omitempty"`  // the --remote server
+	Compare     string     `json:"compare,omitempty"` // the --compare vision tower
 	Rows        []benchRow `json:"rows"`
 }
 
@@ -83,13 +91,15 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	remote := fs.String("remote", "", "also time the remote backend: an Open Inference Protocol server's gRPC URL, grpc://host:port, serving the variant's towers")
 	visionModel := fs.String("vision-model", "siglip_vision", "with --remote: the served vision tower")
 	textModel := fs.String("text-model", "siglip_text", "with --remote: the served text tower")
+	compare := fs.String("compare", "", "also time a bare ONNX Runtime session on another vision tower of the same model, in the same rounds as raw:\n"+
+		"an .onnx file or a model folder (its onnx/vision_model.onnx), e.g. the exporter's graph of the checkpoint siglipd built its own from")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "siglipd bench: %v (see siglipd bench --help)\n", err)
 		return exitUsage
 	}
 	if *help {
-		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--variant all] [--batch 1,4,8] [--runs N] [--frame WxH] [--remote grpc://HOST:PORT] [--json]\n\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: siglipd bench --model DIR [--variant all] [--batch 1,4,8] [--runs N] [--frame WxH] [--remote grpc://HOST:PORT] [--compare FILE|DIR] [--json]\n\n%s", fs.FlagUsages())
 		return exitOK
 	}
 	var w, h int
@@ -120,15 +130,23 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			variants = []string{"fp32"} // let open name what is missing
 		}
 	}
+	if *compare != "" {
+		if st, err := os.Stat(*compare); err != nil {
+			fmt.Fprintf(stderr, "siglipd bench: --compare %s: %v\n", *compare, err)
+			return exitUsage
+		} else if st.IsDir() {
+			*compare = filepath.Join(*compare, "onnx", "vision_model.onnx")
+		}
+	}
 	rep := benchReport{Model: mf.dir, CPU: cpuModel(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
-		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote}
+		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote, Compare: *compare}
 	for _, v := range variants {
 		mf.variant = v
 		if err := mf.usage(); err != nil {
 			fmt.Fprintf(stderr, "siglipd bench: %v\n", err)
 			return exitUsage
 		}
-		rows, err := benchVariant(&mf, &rep, *batches, *runs, remoteOpts)
+		rows, err := benchVariant(&mf, &rep, *batches, *runs, remoteOpts, *compare)
 		if err != nil {
 			fmt.Fprintf(stderr, "siglipd bench: %s: %v\n", v, err)
 			return exitFailure
@@ -161,6 +179,15 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 				r.RemoteImagesPerSec, r.RemoteImagesPerSec/r.SiglipdImagesPerSec, r.SiglipdMSPerBatch, r.RemoteMSPerBatch)
 		}
 	}
+	if rep.Compare != "" {
+		fmt.Fprintf(stdout, "\nraw sessions on the model's vision tower and on %s, same tensor, alternating rounds:\n", rep.Compare)
+		fmt.Fprintf(stdout, "%-10s %5s %12s %14s %9s %12s %14s\n", "variant", "batch", "raw img/s", "compare img/s",
+			"raw/cmp", "CPU ms/img", "cmp CPU ms/img")
+		for _, r := range rep.Rows {
+			fmt.Fprintf(stdout, "%-10s %5d %12.2f %14.2f %8.3f× %12.1f %14.1f\n", r.Variant, r.Batch, r.RawImagesPerSec,
+				r.CompareImagesPerSec, r.RawImagesPerSec/r.CompareImagesPerSec, r.RawCPUPerImageMS, r.CompareCPUPerImageMS)
+		}
+	}
 	fmt.Fprintf(stdout, "\nraw: a bare ONNX Runtime session fed a ready tensor; siglipd: frames at %dx%d through siglipd's path;\n"+
 		"%dx%d: camera frames resized first. CPU ms/img: the raw session's process CPU time per image.\n",
 		rep.ImageWidth, rep.ImageHeight, w, h)
@@ -185,7 +212,7 @@ func presentVariants(dir string) []string {
 	return out
 }
 
-func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, remote *infer.Remote) ([]benchRow, error) {
+func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, remote *infer.Remote, compare string) ([]benchRow, error) {
 	m, err := mf.open("")
 	if err != nil {
 		return nil, err
@@ -210,6 +237,13 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 		return nil, err
 	}
 	defer raw.close()
+	var cmp *rawVision
+	if compare != "" {
+		if cmp, err = newRawVision(compare, mf.threads); err != nil {
+			return nil, fmt.Errorf("--compare: %w", err)
+		}
+		defer cmp.close()
+	}
 	small := structured(info.ImageWidth, info.ImageHeight)
 	big := structured(rep.FrameWidth, rep.FrameHeight)
 	var rows []benchRow
@@ -223,10 +257,16 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 			func() error { _, err := m.EmbedImages(smalls); return err },
 			func() error { _, err := m.EmbedImages(bigs); return err },
 		}
+		remoteAt, compareAt := -1, -1
 		if rm != nil {
+			remoteAt = len(paths)
 			paths = append(paths, func() error { _, err := rm.EmbedImages(smalls); return err })
 		}
-		var wall, cpu [4]time.Duration
+		if cmp != nil {
+			compareAt = len(paths)
+			paths = append(paths, func() error { return cmp.run(n, info.ImageHeight, info.ImageWidth) })
+		}
+		wall, cpu := make([]time.Duration, len(paths)), make([]time.Duration, len(paths))
 		for round := -1; round < runs; round++ { // round -1 warms up
 			for i, p := range paths {
 				c0, t0 := processCPU(), time.Now()
@@ -245,10 +285,13 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 		row := benchRow{Variant: mf.variant, Batch: n,
 			RawImagesPerSec: perSec(0), SiglipdImagesPerSec: perSec(1), FrameImagesPerSec: perSec(2),
 			RawCPUPerImageMS: cpuMS(0), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)}
-		if rm != nil {
+		if remoteAt >= 0 {
 			perBatch := func(i int) float64 { return float64(wall[i].Microseconds()) / 1000 / float64(runs) }
-			row.RemoteImagesPerSec = perSec(3)
-			row.SiglipdMSPerBatch, row.RemoteMSPerBatch = perBatch(1), perBatch(3)
+			row.RemoteImagesPerSec = perSec(remoteAt)
+			row.SiglipdMSPerBatch, row.RemoteMSPerBatch = perBatch(1), perBatch(remoteAt)
+		}
+		if compareAt >= 0 {
+			row.CompareImagesPerSec, row.CompareCPUPerImageMS = perSec(compareAt), cpuMS(compareAt)
 		}
 		rows = append(rows, row)
 	}

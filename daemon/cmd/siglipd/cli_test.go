@@ -461,7 +461,8 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 }
 
 // TestBench: `siglipd bench` measures both paths on every variant in the
-// folder, and a variant the folder lacks is an error naming the file.
+// folder (and --compare's tower), and a variant the folder lacks is an
+// error naming the file.
 func TestBench(t *testing.T) {
 	lib := testenv.ORTLib(t)
 	model := testenv.Model(t, "tiny")
@@ -494,6 +495,28 @@ func TestBench(t *testing.T) {
 	_, stderr, code = run(t, env, "bench", "--model", model, "--variant", "quantized", "--runs", "1")
 	if want := filepath.Join(model, "onnx", "vision_model_quantized.onnx"); code != exitFailure || !strings.Contains(stderr, want) {
 		t.Errorf("missing variant: exit %d, stderr %q; want exit 1 naming %s", code, stderr, want)
+	}
+
+	// --compare times a second vision tower in the same rounds; a folder
+	// means its onnx/vision_model.onnx.
+	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1", "--runs", "2", "--compare", model, "--json")
+	if code != exitOK {
+		t.Fatalf("--compare: exit %d: %s", code, stderr)
+	}
+	rep = benchReport{}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--compare --json output: %v\n%s", err, stdout)
+	}
+	if rep.Compare != filepath.Join(model, "onnx", "vision_model.onnx") || len(rep.Rows) != 1 || !(rep.Rows[0].CompareImagesPerSec > 0) {
+		t.Errorf("--compare report: %+v", rep)
+	}
+	stdout, _, code = run(t, env, "bench", "--model", model, "--batch", "1", "--runs", "1", "--compare", model)
+	if code != exitOK || !strings.Contains(stdout, "compare img/s") {
+		t.Errorf("--compare text table: exit %d, stdout %q", code, stdout)
+	}
+	_, stderr, code = run(t, env, "bench", "--model", model, "--compare", filepath.Join(model, "nothing.onnx"))
+	if code != exitUsage || !strings.Contains(stderr, "nothing.onnx") {
+		t.Errorf("--compare of a missing file: exit %d, stderr %q", code, stderr)
 	}
 
 	// --remote times the same frames with the towers on a real server.
