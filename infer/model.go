@@ -59,6 +59,9 @@ type Options struct {
 	Resize  string
 	Library LibraryChoice
 	Logger  *slog.Logger
+	// StateDir is where a checkpoint's towers are built when its own
+	// folder cannot be written (convert.Ensure); "" means nowhere else.
+	StateDir string
 	// Remote, when set, runs the towers on an inference server instead of
 	// ONNX Runtime here; Device, Threads, GraphOptimization and Library
 	// are then unused, and the model folder needs no tower files.
@@ -160,6 +163,13 @@ func (m *Model) Close() error {
 // parameters. It is --check's view of the model folder, and says what the
 // folder holds.
 func Check(opts Options) (Description, error) {
+	if files, err := findModelFiles(opts.Dir, opts.Suffix, opts.Remote == nil); err == nil && files.Layout == LayoutCheckpoint {
+		built, d, err := checkCheckpoint(files, opts)
+		if err != nil || built == "" {
+			return d, err
+		}
+		opts.Dir, opts.Suffix = built, ""
+	}
 	m, _, err := prepare(opts)
 	if err != nil {
 		return Description{}, err
@@ -181,7 +191,7 @@ func prepare(opts Options) (*Model, modelConfig, error) {
 	}
 	files, err := findModelFiles(opts.Dir, opts.Suffix, opts.Remote == nil)
 	if err == nil && files.Layout == LayoutCheckpoint {
-		files, err = fromCheckpoint(files)
+		files, err = fromCheckpoint(files, opts)
 	}
 	if err != nil {
 		return nil, modelConfig{}, err

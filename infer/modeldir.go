@@ -1,11 +1,17 @@
 package infer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/siglipd/siglipd/infer/convert"
+	"github.com/siglipd/siglipd/infer/tokenizer"
 )
 
 // Layout is how a model folder holds a SigLIP model.
@@ -155,12 +161,76 @@ func detectLayout(f ModelFiles, suffix string, towers bool) (Layout, error) {
 }
 
 // fromCheckpoint turns a folder in the checkpoint layout into the model
-// files siglipd runs. It is the one place where the checkpoint layout
-// meets the rest of infer: building ONNX towers from it is infer/convert's
-// work, not wired in yet.
-func fromCheckpoint(f ModelFiles) (ModelFiles, error) {
-	return ModelFiles{}, fmt.Errorf("model folder %s: a transformers checkpoint (%s), the checkpoint layout: not supported yet; "+
-		"use an ONNX export of the model (e.g. onnx-community/siglip-so400m-patch14-384-ONNX)", f.Dir, filepath.Base(checkpointWeights(f.Dir)))
+// files siglipd runs: the ONNX towers infer/convert builds from it, once,
+// next to it (convert.OutputDir) and reused after. It is the one place
+// where the checkpoint layout meets the rest of infer.
+func fromCheckpoint(f ModelFiles, opts Options) (ModelFiles, error) {
+	if err := checkpointVariant(f, opts.Suffix); err != nil {
+		return ModelFiles{}, err
+	}
+	start := time.Now()
+	res, err := convert.Ensure(f.Dir, opts.StateDir, convertOptions(opts))
+	if err != nil {
+		return ModelFiles{}, err
+	}
+	if !res.Reused {
+		opts.Logger.Info("built ONNX towers from the checkpoint; later starts reuse them", "checkpoint", f.Dir,
+			"folder", res.Dir, "parameters", res.Params, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return findModelFiles(res.Dir, "", opts.Remote == nil)
+}
+
+// checkpointVariant refuses an ONNX variant for a checkpoint: its towers
+// are built in float32 whatever the weights' type on disk.
+func checkpointVariant(f ModelFiles, suffix string) error {
+	if suffix == "" {
+		return nil
+	}
+	return fmt.Errorf("model folder %s: a transformers checkpoint, whose towers siglipd builds in float32; the variant %q "+
+		"names ONNX files it does not have: use variant fp32 (the default)", f.Dir, strings.TrimPrefix(suffix, "_"))
+}
+
+// convertOptions are the build options for opts: standard operators only
+// when another server runs the towers (the remote backend); spiece.model
+// read by siglipd's own SentencePiece reader.
+func convertOptions(opts Options) convert.Options {
+	return convert.Options{
+		Plain: opts.Remote != nil,
+		SentencePiece: func(spiece string) ([]byte, error) {
+			cfg := filepath.Join(filepath.Dir(spiece), "tokenizer_config.json")
+			if !fileExists(cfg) {
+				cfg = ""
+			}
+			return tokenizer.SentencePieceToJSON(spiece, cfg)
+		},
+	}
+}
+
+// checkCheckpoint is --check's view of a checkpoint: everything Build
+// checks, nothing written. Built already, the built folder is checked as
+// any other; not yet, the checkpoint's config and weights describe it.
+func checkCheckpoint(f ModelFiles, opts Options) (built string, d Description, err error) {
+	if err := checkpointVariant(f, opts.Suffix); err != nil {
+		return "", d, err
+	}
+	res, err := convert.Check(f.Dir, convertOptions(opts))
+	if err != nil {
+		return "", d, err
+	}
+	if res.Reused {
+		return res.Dir, d, nil
+	}
+	c := res.Config
+	d = Description{Family: "SigLIP", Size: sizeNames[c.Vision.Hidden], PatchSize: c.PatchSize,
+		ImageWidth: c.ImageWidth, ImageHeight: c.ImageHeight, Parameters: res.Params}
+	var tc struct {
+		Class string `json:"tokenizer_class"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(f.Dir, "tokenizer_config.json")); err == nil && json.Unmarshal(raw, &tc) == nil &&
+		strings.HasPrefix(tc.Class, "Gemma") {
+		d.Family = "SigLIP 2"
+	}
+	return "", d, nil
 }
 
 // checkpointWeights is the checkpoint's weights file: model.safetensors,

@@ -382,6 +382,30 @@ func OutputDir(src string) string {
 	return filepath.Join(abs, ".siglipd")
 }
 
+// Check does what Build does before it writes: it reads the checkpoint's
+// config, tokenizer and weight headers and checks every tensor against the
+// config. Result.Dir is OutputDir(src); Result.Reused says the folder there
+// is already built from this checkpoint. It writes nothing (--check).
+func Check(src string, opts Options) (Result, error) {
+	ck, err := readCheckpoint(src, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	want, err := makeStamp(ck, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, _, err := Towers(ck.config, ck.weights, GraphOptions{Fused: !opts.Plain}, Producer); err != nil {
+		return Result{}, err
+	}
+	if _, err := LogitsModel(ck.config, ck.weights, Producer); err != nil {
+		return Result{}, err
+	}
+	out := OutputDir(src)
+	have, ok := readStamp(out)
+	return Result{Dir: out, Params: want.Params, Config: ck.config, Reused: ok && have.matches(want)}, nil
+}
+
 // fallbackDir is the output folder under stateDir for a local checkpoint
 // whose own folder is read-only: named after the folder and a hash of its
 // path, so two checkpoints never share one.

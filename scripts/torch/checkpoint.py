@@ -5,7 +5,8 @@ PyTorch's probabilities on them: the reference side of infer/convert's tests.
       writes OUT/<dtype>/ for each dtype: SiglipModel.save_pretrained (safetensors in that
       dtype, the same random weights rounded; so400m's fp32 in shards with
       model.safetensors.index.json), preprocessor_config.json, and the tokenizer
-      files of DIR (a published SigLIP or SigLIP 2 repository's files). so400m and siglip2
+      files of DIR (a published SigLIP or SigLIP 2 repository's files, or a
+      SentencePiece spiece.model with its configs, as Google's SigLIP 1 repositories). so400m and siglip2
       get a config.json in Google's style: only the keys that differ from SiglipConfig's
       defaults, as google/siglip-so400m-patch14-384 and google/siglip2-base-patch16-224
       publish it, so loading it exercises transformers' defaults.
@@ -75,8 +76,12 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def make(args):
     shape = SHAPES[args.shape]
-    tok = json.load(open(os.path.join(args.reference, "tokenizer.json")))
-    vocab = len(tok["model"]["vocab"])
+    if os.path.exists(os.path.join(args.reference, "tokenizer.json")):
+        tok = json.load(open(os.path.join(args.reference, "tokenizer.json")))
+        vocab = len(tok["model"]["vocab"])
+    else:  # Google's SigLIP 1 repositories: only the SentencePiece model
+        import sentencepiece
+        vocab = sentencepiece.SentencePieceProcessor(model_file=os.path.join(args.reference, "spiece.model")).vocab_size()
     text = dict(shape["text"])
     text.setdefault("vocab_size", vocab)
     if text["vocab_size"] != vocab:
@@ -110,7 +115,7 @@ def make(args):
         shard = shape.get("shard_fp32") if name == "fp32" else None
         copy.deepcopy(model).to(DTYPES[name]).save_pretrained(out, safe_serialization=True, **({"max_shard_size": shard} if shard else {}))
         proc.save_pretrained(out)
-        for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        for f in ("tokenizer.json", "spiece.model", "tokenizer_config.json", "special_tokens_map.json"):
             if os.path.exists(os.path.join(args.reference, f)):
                 shutil.copyfile(os.path.join(args.reference, f), os.path.join(out, f))
         if shape["google_style"]:
