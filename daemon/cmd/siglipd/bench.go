@@ -167,6 +167,11 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %14s %12s\n", "variant", "batch", "raw img/s", "siglipd img/s",
 		"/raw", fmt.Sprintf("%dx%d fr/s", w, h), "CPU ms/img")
 	for _, r := range rep.Rows {
+		if r.RawImagesPerSec == 0 { // one graph of both towers: no tower file for a bare session
+			fmt.Fprintf(stdout, "%-10s %5d %12s %12.2f %9s %14.2f %12s\n", r.Variant, r.Batch, "-",
+				r.SiglipdImagesPerSec, "-", r.FrameImagesPerSec, "-")
+			continue
+		}
 		fmt.Fprintf(stdout, "%-10s %5d %12.2f %12.2f %8.2f× %14.2f %12.1f\n", r.Variant, r.Batch, r.RawImagesPerSec,
 			r.SiglipdImagesPerSec, r.SiglipdImagesPerSec/r.RawImagesPerSec, r.FrameImagesPerSec, r.RawCPUPerImageMS)
 	}
@@ -204,7 +209,8 @@ func presentVariants(dir string) []string {
 		if seen[suffix] {
 			continue
 		}
-		if _, err := infer.FindModelFiles(dir, suffix); err == nil {
+		// A checkpoint's towers are built in float32 only.
+		if f, err := infer.FindModelFiles(dir, suffix); err == nil && (f.Layout != infer.LayoutCheckpoint || suffix == "") {
 			out = append(out, v)
 			seen[suffix] = true
 		}
@@ -228,15 +234,24 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 	info := m.Info()
 	rep.Device, rep.ORTVersion = info.Device, ort.GetVersion()
 	rep.ImageWidth, rep.ImageHeight = info.ImageWidth, info.ImageHeight
-	files, err := infer.FindModelFiles(mf.dir, configs.Variants[mf.variant])
+	// The opened model's folder: for a checkpoint, the towers built from it.
+	suffix := configs.Variants[mf.variant]
+	if info.Dir != mf.dir {
+		suffix = ""
+	}
+	files, err := infer.FindModelFiles(info.Dir, suffix)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := newRawVision(files.Vision, mf.threads)
-	if err != nil {
-		return nil, err
+	// One graph of both towers has no vision tower file for a bare
+	// session; siglipd splits it in memory (its rows are still timed).
+	var raw *rawVision
+	if files.Vision != "" {
+		if raw, err = newRawVision(files.Vision, mf.threads); err != nil {
+			return nil, err
+		}
+		defer raw.close()
 	}
-	defer raw.close()
 	var cmp *rawVision
 	if compare != "" {
 		if cmp, err = newRawVision(compare, mf.threads); err != nil {
@@ -253,7 +268,12 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 		}
 		smalls, bigs := repeat(small, n), repeat(big, n)
 		paths := []func() error{
-			func() error { return raw.run(n, info.ImageHeight, info.ImageWidth) },
+			func() error {
+				if raw == nil {
+					return nil
+				}
+				return raw.run(n, info.ImageHeight, info.ImageWidth)
+			},
 			func() error { _, err := m.EmbedImages(smalls); return err },
 			func() error { _, err := m.EmbedImages(bigs); return err },
 		}
@@ -283,8 +303,10 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 		perSec := func(i int) float64 { return images / wall[i].Seconds() }
 		cpuMS := func(i int) float64 { return float64(cpu[i].Microseconds()) / 1000 / images }
 		row := benchRow{Variant: mf.variant, Batch: n,
-			RawImagesPerSec: perSec(0), SiglipdImagesPerSec: perSec(1), FrameImagesPerSec: perSec(2),
-			RawCPUPerImageMS: cpuMS(0), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)}
+			SiglipdImagesPerSec: perSec(1), FrameImagesPerSec: perSec(2), SiglipdCPUPerImageMS: cpuMS(1), FrameCPUPerImageMS: cpuMS(2)}
+		if raw != nil {
+			row.RawImagesPerSec, row.RawCPUPerImageMS = perSec(0), cpuMS(0)
+		}
 		if remoteAt >= 0 {
 			perBatch := func(i int) float64 { return float64(wall[i].Microseconds()) / 1000 / float64(runs) }
 			row.RemoteImagesPerSec = perSec(remoteAt)

@@ -542,3 +542,36 @@ func TestBench(t *testing.T) {
 		t.Errorf("--remote http://: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestBenchLayouts: `siglipd bench` on the other two layouts. One graph of
+// both towers has no tower file for a bare session (its raw column is
+// empty, siglipd's rows are timed); a checkpoint is timed on the towers
+// built from it, in float32 only.
+func TestBenchLayouts(t *testing.T) {
+	testenv.Integration(t)
+	env := []string{"SIGLIPD_ORT_LIB=" + testenv.ORTLib(t)}
+	combined, _ := testenv.TinyCombined(t)
+	checkpoint := testenv.GoogleCheckpoint(t, t.TempDir(), "small")
+	tests := []struct {
+		name, model string
+		raw         bool
+	}{
+		{"combined", combined, false},
+		{"checkpoint", checkpoint, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := run(t, env, "bench", "--model", tt.model, "--batch", "1", "--runs", "1", "--json")
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var rep benchReport
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("--json output: %v\n%s", err, stdout)
+			}
+			if len(rep.Rows) != 1 || rep.Rows[0].Variant != "fp32" || !(rep.Rows[0].SiglipdImagesPerSec > 0) || (rep.Rows[0].RawImagesPerSec > 0) != tt.raw {
+				t.Errorf("rows %+v: want one fp32 row, siglipd timed, raw timed: %v", rep.Rows, tt.raw)
+			}
+		})
+	}
+}
