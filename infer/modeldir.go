@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,4 +241,17 @@ func checkpointWeights(dir string) string {
 		return p
 	}
 	return filepath.Join(dir, "model.safetensors.index.json")
+}
+
+// BuildCheckpoint builds the ONNX towers of the model folder dir now, as
+// Open would at the first start, when dir is a transformers checkpoint
+// (siglipd pull does, so the daemon's first start does not wait for it).
+// It returns the towers' folder, or "" when dir is in another layout.
+func BuildCheckpoint(dir string, log *slog.Logger) (string, error) {
+	f, err := findModelFiles(dir, "", true)
+	if err != nil || f.Layout != LayoutCheckpoint {
+		return "", err
+	}
+	built, err := fromCheckpoint(f, Options{Logger: log})
+	return built.Dir, err
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/infer/hub"
 )
 
@@ -33,7 +34,10 @@ func pullMain(args []string, stdout, stderr io.Writer) int {
 
 Downloads a SigLIP model from the Hugging Face hub into the cache
 huggingface_hub uses (HF_HUB_CACHE, else $HF_HOME/hub, else
-~/.cache/huggingface/hub) and prints the folder that holds it. HF_ENDPOINT,
+~/.cache/huggingface/hub) and prints the folder that holds it. The
+repository may hold ONNX towers (Xenova/...), one ONNX graph of both
+towers (onnx-community/...) or a transformers checkpoint (google/...,
+whose ONNX towers siglipd builds once, next to it in the cache). HF_ENDPOINT,
 HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 
 %s`, fs.FlagUsages())
@@ -64,6 +68,14 @@ HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 	if err != nil {
 		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
 		return exitFailure
+	}
+	// A transformers checkpoint (Google's repositories): build its ONNX
+	// towers now, as the daemon would at its first start.
+	if built, err := infer.BuildCheckpoint(dir, logger); err != nil {
+		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
+		return exitFailure
+	} else if built != "" {
+		fmt.Fprintf(stderr, "siglipd pull: a transformers checkpoint; its ONNX towers are in %s\n", built)
 	}
 	fmt.Fprintln(stdout, dir)
 	return exitOK

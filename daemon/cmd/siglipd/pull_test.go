@@ -42,8 +42,9 @@ func TestPull(t *testing.T) {
 	if _, errOut, code := run(t, []string{"SIGLIPD_ORT_LIB=" + testenv.ORTLib(t)}, "--config", cfg, "--check"); code != exitOK {
 		t.Errorf("--check of the pulled folder: exit %d\n%s", code, errOut)
 	}
-	if _, errOut, code := run(t, checkEnv, "--config", idConfig, "--check"); code != exitOK || strings.Contains(errOut, "note:") {
-		t.Errorf("--check after the pull: exit %d, want 0 and no note:\n%s", code, errOut)
+	if _, errOut, code := run(t, checkEnv, "--config", idConfig, "--check"); code != exitOK || strings.Contains(errOut, "not in the model cache") ||
+		!strings.Contains(errOut, "note: model: SigLIP") {
+		t.Errorf("--check after the pull: exit %d, want 0, no download note, and what the model is:\n%s", code, errOut)
 	}
 	h.Requests()
 
@@ -79,5 +80,32 @@ func TestPull(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cache, ".locks")); err != nil {
 		t.Errorf("no .locks folder in the cache: %v", err)
+	}
+}
+
+// TestPullCheckpoint: pulling a repository in Google's layout downloads
+// the checkpoint and builds its towers; --check then describes the model
+// from the built towers, and a second pull builds nothing.
+func TestPullCheckpoint(t *testing.T) {
+	testenv.Integration(t)
+	h := testenv.StartHub(t)
+	commit := h.AddRepo(t, "google/siglip-small-test", testenv.GoogleCheckpoint(t, t.TempDir(), "small"), "")
+	cache := t.TempDir()
+	env := []string{"HF_ENDPOINT=" + h.URL, "HF_HUB_CACHE=" + cache, "HF_TOKEN=", "HF_HUB_OFFLINE=", "SIGLIPD_ORT_LIB=" + testenv.ORTLib(t)}
+	out, errOut, code := run(t, env, "pull", "google/siglip-small-test")
+	snapshot := filepath.Join(cache, "models--google--siglip-small-test", "snapshots", commit)
+	built := filepath.Join(cache, "models--google--siglip-small-test", "siglipd", commit)
+	if code != exitOK || strings.TrimSpace(out) != snapshot || !strings.Contains(errOut, "its ONNX towers are in "+built) {
+		t.Fatalf("pull: exit %d, stdout %q, want %q; stderr:\n%s", code, out, snapshot, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(built, "onnx", "vision_model.onnx")); err != nil {
+		t.Errorf("no vision tower built: %v", err)
+	}
+	cfg := writeConfig(t, "model:\n  id: google/siglip-small-test\ncameras:\n  - {name: door, url: /dev/video0, labels: [{name: person, threshold: 0.3}]}\n")
+	if _, errOut, code := run(t, env, "--config", cfg, "--check"); code != exitOK || !strings.Contains(errOut, "note: model: SigLIP, patch 16, 224x224 input") {
+		t.Errorf("--check after the pull: exit %d, want 0 and what the model is:\n%s", code, errOut)
+	}
+	if _, errOut, code := run(t, env, "pull", "google/siglip-small-test"); code != exitOK || strings.Contains(errOut, "built ONNX towers") {
+		t.Errorf("second pull: exit %d, built again:\n%s", code, errOut)
 	}
 }
