@@ -134,7 +134,7 @@ func ModelDir(ctx context.Context, cfg *configs.Config, client hub.Client, log *
 func hubModel(cfg *configs.Config) hub.Model {
 	m := cfg.Model
 	return hub.Model{ID: m.ID, Revision: m.Revision, Variant: m.Variant, Suffix: configs.Variants[m.Variant],
-		WithFull: m.LogitScale == nil || m.LogitBias == nil, NoTowers: cfg.Inference.Backend == "remote"}
+		WithFull: m.LogitScale == nil || m.LogitBias == nil, NoTowers: cfg.Inference.Backend == "remote", Check: infer.CheckConfig}
 }
 
 // modelOptions are infer's options for cfg's model in dir; the error is a

@@ -255,3 +255,12 @@ func BuildCheckpoint(dir string, log *slog.Logger) (string, error) {
 	built, err := fromCheckpoint(f, Options{Logger: log})
 	return built.Dir, err
 }
+
+// CheckConfig reads dir/config.json as Open would and says, in one
+// sentence, why it is not a model siglipd runs (a CLIP, a NaFlex SigLIP 2,
+// a lone tower); nil for a SigLIP. hub.Model.Check uses it to refuse a
+// repository before its weights are downloaded.
+func CheckConfig(dir string) error {
+	_, err := readModelConfig(filepath.Join(dir, "config.json"))
+	return err
+}

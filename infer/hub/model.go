@@ -31,6 +31,11 @@ type Model struct {
 	// runs them (the remote backend), and only the tokenizer, the
 	// preprocessor and the logit parameters are read here.
 	NoTowers bool
+	// Check, when set, is given the snapshot folder once config.json is in
+	// it, before any weights are fetched: a repository that is not a model
+	// siglipd runs (a CLIP, say) is then refused before its gigabytes are
+	// downloaded.
+	Check func(dir string) error
 }
 
 // The layouts ModelDir tells apart, by infer.Layout's names.
@@ -109,6 +114,11 @@ func (f *modelFetch) probe(file string) (bool, error) {
 func (f *modelFetch) run() (string, error) {
 	if err := f.fetch(commonFiles...); err != nil {
 		return "", err
+	}
+	if f.m.Check != nil {
+		if err := f.m.Check(f.dir); err != nil {
+			return "", fmt.Errorf("%s: %w", f.m.ID, err)
+		}
 	}
 	sfx := f.m.Suffix
 	vision, text, full := "onnx/vision_model"+sfx+".onnx", "onnx/text_model"+sfx+".onnx", "onnx/model"+sfx+".onnx"

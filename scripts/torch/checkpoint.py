@@ -56,6 +56,13 @@ SHAPES = {
         # A larger logit scale than small's: the tanh and erf GELUs differ by
         # less than 1e-3, and the test must tell them apart.
         resample=3, google_style=False, logit_scale=4.0, logit_bias=6.0, gain=3.0),
+    # google/siglip-base-patch16-224's dimensions (12 layers of width 768
+    # per tower), for benchmarks: its speed and memory are the real model's.
+    "base": dict(
+        vision=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                    image_size=224, patch_size=16),
+        text=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
+        resample=3, google_style=True, logit_scale=4.7, logit_bias=-12.9, gain=1.0),
     "so400m": dict(
         vision=dict(hidden_size=1152, intermediate_size=4304, num_attention_heads=16, num_hidden_layers=1,
                     image_size=384, patch_size=14),

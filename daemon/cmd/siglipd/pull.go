@@ -52,7 +52,7 @@ HF_TOKEN and HF_HUB_OFFLINE work as for huggingface_hub.
 		fmt.Fprintf(stderr, "siglipd pull: --variant %q: want fp32, fp16, quantized, q8, int8, uint8, q4 or bnb4\n", *variant)
 		return exitUsage
 	}
-	m := hub.Model{ID: fs.Arg(0), Revision: *revision, Variant: *variant, Suffix: suffix, WithFull: true}
+	m := hub.Model{ID: fs.Arg(0), Revision: *revision, Variant: *variant, Suffix: suffix, WithFull: true, Check: infer.CheckConfig}
 	if err := hub.CheckRepoID(m.ID); err != nil {
 		fmt.Fprintf(stderr, "siglipd pull: %v\n", err)
 		return exitUsage

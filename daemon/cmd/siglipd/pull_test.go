@@ -109,3 +109,37 @@ func TestPullCheckpoint(t *testing.T) {
 		t.Errorf("second pull: exit %d, built again:\n%s", code, errOut)
 	}
 }
+
+// TestPullNotSigLIP: a repository that is not a model siglipd runs is
+// refused in one sentence once its config.json is read, before any
+// weights are downloaded.
+func TestPullNotSigLIP(t *testing.T) {
+	h := testenv.StartHub(t)
+	tests := []struct {
+		id, config, want string
+	}{
+		{"openai/clip-vit-base-patch32", `{"model_type": "clip", "architectures": ["CLIPModel"]}`, "a CLIP model"},
+		{"google/siglip2-base-patch16-naflex", `{"model_type": "siglip2"}`, "NaFlex"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range map[string]string{"config.json": tt.config, "preprocessor_config.json": `{}`, "model.safetensors": "weights"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.AddRepo(t, tt.id, dir, "")
+			env := []string{"HF_ENDPOINT=" + h.URL, "HF_HUB_CACHE=" + t.TempDir(), "HF_TOKEN=", "HF_HUB_OFFLINE="}
+			_, errOut, code := run(t, env, "pull", tt.id)
+			if code != exitFailure || !strings.Contains(errOut, tt.want) || !strings.Contains(errOut, "siglipd runs SigLIP") {
+				t.Errorf("exit %d, stderr %q: want exit 1 and one sentence saying what it is (%q) and what siglipd runs", code, errOut, tt.want)
+			}
+			for _, r := range h.Requests() {
+				if strings.Contains(r, "model.safetensors") {
+					t.Errorf("asked for the weights: %s", r)
+				}
+			}
+		})
+	}
+}
