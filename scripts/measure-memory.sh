@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: measure-memory.sh MODEL_DIR [VARIANT] [STEADY_SECONDS]}
+model=$(cd "$model" && pwd) # the config is written elsewhere
 variant=${2:-fp32}
 steady=${3:-60}
 export SIGLIPD_ORT_LIB=${SIGLIPD_ORT_LIB:-$root/.deps/onnxruntime/lib/libonnxruntime.so.1}

@@ -38,7 +38,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,6 +47,7 @@ import (
 	"time"
 
 	"github.com/siglipd/siglipd/infer/onnxpb"
+	"github.com/siglipd/siglipd/internal/kit"
 )
 
 // BuilderVersion changes whenever Build would write different files for
@@ -274,7 +274,7 @@ func Build(src, out string, opts Options) (Result, error) {
 
 func writeFolder(dir string, ck *checkpoint, opts Options, vision, text, logits *onnxpb.Model) error {
 	for _, p := range ck.copies {
-		if err := copyFile(p, filepath.Join(dir, filepath.Base(p))); err != nil {
+		if err := kit.CopyFile(p, filepath.Join(dir, filepath.Base(p))); err != nil {
 			return err
 		}
 	}
@@ -341,23 +341,6 @@ func removeStale(out string) {
 			}
 		}
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copying %s: %w", src, err)
-	}
-	return out.Close()
 }
 
 // OutputDir is where Ensure puts the ONNX folder for the checkpoint src:

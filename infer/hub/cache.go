@@ -3,7 +3,6 @@ package hub
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -61,28 +60,11 @@ func (r *repoCache) link(commit, path, etag string) error {
 		if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, unix.EOPNOTSUPP) {
 			return err
 		}
-		if err := copyFile(r.blob(etag), tmp); err != nil {
+		if err := kit.CopyFile(r.blob(etag), tmp); err != nil {
 			return err
 		}
 	}
 	return os.Rename(tmp, dst)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // setRef records that revision (a branch or tag) points at commit.

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -35,4 +36,24 @@ func WriteFile(path string, data []byte, perm os.FileMode, durable bool) error {
 		return fmt.Errorf("%s: %w", path, UnwrapPath(err))
 	}
 	return nil
+}
+
+// CopyFile copies src to dst (created or truncated), for callers that make
+// the whole folder atomic themselves (built beside its place, then
+// renamed); the error names the file that failed.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
+	}
+	return out.Close()
 }
