@@ -390,29 +390,7 @@ func TestBadModelFolders(t *testing.T) {
 			[]string{"model.onnx", "truncated"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "model")
-			if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
-				t.Fatal(err)
-			}
-			if err := tt.break_(dir); err != nil {
-				t.Fatal(err)
-			}
-			m, err := Open(Options{Dir: dir, Library: LibraryChoice{Env: lib}})
-			if err == nil {
-				m.Close()
-				t.Fatal("Open succeeded")
-			}
-			msg := err.Error()
-			if strings.Contains(msg, "\n") {
-				t.Errorf("error is not one line: %q", msg)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q does not mention %q", msg, w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkBroken(t, good, lib, tt.break_, tt.want) })
 	}
 	// Overrides in the config make a folder without model.onnx usable.
 	dir := filepath.Join(t.TempDir(), "model")
@@ -621,4 +599,46 @@ func TestFloat16Variant(t *testing.T) {
 	if worst > 5e-3 || worst == 0 {
 		t.Errorf("fp16 deviates by %.3g from fp32 (want small but nonzero: float16 rounds)", worst)
 	}
+}
+
+// checkBroken copies the model folder good, breaks the copy with break_,
+// and checks that Open refuses it in one line mentioning every want.
+func checkBroken(t *testing.T, good, lib string, break_ func(dir string) error, want []string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
+		t.Fatal(err)
+	}
+	if err := break_(dir); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(Options{Dir: dir, Library: LibraryChoice{Env: lib}})
+	if err == nil {
+		m.Close()
+		t.Fatal("Open succeeded")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not mention %q", msg, w)
+		}
+	}
+}
+
+// classifyAll embeds labels (one prompt each) and scores every image
+// against all of them: probs[image][label].
+func classifyAll(t *testing.T, m *Model, labels []string, imgs []Image) [][]float32 {
+	t.Helper()
+	set, err := m.EmbedLabels(namedLabels(labels...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, err := m.Classify(imgs, repeat(set, len(imgs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return probs
 }

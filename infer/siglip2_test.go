@@ -80,14 +80,7 @@ func TestSigLIP2Parity(t *testing.T) {
 			t.Errorf("%q: input ids\n siglipd      %v\n transformers %v", l, got, py.InputIDs[j])
 		}
 	}
-	set, err := m.EmbedLabels(namedLabels(labels...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	probs, err := m.Classify(imgs, repeat(set, len(imgs)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	probs := classifyAll(t, m, labels, imgs)
 	var worstPy, worstJS, worstModel float64
 	var all []float64
 	for i := range imgs {
@@ -124,14 +117,7 @@ func TestSigLIP2Parity(t *testing.T) {
 	// trained, which transformers does not: capitalized labels must score
 	// differently (else lower-casing would be a no-op), lower-case ones alike.
 	lower := open(t, model.Dir, func(o *Options) { o.Lowercase = "true" })
-	lset, err := lower.EmbedLabels(namedLabels(labels...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lprobs, err := lower.Classify(imgs, repeat(lset, len(imgs)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lprobs := classifyAll(t, lower, labels, imgs)
 	var moved float64
 	for j, l := range labels {
 		var d float64

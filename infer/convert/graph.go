@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/siglipd/siglipd/infer/onnxpb"
 )
@@ -118,24 +119,12 @@ func (b *Builder) shape(name string, want ...int64) []int64 {
 	switch {
 	case !ok:
 		b.fail(fmt.Errorf("tensor %q is missing from the checkpoint (config.json implies shape %v); is it a transformers SiglipModel checkpoint?", name, want))
-	case want != nil && !equalDims(dims, want):
+	case want != nil && !slices.Equal(dims, want):
 		b.fail(fmt.Errorf("%stensor %q has shape %v, but config.json implies %v", where, name, dims, want))
 	default:
 		return dims
 	}
 	return want
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // lazy adds a float32 initializer whose values load computes at write time.
