@@ -24,6 +24,7 @@ type Config struct {
 	Sink      string        `yaml:"sink"` // where events go: "mqtt" or "stdout"
 	MQTT      MQTT          `yaml:"mqtt"`
 	HTTP      HTTP          `yaml:"http"`
+	Store     Store         `yaml:"store"`
 	Defaults  LabelDefaults `yaml:"label_defaults"`
 	Cameras   []Camera      `yaml:"cameras"`
 
@@ -168,6 +169,19 @@ type HTTP struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
+// Store configures the frame store (state_dir/frames): scored frames'
+// embeddings and thumbnails, kept for search and for trying labels on the
+// past.
+type Store struct {
+	Enabled bool `yaml:"enabled"`
+	// Every: a camera's scored frame is kept at least this often, besides
+	// the frames the change gate saw change and those scored while one of
+	// the camera's events was open.
+	Every   Duration `yaml:"every"`
+	Keep    Duration `yaml:"keep"`     // frames older than this are deleted
+	MaxSize ByteSize `yaml:"max_size"` // the oldest frames go first past this
+}
+
 // LabelDefaults are the trigger settings a label inherits unless it sets its own.
 type LabelDefaults struct {
 	Threshold float64  `yaml:"threshold"`
@@ -275,7 +289,8 @@ func Default() Config {
 			Scores:      Scores{Enabled: false, Interval: Duration(time.Second)},
 			Snapshots:   Snapshots{Enabled: false, MaxBytes: 256 << 10},
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		HTTP:  HTTP{Listen: "127.0.0.1:8080"},
+		Store: Store{Enabled: true, Every: Duration(time.Minute), Keep: Duration(7 * 24 * time.Hour), MaxSize: 2 << 30},
 		Defaults: LabelDefaults{
 			Threshold: 0.5,
 			MinFrames: 2,

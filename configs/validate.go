@@ -45,6 +45,7 @@ func (c *Config) Validate() []FieldError {
 		v.add("sink", "must be mqtt or stdout, got %q", c.Sink)
 	}
 	c.HTTP.validate(v)
+	c.Store.validate(v)
 	c.Defaults.validate(v)
 	if len(c.Cameras) == 0 {
 		v.add("cameras", "at least one camera is required")
@@ -418,5 +419,20 @@ func (l *Label) validate(v *validator, p string) {
 	checkTiming(v, p, l.MinFrames, l.OffFrames, l.OffDelay, l.Cooldown)
 	if l.DeviceClass != "" && !oneOf(l.DeviceClass, haBinarySensorClasses...) {
 		v.add(p+".device_class", "is not a Home Assistant binary_sensor device class: %q", l.DeviceClass)
+	}
+}
+
+func (s *Store) validate(v *validator) {
+	if !s.Enabled {
+		return
+	}
+	if s.Every.D() < time.Second {
+		v.add("store.every", "must be at least 1s, got %s", s.Every)
+	}
+	if s.Keep.D() < time.Hour {
+		v.add("store.keep", "must be at least 1h, got %s", s.Keep)
+	}
+	if s.MaxSize < 16<<20 {
+		v.add("store.max_size", "must be at least 16MiB, got %s", s.MaxSize)
 	}
 }

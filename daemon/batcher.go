@@ -17,12 +17,17 @@ import (
 // scoredFrame is a frame with its labels' probabilities, on its way from
 // the batcher to the rules loop, which then owns (and closes) the frame.
 // skipped: the change gate found it unchanged, and probs are those of the
-// camera's last scored frame.
+// camera's last scored frame. embedding is the model's image embedding of
+// the frame, or, when skipped, of the last scored frame (the picture the
+// gate found the same); changed: the gate saw the picture change since the
+// camera's last scored frame (what the frame store keeps).
 type scoredFrame struct {
-	frame   *capture.Frame
-	names   []string
-	probs   []float32
-	skipped bool
+	frame     *capture.Frame
+	names     []string
+	probs     []float32
+	skipped   bool
+	embedding []float32
+	changed   bool
 }
 
 // batcher is the cross-camera batcher: it waits for a pending frame, gives
@@ -170,6 +175,7 @@ func (b *batcher) score(frames []*capture.Frame) {
 	imgs := make([]infer.Image, 0, len(frames))
 	sets := make([]*infer.LabelSet, 0, len(frames))
 	thumbs := make([][]byte, 0, len(frames))
+	changed := make([]bool, 0, len(frames))
 	kept := frames[:0]
 	for _, f := range frames {
 		set, gateCfg := b.sets.get(f.Camera)
@@ -186,15 +192,19 @@ func (b *batcher) score(frames []*capture.Frame) {
 			continue
 		}
 		var thumb []byte
+		saw := false
 		if gateCfg.Enabled {
 			thumb = thumbnail(f)
-			if g := b.gates[f.Camera]; g.reuse(gateCfg, set, thumb, f.Time) {
+			g := b.gates[f.Camera]
+			if g.reuse(gateCfg, set, thumb, f.Time) {
 				b.count(b.skipped, f.Camera)
-				b.out <- scoredFrame{frame: f, names: set.Names, probs: g.probs, skipped: true}
+				b.out <- scoredFrame{frame: f, names: set.Names, probs: g.probs, skipped: true, embedding: g.embedding}
 				continue
 			}
+			saw = g.sawChange(gateCfg, thumb)
 		}
 		kept, imgs, sets, thumbs = append(kept, f), append(imgs, img), append(sets, set), append(thumbs, thumb)
+		changed = append(changed, saw)
 	}
 	if len(kept) == 0 {
 		return
@@ -222,11 +232,11 @@ func (b *batcher) score(frames []*capture.Frame) {
 		b.mu.Unlock()
 		probs := b.model.Score(embs[i], sets[i])
 		if thumbs[i] != nil {
-			b.gates[f.Camera] = &gate{thumb: thumbs[i], set: sets[i], probs: probs, at: f.Time}
+			b.gates[f.Camera] = &gate{thumb: thumbs[i], set: sets[i], probs: probs, embedding: embs[i], at: f.Time}
 		} else {
 			delete(b.gates, f.Camera)
 		}
-		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs}
+		b.out <- scoredFrame{frame: f, names: sets[i].Names, probs: probs, embedding: embs[i], changed: changed[i]}
 	}
 }
 

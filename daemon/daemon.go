@@ -29,7 +29,8 @@
 // rulesloop.go, emit.go and journal.go (the event path), plan.go and
 // changes.go (the change loop), calibration.go, backend.go and metrics.go
 // (what HTTP and Prometheus read), gate.go (the change gate that spares the
-// model unchanged frames), historyfile.go, check.go (--check).
+// model unchanged frames), historyfile.go, frames.go (what the frame store
+// keeps, and search), check.go (--check).
 package daemon
 
 import (
@@ -47,6 +48,7 @@ import (
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"
+	"github.com/siglipd/siglipd/daemon/framestore"
 	"github.com/siglipd/siglipd/daemon/history"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/daemon/live"
@@ -133,9 +135,10 @@ type daemon struct {
 	metrics *metrics
 	live    *live.Board
 	history *history.Store
-	state   *kit.StateFiles // the writes of the state folder's files
-	http    *httpapi.Server // nil when http.listen is ""
-	probes  sync.WaitGroup  // the inference server's probe
+	frames  *framestore.Store // nil when store.enabled is false or its folder cannot be made
+	state   *kit.StateFiles   // the writes of the state folder's files
+	http    *httpapi.Server   // nil when http.listen is ""
+	probes  sync.WaitGroup    // the inference server's probe
 
 	calib *calibrate.Store // nil when the state folder's calibration cannot be opened; written by the change loop
 	promptCache
@@ -172,8 +175,12 @@ func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error 
 		return err
 	}
 	defer closeModel()
+	d.frames = d.openFrames(cfg)
 	// Back to front: publish, the event path, the batcher, HTTP, capture.
 	if err := d.startSink(ctx, cfg); err != nil {
+		if d.frames != nil {
+			d.frames.Close()
+		}
 		return err
 	}
 	stopHistory := d.startHistory(cfg, cmp.Or(h.historySaveEvery, historySaveEvery))
@@ -241,11 +248,15 @@ func (d *daemon) startHTTP(cfg *configs.Config, addr chan<- string) error {
 	if cfg.HTTP.Listen == "" {
 		return nil
 	}
-	srv, err := httpapi.Start(httpapi.Options{
+	opts := httpapi.Options{
 		Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token.Reveal(), AllowedHosts: cfg.HTTP.AllowedHosts,
 		Version: VersionString(), Started: d.started, Now: d.clock.wallNow, Metrics: d.metrics.handler(),
 		Backend: d, Calibrator: d, Live: d.live, Logger: d.log,
-	})
+	}
+	if d.frames != nil {
+		opts.Frames = framesAPI{d}
+	}
+	srv, err := httpapi.Start(opts)
 	if err != nil {
 		return err
 	}
@@ -278,6 +289,9 @@ func (d *daemon) shutdown() {
 	}
 	if d.rules != nil {
 		<-d.rules.done
+	}
+	if d.frames != nil {
+		d.frames.Close() // after the rules loop, its only writer
 	}
 	d.latest.Close()
 	if d.sink != nil {

@@ -31,6 +31,9 @@ type gate struct {
 	set   *infer.LabelSet
 	probs []float32
 	at    time.Time // frame time
+	// embedding is the scored frame's; the frame store keeps it with a
+	// skipped frame's picture.
+	embedding []float32
 }
 
 // reuse reports whether a frame whose thumbnail is thumb, taken at t, may
@@ -43,6 +46,13 @@ func (g *gate) reuse(cfg configs.SkipUnchanged, set *infer.LabelSet, thumb []byt
 		return false
 	}
 	return changed(g.thumb, thumb) < cfg.MinChange
+}
+
+// sawChange reports whether at least min_change of the picture changed
+// since the last scored frame: a frame scored because of that, not because
+// max_skip passed, the labels changed or it is the camera's first.
+func (g *gate) sawChange(cfg configs.SkipUnchanged, thumb []byte) bool {
+	return g != nil && thumb != nil && len(g.thumb) == len(thumb) && changed(g.thumb, thumb) >= cfg.MinChange
 }
 
 // changed is the fraction of cells whose brightness moved by more than

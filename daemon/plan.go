@@ -42,7 +42,7 @@ type reloadPlan struct {
 }
 
 // restartOnlySections are the config sections a reload cannot change.
-var restartOnlySections = []string{"state_dir", "model", "inference", "sink", "mqtt", "http"}
+var restartOnlySections = []string{"state_dir", "model", "inference", "sink", "mqtt", "http", "store"}
 
 // empty reports whether the plan changes nothing that runs.
 func (p reloadPlan) empty() bool {
@@ -59,7 +59,7 @@ func diff(old, new *configs.Config) reloadPlan {
 	}{
 		{"state_dir", &old.StateDir, &cfg.StateDir}, {"model", &old.Model, &cfg.Model},
 		{"inference", &old.Inference, &cfg.Inference}, {"sink", &old.Sink, &cfg.Sink},
-		{"mqtt", &old.MQTT, &cfg.MQTT}, {"http", &old.HTTP, &cfg.HTTP},
+		{"mqtt", &old.MQTT, &cfg.MQTT}, {"http", &old.HTTP, &cfg.HTTP}, {"store", &old.Store, &cfg.Store},
 	} {
 		if !reflect.DeepEqual(s.old, s.new) {
 			p.restartOnly = append(p.restartOnly, s.name)

@@ -143,6 +143,8 @@ var planCases = []struct {
 	{key: "mqtt.discovery", edit: []string{"  broker: tcp://10.0.0.1:1883\n", "  broker: tcp://10.0.0.1:1883\n  discovery: {enabled: false}\n"},
 		want: planWant{restartOnly: []string{"mqtt"}}},
 	{key: "http", edit: []string{"127.0.0.1:8080", "0.0.0.0:8080"}, want: planWant{restartOnly: []string{"http"}}},
+	// The store is opened with the model, before the pipeline starts.
+	{key: "store", edit: []string{"label_defaults:\n", "store: {every: 30s, keep: 48h}\nlabel_defaults:\n"}, want: planWant{restartOnly: []string{"store"}}},
 	{key: "several restart-only sections", edit: []string{"/var/lib/siglipd", "/srv/siglipd", "127.0.0.1:8080", "0.0.0.0:8080", "batch_size: 4", "batch_size: 8"},
 		want: planWant{restartOnly: []string{"state_dir", "inference", "http"}}},
 	// label_defaults reach every label that does not set its own value.

@@ -34,6 +34,7 @@ type rulesLoop struct {
 	tick    time.Duration
 	log     *slog.Logger
 	done    chan struct{}
+	keeper  *frameKeeper // nil: the frame store is off
 
 	up map[string]bool // camera → availability last told to the sink
 }
@@ -56,6 +57,9 @@ func (d *daemon) startRules(cfg *configs.Config) *rulesLoop {
 		snapshots: cfg.Sink == "mqtt" && cfg.MQTT.Snapshots.Enabled}
 	e.endLeftOpen(left)
 	l := newRulesLoop(rulesFor(cfg), quietTimeout(cfg), 2*cfg.Inference.BatchSize, e, d.live, d.Cameras)
+	if d.frames != nil {
+		l.keeper = &frameKeeper{store: d.frames, every: cfg.Store.Every.D(), last: map[string]time.Time{}}
+	}
 	go l.run()
 	return l
 }
@@ -112,7 +116,11 @@ func (l *rulesLoop) observe(s scoredFrame) {
 	}
 	t := l.clock.steady(f.Time)
 	l.emit.history.Add(f.Camera, l.clock.wall(t), probs)
+	wasOpen := l.keeper != nil && anyOpen(l.machine.States(), f.Camera)
 	l.emit.emit(l.machine.Observe(f.Camera, t, probs), f)
+	if l.keeper != nil {
+		l.keeper.keep(s, wasOpen || anyOpen(l.machine.States(), f.Camera))
+	}
 	l.sink.Scores(f.Camera, f.Time, probs)
 	l.live.SetScores(f, probs, l.machine.States()) // takes ownership of f
 }

@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Classifier scores camera frames against text labels.
@@ -27,6 +28,10 @@ type Classifier interface {
 
 var _ Classifier = (*Model)(nil)
 
+// Embedding is the unit text embedding of label i (its prompts' mean):
+// what a search scores stored frames' embeddings against.
+func (s *LabelSet) Embedding(i int) []float32 { return slices.Clone(s.emb[i]) }
+
 // Label is a name and the prompts that describe it.
 type Label struct {
 	Name    string
@@ -49,14 +54,18 @@ const textBatch = 16
 // another camera) are not run again.
 func (m *Model) EmbedLabels(labels []Label) (*LabelSet, error) {
 	var todo []string
-	seen := map[string]bool{}
+	got := map[string][]float32{} // this call's, whatever the cache drops meanwhile
 	for _, l := range labels {
 		if len(l.Prompts) == 0 {
 			return nil, fmt.Errorf("label %q has no prompts", l.Name)
 		}
 		for _, p := range l.Prompts {
-			if _, ok := m.textCache.get(p); !ok && !seen[p] {
-				seen[p] = true
+			if _, done := got[p]; done {
+				continue
+			}
+			e, ok := m.textCache.get(p)
+			got[p] = e
+			if !ok {
 				todo = append(todo, p)
 			}
 		}
@@ -69,16 +78,14 @@ func (m *Model) EmbedLabels(labels []Label) (*LabelSet, error) {
 		}
 		for i, p := range chunk {
 			m.textCache.put(p, emb[i])
+			got[p] = emb[i]
 		}
 	}
 	set := &LabelSet{}
 	for _, l := range labels {
 		var mean []float32
 		for _, p := range l.Prompts {
-			e, ok := m.textCache.get(p)
-			if !ok {
-				return nil, fmt.Errorf("label %q: prompt %q was not embedded", l.Name, p)
-			}
+			e := got[p]
 			if mean == nil {
 				mean = make([]float32, len(e))
 			}

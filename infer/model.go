@@ -449,7 +449,12 @@ func (m *Model) TokenIDs(prompt string) []int64 {
 
 // embeddingCache keeps text embeddings by prompt text, so a config reload
 // re-embeds only prompts that changed. Embeddings are never modified once
-// stored.
+// stored. It holds at most maxCachedPrompts: search queries go through
+// EmbedLabels too, and a daemon that runs for months must not keep every
+// query ever typed; past the bound it starts again from empty (a reload
+// then embeds its prompts once more).
+const maxCachedPrompts = 4096
+
 type embeddingCache struct {
 	mu sync.Mutex
 	m  map[string][]float32
@@ -467,5 +472,8 @@ func (c *embeddingCache) get(prompt string) ([]float32, bool) {
 func (c *embeddingCache) put(prompt string, e []float32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedPrompts {
+		clear(c.m)
+	}
 	c.m[prompt] = e
 }

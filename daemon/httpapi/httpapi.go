@@ -1,7 +1,9 @@
 // Package httpapi serves siglipd's HTTP endpoints: /healthz, /readyz,
 // /metrics, /api/status, /api/cameras/{name}/snapshot.jpg, /api/history,
 // the calibration endpoints (/api/marks, /api/marks/{id},
-// /api/marks/{id}/frame.jpg, /api/calibration; calibration.go) and the live
+// /api/marks/{id}/frame.jpg, /api/calibration; calibration.go), the frame
+// store's (/api/search, /api/frames/{id}, /api/frames/{id}/thumbnail.jpg,
+// DELETE /api/frames; frames.go) and the live
 // page (web/index.html, which reads /api/status once a second).
 //
 // Contract: the daemon owns the Server. Start returns once the listener is
@@ -89,6 +91,7 @@ type Options struct {
 	Metrics    http.Handler
 	Backend    Backend
 	Calibrator Calibrator // marks and thresholds from them; nil: those endpoints answer 404
+	Frames     Frames     // the frame store; nil (store off): its endpoints answer 404
 	Live       Live
 	Logger     *slog.Logger
 }
@@ -122,6 +125,12 @@ func Start(opts Options) (*Server, error) {
 		mux.HandleFunc("GET /api/marks/{id}/frame.jpg", a.handleMarkJPEG)
 		mux.HandleFunc("GET /api/calibration", a.handleCalibration)
 		mux.HandleFunc("POST /api/calibration", a.handleApply)
+	}
+	if opts.Frames != nil {
+		mux.HandleFunc("GET /api/search", a.handleSearch)
+		mux.HandleFunc("GET /api/frames/{id}", a.handleFrame)
+		mux.HandleFunc("GET /api/frames/{id}/thumbnail.jpg", a.handleThumbnail)
+		mux.HandleFunc("DELETE /api/frames", a.handleDeleteFrames)
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -239,6 +248,8 @@ type Status struct {
 	State   State    `json:"state"`
 	Cameras []Camera `json:"cameras"`
 	Batch   Batch    `json:"batch"`
+	// Store is the frame store; absent when it is off.
+	Store *StoreStatus `json:"store,omitempty"`
 }
 
 // State is the state folder (state_dir): for each file siglipd has written
@@ -352,6 +363,9 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Sink:  Sink{Kind: cfg.Sink, Connected: sink.Connected, OutboxDepth: sink.OutboxDepth, LastError: sink.LastError},
 		Batch: Batch{Size: cfg.Inference.BatchSize, MaxWait: cfg.Inference.MaxBatchWait.String()},
 		State: State{Dir: cfg.StateDir, Files: []StateFile{}},
+	}
+	if a.Frames != nil {
+		st.Store = storeStatus(a.Frames.Stats())
 	}
 	for _, f := range b.StateFiles() {
 		st.State.Files = append(st.State.Files, StateFile{File: f.Name, WriteFailures: f.WriteFailures, Error: f.Error})

@@ -54,6 +54,8 @@ func siglipd(args []string, stdout, stderr io.Writer) int {
 			return pullMain(args[1:], stdout, stderr)
 		case "healthcheck":
 			return healthcheckMain(args[1:], stdout, stderr)
+		case "search":
+			return searchMain(args[1:], stdout, stderr)
 		}
 	}
 	return runMain(args, stdout, stderr)
@@ -134,6 +136,7 @@ Usage:
   siglipd bench --model DIR [--batch N]...
   siglipd pull MODEL_ID [--revision R] [--variant V]
   siglipd healthcheck --config FILE [--ready]
+  siglipd search --config FILE [--since 24h] [--camera NAME] TEXT...
 
 Flags:
 %s`, fs.FlagUsages())
