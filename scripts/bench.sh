@@ -4,8 +4,12 @@
 # against siglipd, fp32 and int8; the whole daemon on file cameras through
 # the rules to mosquitto; transformers.js on the same model and frames.
 # The base preset (SigLIP base dimensions, random weights, ≈1.4 GB) and its
-# int8 variant are generated once into .deps/models/base. About 10 minutes
-# on 2 cores; the table is printed and kept in out/bench/.
+# int8 variant are generated once into .deps/models/base. After the table,
+# the frame store searched at 1 M frames (BenchmarkSearch1M in
+# daemon/framestore), appended to the same file; its store is filled once
+# into .deps/bench/framestore-1m (≈ 3 GB, needs 8 GB free) and reused after.
+# About 10 minutes on 2 cores, 2 more the first time; the table is printed
+# and kept in out/bench/.
 #
 #   BENCH_WINDOW=40s   how long each daemon row is measured
 #   BENCH_SOAK=30m     instead: the memory soak (RSS every minute, ±5 %)
@@ -35,5 +39,7 @@ fi
 out=out/bench/$(date +%Y-%m-%d-%H%M).md
 SIGLIPD_BENCH_OUT=$root/$out SIGLIPD_BENCH_WINDOW=${BENCH_WINDOW:-40s} SIGLIPD_BENCH_SOAK=${BENCH_SOAK:-} \
   go test -run '^$' -bench Table -benchtime 1x -timeout 90m ./daemon/cmd/siglipd
-[ -z "${BENCH_SOAK:-}" ] && echo "bench: the table is in $out"
+[ -n "${BENCH_SOAK:-}" ] && exit 0
+SIGLIPD_BENCH_OUT=$root/$out go test -run '^$' -bench Search1M -benchtime 1x -timeout 30m ./daemon/framestore
+echo "bench: the table is in $out"
 exit 0
