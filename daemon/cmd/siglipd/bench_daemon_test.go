@@ -116,6 +116,9 @@ type scenario struct {
 	remote    string
 	daemons   int
 	serverPid int // the server's process, whose CPU the row reports
+	// noStore turns the frame store off (store: {enabled: false}); every
+	// other row has it on, as the default config does.
+	noStore bool
 }
 
 // The rows. One camera at 1 fps leaves the model time to spare: its
@@ -123,9 +126,12 @@ type scenario struct {
 // score, so the first rows measure the daemon at full load (frames are
 // dropped, latest first) and compare with the raw session; the still rows
 // are the change gate's workload: eight cameras watching a still scene.
+// The row after the first 4-camera one is its twin with the frame store
+// off: what keeping frames costs the frames scored.
 var scenarios = []scenario{
 	{name: "1 camera 640×360, 4 labels", video: "alt360", cameras: 1, fps: 1, labels: 4},
 	{name: "4 cameras 640×360, 4 labels", video: "alt360", cameras: 4, fps: 2, labels: 4},
+	{name: "4 cameras 640×360, 4 labels, frame store off", video: "alt360", cameras: 4, fps: 2, labels: 4, noStore: true},
 	{name: "4 cameras 640×360, 32 labels", video: "alt360", cameras: 4, fps: 2, labels: 32},
 	{name: "2 cameras 1920×1080, 4 labels", video: "alt1080", cameras: 2, fps: 2, labels: 4},
 	{name: "8 still cameras 640×360, gate off", video: "still360", cameras: 8, fps: 2, labels: 4},
@@ -386,9 +392,12 @@ func startBenchDaemon(b *testing.B, lib, model string, broker *testenv.Mosquitto
 		cams = append(cams, fmt.Sprintf("{name: %s%d, url: %q, loop: true, fps: %g, skip_unchanged: {enabled: %t}, labels: [%s]}",
 			prefix, i, v.path, sc.fps, sc.gate, strings.Join(labels, ", ")))
 	}
-	inference := ""
+	extra := "" // the top-level keys the row sets besides the defaults
 	if sc.remote != "" {
-		inference = fmt.Sprintf("inference: {backend: remote, remote: {url: %q, timeout: 60s}}\n", sc.remote)
+		extra += fmt.Sprintf("inference: {backend: remote, remote: {url: %q, timeout: 60s}}\n", sc.remote)
+	}
+	if sc.noStore {
+		extra += "store: {enabled: false}\n"
 	}
 	cfg := fmt.Sprintf(`model: {path: %s}
 state_dir: %s
@@ -397,7 +406,7 @@ mqtt: {broker: %q, client_id: %q, topic_prefix: %q}
 http: {listen: "127.0.0.1:%d"}
 %scameras:
   - %s
-`, model, b.TempDir(), broker.URL(), "bench-"+prefix, "bench-"+strings.TrimSuffix(prefix, "-"), port, inference, strings.Join(cams, "\n  - "))
+`, model, b.TempDir(), broker.URL(), "bench-"+prefix, "bench-"+strings.TrimSuffix(prefix, "-"), port, extra, strings.Join(cams, "\n  - "))
 	path := filepath.Join(b.TempDir(), "cams.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
@@ -659,6 +668,17 @@ func (t *table) raw(variant string, batch int) (benchRow, bool) {
 	return best, ok
 }
 
+// row is the measured row of the scenario named so.
+func (t *table) row(name string) (daemonRow, bool) {
+	i := slices.IndexFunc(t.rows, func(r daemonRow) bool { return r.sc.name == name })
+	if i < 0 {
+		return daemonRow{}, false
+	}
+	return t.rows[i], true
+}
+
+func (r daemonRow) perSec() float64 { return r.scored / r.seconds }
+
 func abs(x int) int { return max(x, -x) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
@@ -725,8 +745,14 @@ func (t *table) String() string {
 			r.sc.name, r.sc.fps, r.sampled/r.seconds, perSec, r.dropped/r.seconds, r.skipped/r.seconds, batch, ratio,
 			r.cpu.Seconds()/r.seconds, split, latency, ms(r.wait), ms(r.batchRun), ms(r.toQueue), float64(r.peakRSS)/(1<<20))
 	}
-	if len(t.rows) >= 3 {
-		w("\n32 labels / 4 labels, frames scored/s: %.3f\n", (t.rows[2].scored/t.rows[2].seconds)/(t.rows[1].scored/t.rows[1].seconds))
+	if four, ok := t.row("4 cameras 640×360, 4 labels"); ok {
+		if many, ok := t.row("4 cameras 640×360, 32 labels"); ok {
+			w("\n32 labels / 4 labels, frames scored/s: %.3f\n", many.perSec()/four.perSec())
+		}
+		if off, ok := t.row("4 cameras 640×360, 4 labels, frame store off"); ok {
+			w("Frame store on / off (4 cameras 640×360, 4 labels): frames scored/s %.2f / %.2f (%.3f), CPU cores %.2f / %.2f\n",
+				four.perSec(), off.perSec(), four.perSec()/off.perSec(), four.cpu.Seconds()/four.seconds, off.cpu.Seconds()/off.seconds)
+		}
 	}
 	if n := len(t.rows); n >= 2 && t.rows[n-1].sc.gate {
 		off, on := t.rows[n-2], t.rows[n-1]
