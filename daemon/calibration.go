@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"

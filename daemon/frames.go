@@ -3,6 +3,7 @@ package daemon
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"image"
 	"math"
@@ -76,11 +77,15 @@ func modelKey(m classifier) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	emb := set.Embedding(0)
+	if emb == nil {
+		return "", errors.New("no text embedding")
+	}
 	info := m.Info()
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%d|%d|%.3f|%.3f|", info.Description.Family, info.Description.Size, info.Description.Parameters,
 		info.EmbedDim, info.LogitScale, info.LogitBias)
-	for _, v := range set.Embedding(0) {
+	for _, v := range emb {
 		fmt.Fprintf(h, "%.2f,", v)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil

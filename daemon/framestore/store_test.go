@@ -488,3 +488,21 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("after room was made: %+v, %+v", s.Stats(), files.Status())
 	}
 }
+
+// TestLargeEmbeddings: so400m's 1152 values make records larger than the
+// reader's first buffer; they read back whole after a reopen.
+func TestLargeEmbeddings(t *testing.T) {
+	const dim = 1152
+	rng := rand.New(rand.NewPCG(17, 18))
+	f := newFixture(t, dim)
+	s := f.open()
+	e := randomUnit(rng, dim)
+	add(t, s, Item{Camera: "cam", Time: t0, Embedding: e}, Item{Camera: "cam", Time: t0.Add(time.Second), Embedding: randomUnit(rng, dim)})
+	s.Close()
+	s = f.open()
+	defer s.Close()
+	top, err := s.Top(Query{Vector: e}, 1)
+	if err != nil || len(top) != 1 || !top[0].Time.Equal(t0) || s.Stats().Frames != 2 {
+		t.Fatalf("after reopen: %v %v %+v", top, err, s.Stats())
+	}
+}
