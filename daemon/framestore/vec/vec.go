@@ -1,8 +1,7 @@
-// Package vec is the embedding arithmetic of the frame store: float16
-// encoding for frames on disk, per-vector int8 quantization for frames in
-// memory, the int8 dot-product scan that finds a text query's candidates
-// among every stored frame, and the exact float16 re-score of those
-// candidates.
+// Package vec is the embedding arithmetic of the frame store: per-vector
+// int8 quantization for frames in memory, the int8 dot-product scan that
+// finds a query's candidates among every stored frame, and the float16
+// codec the store's precision was chosen against.
 //
 // Contract: every function is pure. Callers own every slice they pass;
 // nothing is retained after a call returns, and nothing is allocated but
@@ -16,16 +15,15 @@
 // passes smaller chunks (the cgo call's fixed cost only matters for chunks of
 // a few vectors).
 //
-// The plan these serve: each frame's embedding is stored as float16 on disk
-// and as int8 with one float32 scale in memory (x ≈ scale·q); a query is
-// quantized the same way, scored against every frame with DotInt8 (coarse:
-// its error is far above the gaps between near-identical frames), and the
-// best K candidates are re-scored with DotF16 against the float32 query.
-// TestQuantizedTopK checks that the candidates hold the exact float32 top
-// 20, and that the float16 re-score orders them as float32 does except
-// among frames that score closer together than float16's own error, where
-// no re-score from float16 can know the float32 order. docs/measurements.md
-// has the errors, the K each kind of store needs, and the speed.
+// The plan these serve: each frame's embedding is held in memory as int8
+// with one float32 scale (x ≈ scale·q); a query is quantized the same way,
+// scored against every frame with DotInt8 (coarse: its error is far above
+// the gaps between near-identical frames), and the best candidates are
+// re-scored exactly. The store keeps float32 on disk for that re-score:
+// TestQuantizedTopK and the float16 functions here measured what float16
+// storage would cost (near-identical frames ordered differently from a
+// float32 scan, up to 0.0012 in probability), which is why it does not.
+// docs/measurements.md has the errors and the speed.
 package vec
 
 /*
