@@ -176,6 +176,15 @@ func anyOpen(states []rules.LabelState, camera string) bool {
 	return false
 }
 
+// FrameStore is the frame store's counts (false when it is off), for the
+// metrics.
+func (d *daemon) FrameStore() (framestore.Stats, bool) {
+	if d.frames == nil {
+		return framestore.Stats{}, false
+	}
+	return d.frames.Stats(), true
+}
+
 // framesAPI is the frame store as package httpapi sees it: the daemon's
 // model embeds the queries, the running config names the cameras' labels.
 type framesAPI struct{ d *daemon }
