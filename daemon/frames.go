@@ -91,6 +91,11 @@ func modelKey(m classifier) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
+// eventKeepEvery: while one of its events is open, a camera's frames the
+// change gate skipped are kept this often — enough to time the moment a
+// search finds, not a copy of every frame of a still scene.
+const eventKeepEvery = time.Second
+
 // frameKeeper decides which scored frames the store keeps. It is the rules
 // loop's and used by its goroutine only.
 type frameKeeper struct {
@@ -102,22 +107,24 @@ type frameKeeper struct {
 // keep hands a frame to the store when it is worth keeping: the model
 // scored it while one of the camera's events was open (before or after
 // it), the change gate saw the scene change, or every has passed since the
-// camera's last kept frame. A frame the gate spared the model is kept for
-// the last reason only, with the embedding of the frame it looked like
-// (its probabilities are that frame's too): a still scene is stored every
-// interval, not once per max_skip.
+// camera's last kept frame. A frame the gate spared the model is kept with
+// the embedding of the frame it looked like (its probabilities were that
+// frame's too): every interval, and while an event is open every
+// eventKeepEvery, so that a still scene is stored every interval, not
+// once per max_skip, and a search's moment spans the event.
 func (k *frameKeeper) keep(s scoredFrame, eventOpen bool) {
 	if k == nil || s.embedding == nil {
 		return
 	}
 	f := s.frame
 	var reason framestore.Reason
+	since := f.Time.Sub(k.last[f.Camera])
 	switch {
-	case eventOpen && !s.skipped:
+	case eventOpen && (!s.skipped || since >= eventKeepEvery):
 		reason = framestore.Event
 	case s.changed:
 		reason = framestore.Changed
-	case f.Time.Sub(k.last[f.Camera]) >= k.every:
+	case since >= k.every:
 		reason = framestore.Every
 	default:
 		return
