@@ -27,7 +27,7 @@ type pageTile struct {
 // never does): "something yellow" typed into the search box finds the
 // garden's yellow first and nothing on the porch; its tile opens the
 // frame view with the crop and the garden's label; "✗ it is not" marks
-// the stored frame; "frames like this" finds the frame itself; "try a
+// the stored frame; "frames like this" finds it at similarity ~1; "try a
 // label" on the garden previews yellow (chart, events, best frames),
 // re-runs when the threshold changes, adds the label, shows a refused
 // second add inline, and removes it again; and the address
@@ -107,8 +107,10 @@ func TestSearchPage(t *testing.T) {
 	}
 	br.Eval(`document.querySelector("#frameview .like").click()`)
 	testenv.WaitFor(t, 30*time.Second, func() bool { ts := tiles(); return len(ts) > 0 && ts[0].Kind == "similarity" }, "frames like the yellow one")
-	if like := tiles()[0]; like.Camera != "garden" || like.ID != ts[0].ID || like.Score < 0.999 {
-		t.Errorf("frames like %s: first %+v, want the frame itself at similarity ~1", ts[0].ID, like)
+	// Every loop's yellow frame is the same picture: which moment comes
+	// first among equals is not fixed, only that it is the garden's at ~1.
+	if like := tiles()[0]; like.Camera != "garden" || like.Score < 0.999 {
+		t.Errorf("frames like %s: first %+v, want a garden frame at similarity ~1", ts[0].ID, like)
 	}
 	if !is(`document.getElementById("frameview").hidden`)() {
 		t.Errorf("the frame view stayed open over the similar frames")
