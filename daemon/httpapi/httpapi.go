@@ -6,7 +6,8 @@
 // DELETE /api/frames, POST /api/preview; frames.go, labels.go), labels
 // added on the page (POST /api/labels, DELETE /api/labels/{camera}/{label};
 // labels.go) and the live
-// page (web/index.html, which reads /api/status once a second).
+// page (web/index.html, which reads /api/status once a second and, with the
+// frame store on, searches it, previews labels on it and adds them).
 //
 // Contract: the daemon owns the Server. Start returns once the listener is
 // bound (a port in use is a start-up error, not a log line later) and
