@@ -258,7 +258,13 @@ type Label struct {
 	// PinThreshold keeps Threshold even when a threshold was applied from
 	// marked frames on the live page (the calibration file).
 	PinThreshold bool `yaml:"pin_threshold"`
+	// Source is where the label comes from: "" the config file,
+	// SourcePage the labels added on the page (state_dir/labels.json).
+	Source string `yaml:"-"`
 }
+
+// SourcePage is Label.Source for a label added on the page.
+const SourcePage = "page"
 
 // Default returns the configuration every file starts from.
 func Default() Config {

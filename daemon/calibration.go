@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/calibrate"
@@ -100,9 +101,10 @@ func errNoLabel(camera, label string) error {
 	return fmt.Errorf("%w: no label %q on camera %q", calibrate.ErrNotFound, label, camera)
 }
 
-// Mark records the user's verdict on the camera's last scored frame for a
-// label: its probability, its time, its image embedding and its JPEG.
-func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool) (calibrate.Mark, error) {
+// Mark records the user's verdict on the camera's last scored frame (or on
+// a stored frame) for a label: its probability, its time, its image
+// embedding and its JPEG.
+func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool, frame string) (calibrate.Mark, error) {
 	if d.calib == nil {
 		return calibrate.Mark{}, errNoCalibration
 	}
@@ -110,19 +112,32 @@ func (d *daemon) Mark(ctx context.Context, camera, label string, yes bool) (cali
 	if !ok {
 		return calibrate.Mark{}, errNoLabel(camera, label)
 	}
-	jpeg, at, probs, err := d.live.Snapshot(ctx, camera)
-	if err != nil {
-		return calibrate.Mark{}, err
+	var (
+		jpeg []byte
+		at   time.Time
+		p    float64
+		emb  []float32
+		err  error
+	)
+	if frame != "" { // a stored frame: scored now, from its embedding
+		p, at, emb, jpeg, err = d.markStored(camera, label, frame)
+		if err != nil {
+			return calibrate.Mark{}, err
+		}
+	} else {
+		var probs map[string]float64
+		jpeg, at, probs, err = d.live.Snapshot(ctx, camera)
+		if err != nil {
+			return calibrate.Mark{}, err
+		}
+		if p, ok = probs[label]; !ok {
+			return calibrate.Mark{}, fmt.Errorf("%w: camera %q has no scored frame yet", calibrate.ErrNotFound, camera)
+		}
+		if d.batch != nil {
+			emb = d.batch.lastEmbedding(camera)
+		}
+		at = d.clock.wall(d.clock.steady(at)) // the frame's time as events and the history show it
 	}
-	p, ok := probs[label]
-	if !ok {
-		return calibrate.Mark{}, fmt.Errorf("%w: camera %q has no scored frame yet", calibrate.ErrNotFound, camera)
-	}
-	var emb []float32
-	if d.batch != nil {
-		emb = d.batch.lastEmbedding(camera)
-	}
-	at = d.clock.wall(d.clock.steady(at)) // the frame's time as events and the history show it
 	m := calibrate.Mark{Camera: camera, Label: label, Yes: yes, Score: p, Time: at, Prompts: l.EffectivePrompts(), Embedding: emb}
 	err = d.change(ctx, "mark", func() (err error) {
 		m, err = d.calib.Add(m, jpeg)
@@ -256,7 +271,7 @@ func (d *daemon) applyCalibration(camera, label string, apply bool) error {
 		return err // not saved: not applied either
 	}
 	old := d.config()
-	if err := d.apply(old, diff(old, withCalibration(d.fileConfig(), d.calib))); err != nil {
+	if err := d.apply(old, diff(old, d.effective(d.fileConfig()))); err != nil {
 		// Keep the store as the running config is.
 		if had {
 			d.calib.Apply(camera, label, prev)

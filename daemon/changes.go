@@ -120,7 +120,7 @@ func (d *daemon) reload(reason string) error {
 		return err
 	}
 	old := d.config()
-	p := diff(old, withCalibration(cfg, d.calib))
+	p := diff(old, d.effective(cfg))
 	if err := d.apply(old, p); err != nil {
 		d.log.Error("config reload rejected; the running config stays", "reason", reason, "file", path, "err", err)
 		d.metrics.reloads.WithLabelValues("rejected").Inc()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/infer"
@@ -63,7 +64,31 @@ func Check(cfg *configs.Config, lib infer.LibraryChoice, getenv func(string) str
 	if err := checkWritableDir(cfg.StateDir); err != nil {
 		errs = append(errs, cfg.ErrorAt("state_dir", "%v", err))
 	}
+	notes = append(notes, addedNotes(cfg)...)
 	return errs, notes
+}
+
+// addedNotes tells --check about the labels added on the page: they run
+// besides the file's, and one the file now names too is ignored.
+func addedNotes(cfg *configs.Config) []string {
+	added, err := readAddedLabels(cfg.StateDir)
+	if err != nil {
+		return []string{fmt.Sprintf("labels added on the page: %v (siglipd will move the file aside and run the file's labels)", err)}
+	}
+	var notes []string
+	for _, a := range added {
+		where := filepath.Join(cfg.StateDir, addedLabelsFile)
+		switch _, ok := findLabel(cfg, a.Camera, a.Name); {
+		case ok:
+			notes = append(notes, fmt.Sprintf("label %q of camera %q was added on the page (%s) but the config file has it too: the file's runs", a.Name, a.Camera, where))
+		case !slices.ContainsFunc(cfg.Cameras, func(c configs.Camera) bool { return c.Name == a.Camera }):
+			notes = append(notes, fmt.Sprintf("label %q was added on the page for camera %q, which the config file no longer has: it does not run (%s)", a.Name, a.Camera, where))
+		default:
+			notes = append(notes, fmt.Sprintf("label %q of camera %q was added on the page (%s): prompts %q, threshold %g; remove it on the page",
+				a.Name, a.Camera, where, a.Prompts, a.Threshold))
+		}
+	}
+	return notes
 }
 
 // checkWritableDir reports whether dir is, or can be created as, a folder

@@ -141,6 +141,7 @@ type daemon struct {
 	probes  sync.WaitGroup    // the inference server's probe
 
 	calib *calibrate.Store // nil when the state folder's calibration cannot be opened; written by the change loop
+	added []AddedLabel     // labels added on the page (added.go); written by the change loop under mu
 	promptCache
 
 	changes     chan changeRequest // to the change loop (changes.go)
@@ -162,7 +163,8 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 func run(ctx context.Context, cfg *configs.Config, opts Options, h hooks) error {
 	d := newDaemon(cfg, opts, h.encodeJPEG, h.wallClock)
 	d.openCalibration(cfg)
-	cfg = withCalibration(cfg, d.calib) // thresholds applied from marked frames
+	d.openAddedLabels(cfg)
+	cfg = d.effective(cfg) // labels added on the page, thresholds applied from marked frames
 	d.cfg = cfg
 	d.log.Info("starting siglipd", "version", VersionString(), "config", opts.ConfigPath,
 		"cameras", len(cfg.Cameras), "model", cfg.Model.Path, "malloc_tuned", capture.MallocTuned())
@@ -256,6 +258,7 @@ func (d *daemon) startHTTP(cfg *configs.Config, addr chan<- string) error {
 	if d.frames != nil {
 		opts.Frames = framesAPI{d}
 	}
+	opts.Labels = labelsAPI{d}
 	srv, err := httpapi.Start(opts)
 	if err != nil {
 		return err

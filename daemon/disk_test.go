@@ -108,8 +108,8 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 
 	// Every file is in the metric from the start, at 0: a counter that
 	// appears at 1 shows no increase to an alert.
-	if got := stateFailures(r); len(got) != 5 || got["outbox"]+got["retained"]+got["journal"]+got["history"]+got["calibration"] != 0 {
-		t.Errorf("siglipd_state_write_failures_total before the fault: %v; want outbox, retained, journal, history and calibration at 0", got)
+	if got := stateFailures(r); len(got) != 6 || got["outbox"]+got["retained"]+got["journal"]+got["history"]+got["calibration"]+got["labels"] != 0 {
+		t.Errorf("siglipd_state_write_failures_total before the fault: %v; want outbox, retained, journal, history, calibration and labels at 0", got)
 	}
 
 	// The disk breaks. What is on it once the first write has failed (a

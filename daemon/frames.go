@@ -3,6 +3,7 @@ package daemon
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"image"
 	"math"
@@ -76,15 +77,24 @@ func modelKey(m classifier) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	emb := set.Embedding(0)
+	if emb == nil {
+		return "", errors.New("no text embedding")
+	}
 	info := m.Info()
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%d|%d|%.3f|%.3f|", info.Description.Family, info.Description.Size, info.Description.Parameters,
 		info.EmbedDim, info.LogitScale, info.LogitBias)
-	for _, v := range set.Embedding(0) {
+	for _, v := range emb {
 		fmt.Fprintf(h, "%.2f,", v)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
+
+// eventKeepEvery: while one of its events is open, a camera's frames the
+// change gate skipped are kept this often — enough to time the moment a
+// search finds, not a copy of every frame of a still scene.
+const eventKeepEvery = time.Second
 
 // frameKeeper decides which scored frames the store keeps. It is the rules
 // loop's and used by its goroutine only.
@@ -97,22 +107,24 @@ type frameKeeper struct {
 // keep hands a frame to the store when it is worth keeping: the model
 // scored it while one of the camera's events was open (before or after
 // it), the change gate saw the scene change, or every has passed since the
-// camera's last kept frame. A frame the gate spared the model is kept for
-// the last reason only, with the embedding of the frame it looked like
-// (its probabilities are that frame's too): a still scene is stored every
-// interval, not once per max_skip.
+// camera's last kept frame. A frame the gate spared the model is kept with
+// the embedding of the frame it looked like (its probabilities were that
+// frame's too): every interval, and while an event is open every
+// eventKeepEvery, so that a still scene is stored every interval, not
+// once per max_skip, and a search's moment spans the event.
 func (k *frameKeeper) keep(s scoredFrame, eventOpen bool) {
 	if k == nil || s.embedding == nil {
 		return
 	}
 	f := s.frame
 	var reason framestore.Reason
+	since := f.Time.Sub(k.last[f.Camera])
 	switch {
-	case eventOpen && !s.skipped:
+	case eventOpen && (!s.skipped || since >= eventKeepEvery):
 		reason = framestore.Event
 	case s.changed:
 		reason = framestore.Changed
-	case f.Time.Sub(k.last[f.Camera]) >= k.every:
+	case since >= k.every:
 		reason = framestore.Every
 	default:
 		return
@@ -169,6 +181,15 @@ func anyOpen(states []rules.LabelState, camera string) bool {
 		}
 	}
 	return false
+}
+
+// FrameStore is the frame store's counts (false when it is off), for the
+// metrics.
+func (d *daemon) FrameStore() (framestore.Stats, bool) {
+	if d.frames == nil {
+		return framestore.Stats{}, false
+	}
+	return d.frames.Stats(), true
 }
 
 // framesAPI is the frame store as package httpapi sees it: the daemon's

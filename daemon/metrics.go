@@ -10,6 +10,7 @@ import (
 
 	"github.com/siglipd/siglipd/capture"
 	"github.com/siglipd/siglipd/configs"
+	"github.com/siglipd/siglipd/daemon/framestore"
 	"github.com/siglipd/siglipd/infer"
 	"github.com/siglipd/siglipd/internal/kit"
 	"github.com/siglipd/siglipd/publish"
@@ -50,6 +51,12 @@ type statusSource interface {
 	Sink() publish.Status
 	Server() infer.ServerState
 	StateFiles() []kit.StateFileStatus
+}
+
+// storeSource is a statusSource whose frame store, when it has one, is
+// reported too.
+type storeSource interface {
+	FrameStore() (framestore.Stats, bool)
 }
 
 func newMetrics(src statusSource) *metrics {
@@ -104,6 +111,11 @@ var (
 	descConnFailures  = prometheus.NewDesc("siglipd_broker_connect_failures_total", "Failed connection attempts to the broker.", nil, nil)
 	descServerUp      = prometheus.NewDesc("siglipd_inference_server_up", "1 when the inference server answers (always 1 for the local backend).", []string{"backend"}, nil)
 	descServerFails   = prometheus.NewDesc("siglipd_inference_server_failures_total", "Failed calls to the remote backend's inference server.", []string{"backend"}, nil)
+	descStoreFrames   = prometheus.NewDesc("siglipd_store_frames", "Frames kept in the frame store (state_dir/frames) for search.", nil, nil)
+	descStoreBytes    = prometheus.NewDesc("siglipd_store_bytes", "Bytes of the frame store's segments (at most store.max_size and 2 %).", nil, nil)
+	descStoreStored   = prometheus.NewDesc("siglipd_store_frames_stored_total", "Frames written to the frame store.", nil, nil)
+	descStoreDropped  = prometheus.NewDesc("siglipd_store_frames_dropped_total", "Frames not kept because the store's writer was behind (its queue was full).", nil, nil)
+	descStoreFailed   = prometheus.NewDesc("siglipd_store_frames_failed_total", "Frames whose write to the frame store failed (a full or read-only disk).", nil, nil)
 	descStateWrites   = prometheus.NewDesc("siglipd_state_write_failures_total", "Writes of a state folder file that failed (a full or read-only disk): events kept in memory only, journal and history saves, marks and thresholds refused.", []string{"file"}, nil)
 )
 
@@ -113,7 +125,7 @@ type statusCollector struct{ src statusSource }
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descFramesFailed, descReconnects, descStalls,
 		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures,
-		descServerUp, descServerFails, descStateWrites} {
+		descServerUp, descServerFails, descStateWrites, descStoreFrames, descStoreBytes, descStoreStored, descStoreDropped, descStoreFailed} {
 		ch <- d
 	}
 }
@@ -158,6 +170,15 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descServerFails, prometheus.CounterValue, float64(srv.Failures), srv.Backend)
 	for _, f := range c.src.StateFiles() {
 		ch <- prometheus.MustNewConstMetric(descStateWrites, prometheus.CounterValue, float64(f.WriteFailures), f.Name)
+	}
+	if s, ok := c.src.(storeSource); ok {
+		if st, on := s.FrameStore(); on {
+			ch <- prometheus.MustNewConstMetric(descStoreFrames, prometheus.GaugeValue, float64(st.Frames))
+			ch <- prometheus.MustNewConstMetric(descStoreBytes, prometheus.GaugeValue, float64(st.Bytes))
+			ch <- prometheus.MustNewConstMetric(descStoreStored, prometheus.CounterValue, float64(st.Stored))
+			ch <- prometheus.MustNewConstMetric(descStoreDropped, prometheus.CounterValue, float64(st.Dropped))
+			ch <- prometheus.MustNewConstMetric(descStoreFailed, prometheus.CounterValue, float64(st.Failed))
+		}
 	}
 }
 

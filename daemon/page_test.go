@@ -107,7 +107,7 @@ cameras:
 	if !regexp.MustCompile(`class="crop" style="display: block; left: 25%; top: 25%; width: 50%; height: 50%;`).MatchString(dom) {
 		t.Errorf("no crop rectangle at 25%%/25%%/50%%/50%% on driveway's frame")
 	}
-	if !regexp.MustCompile(`id="cam-porch".*?class="placeholder" style="display: flex;">no frame yet`).MatchString(dom) {
+	if !regexp.MustCompile(`(?s)id="cam-porch".*?class="placeholder" style="display: flex;">no frame yet`).MatchString(dom) {
 		t.Errorf("porch, without a frame, shows no placeholder")
 	}
 	on := 0

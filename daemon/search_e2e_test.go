@@ -146,6 +146,10 @@ func TestSearch(t *testing.T) {
 	if st == nil || st.Frames < 10 || st.Stored < uint64(st.Frames) || st.Dropped != 0 {
 		t.Errorf("status store %+v", st)
 	}
+	if fams := r.metrics(); fams["siglipd_store_frames"].GetMetric()[0].GetGauge().GetValue() < 10 ||
+		fams["siglipd_store_bytes"].GetMetric()[0].GetGauge().GetValue() <= 0 {
+		t.Errorf("store metrics: %v %v", fams["siglipd_store_frames"], fams["siglipd_store_bytes"])
+	}
 	r.stop()
 
 	// After a restart the store is read back and searched the same way.

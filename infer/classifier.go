@@ -29,8 +29,14 @@ type Classifier interface {
 var _ Classifier = (*Model)(nil)
 
 // Embedding is the unit text embedding of label i (its prompts' mean):
-// what a search scores stored frames' embeddings against.
-func (s *LabelSet) Embedding(i int) []float32 { return slices.Clone(s.emb[i]) }
+// what a search scores stored frames' embeddings against; nil when the set
+// has none (a set made by hand, in tests).
+func (s *LabelSet) Embedding(i int) []float32 {
+	if i < 0 || i >= len(s.emb) {
+		return nil
+	}
+	return slices.Clone(s.emb[i])
+}
 
 // Label is a name and the prompts that describe it.
 type Label struct {

@@ -3,8 +3,8 @@
 # for DEMO_SECONDS (default 20): the colour test model, two generated
 # looping videos whose colour changes every few seconds, and a local
 # mosquitto (started here unless one already listens on the port). It prints
-# the MQTT messages as they arrive, then stops siglipd with SIGTERM and shows
-# a summary. Everything it writes is under .deps/demo/.
+# the MQTT messages as they arrive, searches the frames it kept for
+# "something yellow", then stops siglipd with SIGTERM and shows a summary. Everything it writes is under .deps/demo/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -63,6 +63,9 @@ echo "demo: running siglipd for ${seconds}s — live page: http://127.0.0.1:$SIG
 bin/siglipd --config configs/demo.yaml > "$demo/siglipd.log" 2>&1 &
 siglipd=$!
 sleep "$seconds"
+# The frames it scored are kept: search them by text, as a user would.
+echo "demo: siglipd search --config configs/demo.yaml something yellow"
+bin/siglipd search --config configs/demo.yaml something yellow | sed 's/^/  search  /' || true
 kill -TERM "$siglipd"
 status=0
 wait "$siglipd" || status=$?

@@ -30,7 +30,7 @@ echo "== go test -race (every package but the command line's process tests)"
 # rate assertions are logged, not asserted, under -race (testenv.Race), and
 # asserted in the pass above.
 go test -count=1 -timeout 30m -race ./configs ./rules ./publish ./capture ./infer/... ./internal/kit \
-  ./daemon ./daemon/httpapi ./daemon/live ./daemon/history ./daemon/calibrate
+  ./daemon ./daemon/httpapi ./daemon/live ./daemon/history ./daemon/calibrate ./daemon/framestore
 echo "== go test -fuzz (a fixed number of inputs per target)"
 # Each fuzz target runs a fixed number of inputs (about 10 s each on the 2-core
 # CI machine) on top of its seed corpus (its f.Add seeds and testdata/fuzz/).
@@ -44,7 +44,8 @@ echo "== go test -fuzz (a fixed number of inputs per target)"
 for target in ./configs:FuzzParse:40000x ./configs:FuzzPrescan:60000x ./configs:FuzzParseCost:25000x \
   ./internal/kit:FuzzRedactURL:100000x ./infer/tokenizer:FuzzEncodePadded:80000x ./infer/tokenizer:FuzzSentencePiece:15000x \
   ./infer/tokenizer:FuzzParse:100000x ./infer/onnxpb:FuzzReadInitializers:15000x ./infer/onnxpb:FuzzReadGraph:15000x \
-  ./daemon/cmd/siglipd:FuzzImageHeader:30000x ./infer/oip:FuzzDecodeInferResponse:200000x; do
+  ./daemon/cmd/siglipd:FuzzImageHeader:30000x ./infer/oip:FuzzDecodeInferResponse:200000x \
+  ./daemon/framestore:FuzzScanSegment:40000x; do
   IFS=: read -r pkg name count <<<"$target"
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "${SIGLIPD_FUZZTIME:-$count}" "$pkg"
 done

@@ -14,12 +14,12 @@ import (
 	"github.com/siglipd/siglipd/daemon/framestore/vec"
 )
 
-// Search scores every stored frame against one query vector in two steps:
-// an int8 scan of all of them (the in-memory codes), then an exact score of
-// the best rerankK from the embeddings on disk. The int8 scan's
-// error is small against the gaps between the frames that make a top 20
-// (docs/measurements.md, "frame store: embedding precision and scan
-// speed"), and every score a search reports is exact.
+// A search scores every stored frame against one query vector in two
+// steps: an int8 scan of all of them (the in-memory codes), then an exact
+// score, from the embeddings on disk, of every frame the int8 scan cannot
+// rule out of the best (exactTop). Every score a search reports is exact.
+//
+// rerankK is how many of the best int8 cosines are re-scored first.
 const rerankK = 256
 
 // Query is one search.
@@ -95,8 +95,20 @@ func (s *Store) snapshot() (views []view, cameras []string, other int, loading b
 type scored struct {
 	v, i  int // views[v].frames[i]
 	cos   float64
+	sigma float32 // the int8 cosine's standard error (errorSigma); 0 once exact
 	exact bool
 }
+
+// errorSigma is the standard error of an int8 cosine: rounding each value
+// of x to its scale sx errs uniformly within ±sx/2 (variance sx²/12), so
+// for unit vectors the dot product errs with variance (sx² + sq²)/12.
+func errorSigma(sx, sq float64) float32 { return float32(math.Sqrt((sx*sx + sq*sq) / 12)) }
+
+// sigmas bounds how far an int8 cosine may be from the exact one for a
+// frame to be left out of the exact re-score: the error is a sum of
+// hundreds of independent roundings, near normal, and beyond 7 standard
+// errors none is expected among a billion frames.
+const sigmas = 7
 
 // scan runs the int8 scan over every view in parallel.
 func (s *Store) scan(q []float32, views []view) float64 {
@@ -149,7 +161,8 @@ func (s *Store) candidates(q Query) ([]view, []string, []scored, int, bool, erro
 			if (cam >= 0 && int(m.cam) != cam) || m.time < from || m.time > to {
 				continue
 			}
-			out = append(out, scored{v: v, i: i, cos: float64(views[v].dots[i]) * qscale * float64(m.scale)})
+			out = append(out, scored{v: v, i: i, cos: float64(views[v].dots[i]) * qscale * float64(m.scale),
+				sigma: errorSigma(float64(m.scale), qscale)})
 		}
 	}
 	return views, cameras, out, other, loading, nil
@@ -192,7 +205,7 @@ func (s *Store) rerank(q []float32, views []view, all []scored, idx []int) {
 		if err != nil {
 			continue
 		}
-		c.cos, c.exact = dot(q, r.embedding), true
+		c.cos, c.exact, c.sigma = dot(q, r.embedding), true, 0
 	}
 }
 
@@ -236,6 +249,39 @@ func best(all []scored, k int) []int {
 	return h
 }
 
+// maxRefine bounds the frames one search re-scores from disk: a store of
+// one still scene would otherwise re-read all of it.
+const maxRefine = 50000
+
+// exactTop re-scores from disk every frame that could be among the k best:
+// first the rerankK best int8 cosines, then each other frame whose int8
+// cosine is within sigmas standard errors of the k-th best exact one. So
+// the k best come out as an exact float32 scan ranks them, however many
+// near-identical frames a still camera stored (a fixed number of
+// candidates is not enough there; docs/measurements.md). It returns the
+// indexes re-scored.
+func (s *Store) exactTop(q []float32, views []view, all []scored, k int) []int {
+	idx := best(all, max(k, rerankK))
+	s.rerank(q, views, all, idx)
+	if len(idx) < k || k <= 0 {
+		return idx
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(all[b].cos, all[a].cos) })
+	kth := all[idx[k-1]].cos
+	var more []int
+	for i := range all {
+		if c := &all[i]; !c.exact && c.cos+sigmas*float64(c.sigma) >= kth {
+			more = append(more, i)
+		}
+	}
+	if len(more) > maxRefine {
+		slices.SortFunc(more, func(a, b int) int { return cmp.Compare(all[b].cos, all[a].cos) })
+		more = more[:maxRefine]
+	}
+	s.rerank(q, views, all, more)
+	return append(idx, more...)
+}
+
 func (q Query) score(cos float64) float64 {
 	if q.Score == nil {
 		return cos
@@ -258,8 +304,7 @@ func (s *Store) Top(q Query, k int) ([]Hit, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := best(all, max(k, rerankK))
-	s.rerank(q.Vector, views, all, idx)
+	idx := s.exactTop(q.Vector, views, all, k)
 	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(all[b].cos, all[a].cos) })
 	idx = idx[:min(k, len(idx))]
 	out := make([]Hit, len(idx))
@@ -276,7 +321,7 @@ func (s *Store) Search(q Query) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Searched: len(all), Other: other, Loading: loading}
-	s.rerank(q.Vector, views, all, best(all, rerankK))
+	s.exactTop(q.Vector, views, all, max(q.Limit, 1))
 	moments := s.moments(views, all, q)
 	slices.SortFunc(moments, func(a, b moment) int { return cmp.Compare(all[b.best].cos, all[a.best].cos) })
 	if q.Limit > 0 && len(moments) > q.Limit {

@@ -206,6 +206,9 @@ func scanSegment(path string, fn func(off int64, r *record)) (modelKey string, d
 		if n > maxRecord {
 			return modelKey, dim, off, false, fmt.Errorf("record at %d: length %d: %w", off, n, errCorrupt)
 		}
+		if int(n) > cap(buf) {
+			buf = make([]byte, n)
+		}
 		buf = buf[:n]
 		if _, err := io.ReadFull(br, buf); err != nil {
 			if err == io.ErrUnexpectedEOF || err == io.EOF {

@@ -233,24 +233,34 @@ func TestMoments(t *testing.T) {
 // they were given, on frames that come in near-identical runs (as a
 // camera's do).
 func TestTopMatchesExactScan(t *testing.T) {
-	const dim, n = 64, 20000
+	const dim, n = 768, 12000
 	rng := rand.New(rand.NewPCG(5, 6))
 	f := newFixture(t, dim)
 	s := f.open()
 	defer s.Close()
 	var centres [][]float32
-	for range 200 {
+	for range n / 100 {
 		centres = append(centres, randomUnit(rng, dim))
 	}
+	// The first 4,000 frames are a still camera's: one scene, noise only
+	// (cos ≈ 0.9999 between them), more near-ties than any fixed number
+	// of candidates holds.
 	items := make([]Item, n)
 	for i := range items {
-		items[i] = Item{Camera: "cam", Time: t0.Add(time.Duration(i) * time.Second), Embedding: unit(rng, centres[i/100], 0.01)}
+		centre, noise := centres[i/100], 0.003
+		if i < 4000 {
+			centre, noise = centres[0], 0.0005
+		}
+		items[i] = Item{Camera: "cam", Time: t0.Add(time.Duration(i) * time.Second), Embedding: unit(rng, centre, noise)}
 	}
 	add(t, s, items...)
-	for q := range 10 {
+	for q := range 12 {
 		query := unit(rng, centres[rng.IntN(len(centres))], 0.05)
-		if q%2 == 1 {
+		switch {
+		case q%3 == 1:
 			query = randomUnit(rng, dim)
+		case q%3 == 2:
+			query = unit(rng, centres[0], 0.05) // the still scene
 		}
 		top, err := s.Top(Query{Vector: query}, 20)
 		if err != nil {
@@ -486,5 +496,23 @@ func TestFullDisk(t *testing.T) {
 	add(t, s, Item{Camera: "cam", Time: t0.Add(time.Hour), Embedding: randomUnit(rng, dim), Picture: thumb})
 	if files.Status()[0].Error != "" || s.Stats().Frames != st.Frames+1 {
 		t.Errorf("after room was made: %+v, %+v", s.Stats(), files.Status())
+	}
+}
+
+// TestLargeEmbeddings: so400m's 1152 values make records larger than the
+// reader's first buffer; they read back whole after a reopen.
+func TestLargeEmbeddings(t *testing.T) {
+	const dim = 1152
+	rng := rand.New(rand.NewPCG(17, 18))
+	f := newFixture(t, dim)
+	s := f.open()
+	e := randomUnit(rng, dim)
+	add(t, s, Item{Camera: "cam", Time: t0, Embedding: e}, Item{Camera: "cam", Time: t0.Add(time.Second), Embedding: randomUnit(rng, dim)})
+	s.Close()
+	s = f.open()
+	defer s.Close()
+	top, err := s.Top(Query{Vector: e}, 1)
+	if err != nil || len(top) != 1 || !top[0].Time.Equal(t0) || s.Stats().Frames != 2 {
+		t.Fatalf("after reopen: %v %v %+v", top, err, s.Stats())
 	}
 }

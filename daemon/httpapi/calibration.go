@@ -91,7 +91,9 @@ func calibrationJSON(r calibrate.Report) Calibration {
 // thresholds. Its errors wrap calibrate's ErrNotFound, ErrConflict or
 // ErrUnavailable to say what kind they are.
 type Calibrator interface {
-	Mark(ctx context.Context, camera, label string, yes bool) (calibrate.Mark, error)
+	// Mark records a verdict on the camera's last scored frame, or, when
+	// frame is not "", on that stored frame (the frame store's id).
+	Mark(ctx context.Context, camera, label string, yes bool, frame string) (calibrate.Mark, error)
 	DeleteMark(ctx context.Context, id string) error
 	MarkJPEG(id string) (path string, err error)
 	Calibration(camera, label string) (calibrate.Report, error)
@@ -129,8 +131,9 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 	http.Error(w, err.Error(), code)
 }
 
-// handleMark is POST /api/marks {"camera", "label", "yes"}: the camera's
-// last scored frame shows the label (yes) or not.
+// handleMark is POST /api/marks {"camera", "label", "yes"[, "frame"]}: the
+// camera's last scored frame (or the stored frame) shows the label (yes)
+// or not.
 func (a *api) handleMark(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(w, r) {
 		return
@@ -139,12 +142,13 @@ func (a *api) handleMark(w http.ResponseWriter, r *http.Request) {
 		Camera string `json:"camera"`
 		Label  string `json:"label"`
 		Yes    *bool  `json:"yes"`
+		Frame  string `json:"frame"` // a stored frame's id; "" for the live frame
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Yes == nil {
-		http.Error(w, `want {"camera": "...", "label": "...", "yes": true|false}`, http.StatusBadRequest)
+		http.Error(w, `want {"camera": "...", "label": "...", "yes": true|false[, "frame": "<stored frame id>"]}`, http.StatusBadRequest)
 		return
 	}
-	m, err := a.Calibrator.Mark(r.Context(), req.Camera, req.Label, *req.Yes)
+	m, err := a.Calibrator.Mark(r.Context(), req.Camera, req.Label, *req.Yes, req.Frame)
 	if err != nil {
 		a.fail(w, err)
 		return

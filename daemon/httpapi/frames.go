@@ -22,6 +22,8 @@ type Frames interface {
 	Thumbnail(id framestore.ID) ([]byte, error)
 	DeleteAll() error
 	Stats() framestore.Stats
+	// Preview runs a label over the camera's stored frames since a time.
+	Preview(req LabelRequest, since time.Time) (Preview, error)
 }
 
 // SearchRequest is /api/search's query, read and checked.

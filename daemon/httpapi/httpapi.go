@@ -3,8 +3,11 @@
 // the calibration endpoints (/api/marks, /api/marks/{id},
 // /api/marks/{id}/frame.jpg, /api/calibration; calibration.go), the frame
 // store's (/api/search, /api/frames/{id}, /api/frames/{id}/thumbnail.jpg,
-// DELETE /api/frames; frames.go) and the live
-// page (web/index.html, which reads /api/status once a second).
+// DELETE /api/frames, POST /api/preview; frames.go, labels.go), labels
+// added on the page (POST /api/labels, DELETE /api/labels/{camera}/{label};
+// labels.go) and the live
+// page (web/index.html, which reads /api/status once a second and, with the
+// frame store on, searches it, previews labels on it and adds them).
 //
 // Contract: the daemon owns the Server. Start returns once the listener is
 // bound (a port in use is a start-up error, not a log line later) and
@@ -92,6 +95,7 @@ type Options struct {
 	Backend    Backend
 	Calibrator Calibrator // marks and thresholds from them; nil: those endpoints answer 404
 	Frames     Frames     // the frame store; nil (store off): its endpoints answer 404
+	Labels     Labels     // labels added on the page; nil: those endpoints answer 404
 	Live       Live
 	Logger     *slog.Logger
 }
@@ -131,6 +135,11 @@ func Start(opts Options) (*Server, error) {
 		mux.HandleFunc("GET /api/frames/{id}", a.handleFrame)
 		mux.HandleFunc("GET /api/frames/{id}/thumbnail.jpg", a.handleThumbnail)
 		mux.HandleFunc("DELETE /api/frames", a.handleDeleteFrames)
+		mux.HandleFunc("POST /api/preview", a.handlePreview)
+	}
+	if opts.Labels != nil {
+		mux.HandleFunc("POST /api/labels", a.handleAddLabel)
+		mux.HandleFunc("DELETE /api/labels/{camera}/{label}", a.handleRemoveLabel)
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -348,6 +357,9 @@ type Label struct {
 	On           bool     `json:"on"`
 	TopScore     float64  `json:"top_score,omitempty"`
 	Since        *string  `json:"since,omitempty"`
+	// Added: the label was added on the page (state_dir/labels.json), not
+	// in the config file; the page can remove it.
+	Added bool `json:"added,omitempty"`
 }
 
 func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -398,7 +410,7 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 			c.ScoredAt = &scoredAt
 		}
 		for _, l := range cc.Labels {
-			al := Label{Name: l.Name, Threshold: l.Threshold, OffThreshold: l.EffectiveOffThreshold()}
+			al := Label{Name: l.Name, Threshold: l.Threshold, OffThreshold: l.EffectiveOffThreshold(), Added: l.Source == configs.SourcePage}
 			if p, ok := probs[l.Name]; ok {
 				al.Probability = &p
 			}
