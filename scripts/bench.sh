@@ -8,7 +8,8 @@
 # the frame store searched at 1 M frames (BenchmarkSearch1M in
 # daemon/framestore), appended to the same file; its store is filled once
 # into .deps/bench/framestore-1m (≈ 3 GB, needs 8 GB free) and reused after.
-# About 10 minutes on 2 cores, 2 more the first time; the table is printed
+# About 11 minutes on 2 cores (each daemon row ≈ 1), of which the frame
+# store's part is ≈ 30 s (≈ 1 minute the first time); the table is printed
 # and kept in out/bench/.
 #
 #   BENCH_WINDOW=40s   how long each daemon row is measured
