@@ -93,7 +93,7 @@ func (s *Store) snapshot() (views []view, cameras []string, other int, loading b
 
 // scored is one frame's place and score during a search.
 type scored struct {
-	v, i  int // views[v].frames[i]
+	v, i  int32 // views[v].frames[i]
 	cos   float64
 	sigma float32 // the int8 cosine's standard error (errorSigma); 0 once exact
 	exact bool
@@ -155,13 +155,17 @@ func (s *Store) candidates(q Query) ([]view, []string, []scored, int, bool, erro
 	if !q.To.IsZero() {
 		to = q.To.UnixNano()
 	}
-	var out []scored
+	total := 0
+	for _, v := range views {
+		total += len(v.frames)
+	}
+	out := make([]scored, 0, total)
 	for v := range views {
 		for i, m := range views[v].frames {
 			if (cam >= 0 && int(m.cam) != cam) || m.time < from || m.time > to {
 				continue
 			}
-			out = append(out, scored{v: v, i: i, cos: float64(views[v].dots[i]) * qscale * float64(m.scale),
+			out = append(out, scored{v: int32(v), i: int32(i), cos: float64(views[v].dots[i]) * qscale * float64(m.scale),
 				sigma: errorSigma(float64(m.scale), qscale)})
 		}
 	}
@@ -176,7 +180,7 @@ func (s *Store) rerank(q []float32, views []view, all []scored, idx []int) {
 		return cmp.Or(cmp.Compare(all[a].v, all[b].v), cmp.Compare(all[a].i, all[b].i))
 	})
 	var f *os.File
-	open := -1
+	open := int32(-1)
 	defer func() {
 		if f != nil {
 			f.Close()

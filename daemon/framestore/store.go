@@ -388,8 +388,17 @@ func (s *Store) loadSegment(seq uint32) (*segment, error) {
 		return nil, fmt.Errorf("thumbnails: %w", errCorrupt)
 	}
 	g := &segment{seq: seq, jpgSize: jpgInfo.Size()}
-	var local []meta
-	var names []string
+	// Sized from the file: a record is its embedding and at least
+	// minOverhead bytes, so est is never short (append would then grow
+	// the slices by a quarter) and over by the camera names' bytes only.
+	const minOverhead = 58
+	est := 0
+	if fi, err := os.Stat(embPath(s.opts.Dir, seq)); err == nil {
+		est = int(fi.Size()/int64(minOverhead+4*s.opts.Dim)) + 1
+	}
+	local := make([]meta, 0, est)
+	names := make([]string, 0, est)
+	g.codes = make([]int8, 0, est*s.opts.Dim)
 	scratch := make([]float32, 0, s.opts.Dim)
 	cut := false        // a record whose thumbnail was not all written, and those after it
 	keepEnd := int64(0) // end of the last record kept
