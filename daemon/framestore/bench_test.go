@@ -125,15 +125,7 @@ func newBenchSet() *benchSet {
 // noise is its own, whichever worker writes it.
 func (set *benchSet) frame(x []float32, i int, pcg *rand.PCG, rng *rand.Rand) {
 	pcg.Seed(benchFillVersion, uint64(i))
-	c, sigma := set.centres[set.centre[i]], benchNoise[set.noise[i]]
-	var n float64
-	for j := range x {
-		x[j] = c[j] + float32(sigma*rng.NormFloat64())
-		n += float64(x[j]) * float64(x[j])
-	}
-	for j := range x {
-		x[j] /= float32(math.Sqrt(n))
-	}
+	perturb(x, rng, set.centres[set.centre[i]], benchNoise[set.noise[i]])
 }
 
 func benchTime(i int) time.Time  { return benchStart.Add(time.Duration(i) * benchStep) }

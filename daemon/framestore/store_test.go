@@ -29,6 +29,13 @@ func (j jpegBytes) Close()                {}
 // unit returns a random unit vector near centre (noise 0: centre itself).
 func unit(rng *rand.Rand, centre []float32, noise float64) []float32 {
 	x := make([]float32, len(centre))
+	perturb(x, rng, centre, noise)
+	return x
+}
+
+// perturb writes centre plus Gaussian noise of that deviation per value,
+// normalized, into x: a camera's frame of a scene.
+func perturb(x []float32, rng *rand.Rand, centre []float32, noise float64) {
 	var n float64
 	for i := range x {
 		x[i] = centre[i] + float32(noise*rng.NormFloat64())
@@ -37,7 +44,6 @@ func unit(rng *rand.Rand, centre []float32, noise float64) []float32 {
 	for i := range x {
 		x[i] /= float32(math.Sqrt(n))
 	}
-	return x
 }
 
 func randomUnit(rng *rand.Rand, dim int) []float32 {

@@ -206,6 +206,23 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
+// startBinary runs the siglipd binary on a config file and waits until it
+// says it runs; the test's cleanup kills it if the test has not stopped it.
+func startBinary(t *testing.T, lib, cfg string) (*exec.Cmd, *testenv.SyncBuffer) {
+	t.Helper()
+	cmd := exec.Command(siglipdBin, "--config", cfg)
+	cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "siglipd running") },
+		"the daemon to run; stderr:\n%s", stderr)
+	return cmd, stderr
+}
+
 // TestCheck: --check prints the resolved config with secrets as *** and
 // exits 0; a broken file exits 2 listing every problem.
 func TestCheck(t *testing.T) {
@@ -433,15 +450,7 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 `)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(siglipdBin, "--config", cfg)
-			cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
-			var stderr testenv.SyncBuffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "running") },
-				"the daemon to report it is running; stderr:\n%s", &stderr)
+			cmd, stderr := startBinary(t, lib, cfg)
 			start := time.Now()
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)

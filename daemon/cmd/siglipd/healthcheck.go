@@ -36,34 +36,15 @@ func healthcheckMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "siglipd healthcheck: --config FILE is required")
 		return exitUsage
 	}
-	cfg, err := configs.Load(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd healthcheck: %v\n", err)
-		return exitUsage
-	}
-	if cfg.HTTP.Listen == "" {
-		fmt.Fprintf(stderr, "siglipd healthcheck: %s: http.listen is empty, so there is nothing to ask\n", *configPath)
-		return exitUsage
-	}
 	path := "/healthz"
 	if *ready {
 		path = "/readyz"
 	}
-	url := "http://" + loopback(cfg.HTTP.Listen) + path
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd healthcheck: %v\n", err)
-		return exitUsage
-	}
-	if t := cfg.HTTP.Token.Reveal(); t != "" {
-		req.Header.Set("Authorization", "Bearer "+t)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd healthcheck: %s: %v\n", url, err)
-		return exitFailure
+	resp, url, code := askDaemon(ctx, "siglipd healthcheck", *configPath, path, stderr)
+	if resp == nil {
+		return code
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -73,6 +54,36 @@ func healthcheckMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", url, strings.TrimSpace(string(body)))
 	return exitOK
+}
+
+// askDaemon GETs path from the daemon the config file describes, over
+// loopback with its http.token: what healthcheck and search share. A nil
+// response comes with the exit code, the reason written to stderr.
+func askDaemon(ctx context.Context, cmd, configPath, path string, stderr io.Writer) (*http.Response, string, int) {
+	cfg, err := configs.Load(configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return nil, "", exitUsage
+	}
+	if cfg.HTTP.Listen == "" {
+		fmt.Fprintf(stderr, "%s: %s: http.listen is empty, so there is nothing to ask\n", cmd, configPath)
+		return nil, "", exitUsage
+	}
+	url := "http://" + loopback(cfg.HTTP.Listen) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return nil, "", exitUsage
+	}
+	if t := cfg.HTTP.Token.Reveal(); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s: %v (is the daemon running?)\n", cmd, url, err)
+		return nil, "", exitFailure
+	}
+	return resp, url, exitOK
 }
 
 // loopback is the address to reach a server listening on listen from the

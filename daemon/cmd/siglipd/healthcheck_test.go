@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/siglipd/siglipd/internal/testenv"
 )
@@ -24,16 +21,7 @@ sink: stdout
 http: {listen: "0.0.0.0:%d", token: hc-secret}
 cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 `, testenv.Model(t, "tiny"), port))
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
-	var stderr testenv.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "siglipd running") },
-		"the daemon to run; stderr:\n%s", &stderr)
+	cmd, _ := startBinary(t, lib, cfg)
 
 	for _, tt := range []struct {
 		args []string

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/siglipd/siglipd/configs"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 )
 
@@ -53,15 +52,6 @@ func searchMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "siglipd search: give a text or --similar, not both")
 		return exitUsage
 	}
-	cfg, err := configs.Load(*configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd search: %v\n", err)
-		return exitUsage
-	}
-	if cfg.HTTP.Listen == "" {
-		fmt.Fprintf(stderr, "siglipd search: %s: http.listen is empty, so there is no daemon to ask\n", *configPath)
-		return exitUsage
-	}
 	q := url.Values{}
 	if text != "" {
 		q.Set("q", text)
@@ -77,22 +67,14 @@ func searchMain(args []string, stdout, stderr io.Writer) int {
 	if fs.Changed("floor") {
 		q.Set("floor", fmt.Sprint(*floor))
 	}
-	base := "http://" + loopback(cfg.HTTP.Listen)
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/search?"+q.Encode(), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd search: %v\n", err)
-		return exitUsage
+	const path = "/api/search"
+	resp, u, code := askDaemon(ctx, "siglipd search", *configPath, path+"?"+q.Encode(), stderr)
+	if resp == nil {
+		return code
 	}
-	if t := cfg.HTTP.Token.Reveal(); t != "" {
-		req.Header.Set("Authorization", "Bearer "+t)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "siglipd search: %s: %v (is the daemon running?)\n", base, err)
-		return exitFailure
-	}
+	base := u[:strings.Index(u, path)]
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {

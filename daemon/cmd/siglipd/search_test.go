@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,16 +26,7 @@ http: {listen: "127.0.0.1:%d", token: search-secret}
 store: {every: 1s}
 cameras: [{name: garden, url: %s, loop: true, fps: 4, labels: [{name: blue}]}]
 `, t.TempDir(), testenv.Model(t, "colour"), port, video))
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
-	var stderr testenv.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "siglipd running") },
-		"the daemon to run; stderr:\n%s", &stderr)
+	cmd, _ := startBinary(t, lib, cfg)
 	var out, errOut string
 	ok := testenv.Eventually(30*time.Second, func() bool {
 		o, e, code := run(t, nil, "search", "--config", cfg, "--since", "10m", "something", "yellow")
