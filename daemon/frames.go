@@ -16,7 +16,6 @@ import (
 	"github.com/siglipd/siglipd/daemon/framestore"
 	"github.com/siglipd/siglipd/daemon/httpapi"
 	"github.com/siglipd/siglipd/infer"
-	"github.com/siglipd/siglipd/rules"
 )
 
 // The frame store (package framestore) keeps scored frames' embeddings and
@@ -172,16 +171,6 @@ func (t *storedThumb) JPEG() ([]byte, error) {
 }
 
 func (t *storedThumb) Close() { t.mat.Close() }
-
-// anyOpen reports whether one of the camera's labels is ON.
-func anyOpen(states []rules.LabelState, camera string) bool {
-	for _, st := range states {
-		if st.Camera == camera && st.EventID != "" {
-			return true
-		}
-	}
-	return false
-}
 
 // FrameStore is the frame store's counts (false when it is off), for the
 // metrics.

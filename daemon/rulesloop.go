@@ -116,11 +116,9 @@ func (l *rulesLoop) observe(s scoredFrame) {
 	}
 	t := l.clock.steady(f.Time)
 	l.emit.history.Add(f.Camera, l.clock.wall(t), probs)
-	wasOpen := l.keeper != nil && anyOpen(l.machine.States(), f.Camera)
+	wasOn := l.machine.On(f.Camera)
 	l.emit.emit(l.machine.Observe(f.Camera, t, probs), f)
-	if l.keeper != nil {
-		l.keeper.keep(s, wasOpen || anyOpen(l.machine.States(), f.Camera))
-	}
+	l.keeper.keep(s, wasOn || l.machine.On(f.Camera))
 	l.sink.Scores(f.Camera, f.Time, probs)
 	l.live.SetScores(f, probs, l.machine.States()) // takes ownership of f
 }

@@ -347,6 +347,17 @@ func (m *Machine) Rules() []Rule {
 	return out
 }
 
+// On reports whether one of the camera's labels is ON (an event open),
+// without the copying States does: the daemon asks it for every frame.
+func (m *Machine) On(camera string) bool {
+	for _, p := range m.byCamera[camera] {
+		if p.on {
+			return true
+		}
+	}
+	return false
+}
+
 // States reports every pair in rule order.
 func (m *Machine) States() []LabelState {
 	out := make([]LabelState, 0, len(m.order))

@@ -332,11 +332,17 @@ func TestStates(t *testing.T) {
 	if !st.On || st.Score != 0.65 || st.TopScore != 0.7 || !st.StartTime.Equal(at(1)) || !st.LastSample.Equal(at(2)) {
 		t.Errorf("ON state = %+v", st)
 	}
+	if !m.On("driveway") || m.On("garden") {
+		t.Errorf("On(driveway) = %v, On(garden) = %v; want true, false", m.On("driveway"), m.On("garden"))
+	}
 	m.Observe("driveway", at(3), map[string]float64{"car": 0.1})
 	m.Observe("driveway", at(4), map[string]float64{"car": 0.1})
 	st = m.States()[0]
 	if st.On || st.TopScore != 0 || st.EventID != "" || !st.CooldownUntil.Equal(at(14)) {
 		t.Errorf("OFF state = %+v", st)
+	}
+	if m.On("driveway") {
+		t.Error("On(driveway) after the event ended")
 	}
 }
 
