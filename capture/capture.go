@@ -140,10 +140,15 @@ type Crop struct {
 type Options struct {
 	Name string
 	// URL is rtsp://, rtsps://, http(s):// (MJPEG, HLS), file:// or a path,
-	// /dev/videoN or a device index ("0"). It may contain credentials: they
-	// are never logged or returned unredacted.
+	// /dev/videoN, a stable device link (/dev/v4l/by-id/…, by-path/…: the
+	// link is followed at every open, so a camera replugged under another
+	// number is found) or a device index ("0"). It may contain
+	// credentials: they are never logged or returned unredacted.
 	URL string
-	FPS float64 // frames handed on per second
+	// Device asks a video device for a pixel format, size and frame rate
+	// (zero values: the device's choice). Devices only.
+	Device DeviceMode
+	FPS    float64 // frames handed on per second
 	// ReadTimeout: a running stream that sends no frame for this long is
 	// stalled. Default 10s.
 	ReadTimeout time.Duration
@@ -172,6 +177,16 @@ type Options struct {
 	// backoff to its first step. Default 1m.
 	HealthyAfter time.Duration
 	Logger       *slog.Logger // default slog.Default()
+}
+
+// DeviceMode is what a video device is asked to deliver. A USB 2.0 webcam
+// sends 1080p only as MJPEG, and often defaults to YUYV at 640×480 or to a
+// few frames a second: the user says what it should send.
+type DeviceMode struct {
+	Format string  // FourCC: "MJPG", "YUYV", …; "" leaves the device's
+	Width  int     // 0 leaves the device's
+	Height int     // 0 leaves the device's
+	FPS    float64 // the device's own frame rate; 0 leaves the device's
 }
 
 // Defaults for Options.

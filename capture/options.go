@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -139,15 +140,34 @@ func withDefaults(opts Options) (Options, target, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if m := opts.Device; m != (DeviceMode{}) {
+		if kind != kit.SourceDevice {
+			return bad("format, width, height and frame_rate are for video devices (/dev/video…), not %s", kindWord(kind))
+		}
+		if m.Format != "" {
+			f, ok := kit.FourCC(m.Format)
+			if !ok {
+				return bad("format %q: want mjpeg, yuyv, h264, nv12 or a FourCC such as MJPG", m.Format)
+			}
+			opts.Device.Format = f
+		}
+		if m.Width < 0 || m.Height < 0 || m.FPS < 0 || (m.Width == 0) != (m.Height == 0) {
+			return bad("device size %dx%d at %g fps: give both width and height, none negative", m.Width, m.Height, m.FPS)
+		}
+	}
 
 	raw := strings.TrimSpace(opts.URL)
 	t.kind = kind
 	switch kind {
 	case kit.SourceDevice:
+		if strings.HasPrefix(raw, "/dev/v4l/") {
+			t.path, t.index = raw, -1 // a link: its number is read at every open (resolveDevice)
+			break
+		}
 		n := strings.TrimPrefix(raw, "/dev/video")
 		t.index, err = strconv.Atoi(n)
 		if err != nil || t.index < 0 {
-			return bad("url: a device is /dev/videoN or a number, got %q", raw)
+			return bad("url: a device is /dev/videoN, /dev/v4l/by-id/… or by-path/…, or a number, got %q", raw)
 		}
 		if strings.HasPrefix(raw, "/dev/") {
 			t.path = raw
@@ -236,4 +256,29 @@ func (c *Crop) region(w, h int) (image.Rectangle, error) {
 			c, w, h, r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 	}
 	return r, nil
+}
+
+func kindWord(k kit.SourceKind) string {
+	if k == kit.SourceFile {
+		return "a file"
+	}
+	return "a stream"
+}
+
+// resolveDevice is the index of the device a target names: its number, or,
+// for a /dev/v4l link, the number of the node the link points to now (a
+// camera replugged under another number is followed).
+func (t target) resolveDevice() (int, error) {
+	if t.index >= 0 {
+		return t.index, nil
+	}
+	node, err := filepath.EvalSymlinks(t.path)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w (unplugged?)", t.path, errors.Unwrap(err))
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(node), "video"))
+	if err != nil || !strings.HasPrefix(filepath.Base(node), "video") {
+		return 0, fmt.Errorf("%s points to %s, not a /dev/videoN node", t.path, node)
+	}
+	return n, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"image"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,11 @@ func TestNewInvalid(t *testing.T) {
 		{"garbage url", func(o *Options) { o.URL = "rtsp://admin:hunter2@[::1/live" }, `camera "door": url: rtsp URL has no host`},
 		{"unsupported scheme", func(o *Options) { o.URL = "ftp://admin:hunter2@cam/x" }, `camera "door": url: unsupported scheme "ftp" (want rtsp, rtsps, http, https, file, a file path, /dev/videoN or a USB index)`},
 		{"empty url", func(o *Options) { o.URL = " " }, `camera "door": url: must not be empty`},
-		{"bad device", func(o *Options) { o.URL = "/dev/videoX" }, `camera "door": url: a device is /dev/videoN or a number, got "/dev/videoX"`},
+		{"device mode on a stream", func(o *Options) { o.URL = "rtsp://cam/x"; o.Device.Format = "MJPG" },
+			`camera "door": format, width, height and frame_rate are for video devices (/dev/video…), not a stream`},
+		{"unknown format", func(o *Options) { o.URL = "/dev/video0"; o.Device.Format = "mpeg4x" },
+			`camera "door": format "mpeg4x": want mjpeg, yuyv, h264, nv12 or a FourCC such as MJPG`},
+		{"bad device", func(o *Options) { o.URL = "/dev/videoX" }, `camera "door": url: a device is /dev/videoN, /dev/v4l/by-id/… or by-path/…, or a number, got "/dev/videoX"`},
 		{"zero fps", func(o *Options) { o.FPS = 0 }, `camera "door": fps must be more than 0, got 0`},
 		{"NaN fps", func(o *Options) { o.FPS = math.NaN() }, `camera "door": fps must be more than 0, got NaN`},
 		{"negative read timeout", func(o *Options) { o.ReadTimeout = -time.Second }, `camera "door": read timeout must not be negative, got -1s`},
@@ -74,6 +80,7 @@ func TestNewTargets(t *testing.T) {
 		{"file:///videos/door%20a.mp4", "", target{kind: kit.SourceFile, open: "/videos/door a.mp4", path: "/videos/door a.mp4"}},
 		{"videos/door.mp4", "", target{kind: kit.SourceFile, open: "videos/door.mp4", path: "videos/door.mp4"}},
 		{"/dev/video2", "", target{kind: kit.SourceDevice, index: 2, path: "/dev/video2"}},
+		{"/dev/v4l/by-id/usb-Cam_1234-video-index0", "", target{kind: kit.SourceDevice, index: -1, path: "/dev/v4l/by-id/usb-Cam_1234-video-index0"}},
 		{"0", "", target{kind: kit.SourceDevice, index: 0}},
 	}
 	for _, tt := range tests {
@@ -198,5 +205,40 @@ func TestTuneMallocRespectsOperator(t *testing.T) {
 	t.Setenv("MALLOC_ARENA_MAX", "4")
 	if TuneMalloc() {
 		t.Error("TuneMalloc changed malloc although MALLOC_ARENA_MAX is set")
+	}
+}
+
+// TestResolveDevice: a /dev/v4l link is followed at every open, so a camera
+// replugged under another number is found; a link whose camera is gone says
+// so.
+func TestResolveDevice(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "by-id", "usb-Cam_1234-video-index0")
+	os.MkdirAll(filepath.Dir(link), 0o755)
+	for _, n := range []string{"video7", "video9", "media0"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	tg := target{kind: kit.SourceDevice, index: -1, path: link}
+	for _, tt := range []struct {
+		node string // what the link points to; "" removes it
+		want int
+		err  string
+	}{
+		{"../video7", 7, ""},
+		{"../video9", 9, ""}, // replugged under another number
+		{"../media0", 0, "not a /dev/videoN node"},
+		{"", 0, "unplugged?"},
+	} {
+		os.Remove(link)
+		if tt.node != "" {
+			os.Symlink(tt.node, link)
+		}
+		n, err := tg.resolveDevice()
+		if tt.err == "" && (err != nil || n != tt.want) {
+			t.Errorf("link to %s: %d, %v; want %d", tt.node, n, err, tt.want)
+		}
+		if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("link to %q: %d, %v; want an error saying %q", tt.node, n, err, tt.err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -276,10 +277,17 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	r.reached.Store(true)
 
 	var vc *videoCapture
+	index := t.index
 	if t.kind == kit.SourceDevice {
 		// V4L2 is not behind FFmpeg's open lock.
 		r.enter(phaseOpening)
-		vc = openV4L2(t.index)
+		var err error
+		if index, err = t.resolveDevice(); err != nil {
+			return nil, cameraError(name, "open", err)
+		}
+		if vc = openV4L2(index); vc != nil {
+			s.applyMode(vc)
+		}
 	} else {
 		r.enter(phaseWaiting)
 		if !acquireOpen(ctx) {
@@ -297,7 +305,7 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	var why error
 	switch t.kind {
 	case kit.SourceDevice:
-		why = fmt.Errorf("V4L2 cannot open video device %d", t.index)
+		why = fmt.Errorf("V4L2 cannot open video device %d", index)
 	case kit.SourceFile:
 		why = fmt.Errorf("FFmpeg cannot read %s as video", t.path)
 	default:
@@ -380,3 +388,59 @@ func (p *pacer) wait(ctx context.Context) bool {
 }
 
 func (p *pacer) stop() { p.timer.Stop() }
+
+// applyMode asks a device for the configured format, size and frame rate
+// and reads back what it chose: a device that picks something else (a
+// size it lacks, a rate its format cannot reach over USB 2.0) is logged
+// once per difference, with what it chose, and the camera goes on with it.
+func (s *source) applyMode(vc *videoCapture) {
+	m := s.opts.Device
+	if m == (DeviceMode{}) {
+		return
+	}
+	if m.Format != "" {
+		vc.set(gocv.VideoCaptureFOURCC, float64(fourcc(m.Format)))
+	}
+	if m.Width > 0 {
+		vc.set(gocv.VideoCaptureFrameWidth, float64(m.Width))
+		vc.set(gocv.VideoCaptureFrameHeight, float64(m.Height))
+	}
+	if m.FPS > 0 {
+		vc.set(gocv.VideoCaptureFPS, m.FPS)
+	}
+	got := DeviceMode{Format: fourccString(uint32(vc.get(gocv.VideoCaptureFOURCC))),
+		Width: int(vc.get(gocv.VideoCaptureFrameWidth)), Height: int(vc.get(gocv.VideoCaptureFrameHeight)), FPS: vc.get(gocv.VideoCaptureFPS)}
+	var diff []string
+	if m.Format != "" && !strings.EqualFold(got.Format, m.Format) {
+		diff = append(diff, fmt.Sprintf("format %s instead of %s", got.Format, m.Format))
+	}
+	if m.Width > 0 && (got.Width != m.Width || got.Height != m.Height) {
+		diff = append(diff, fmt.Sprintf("%dx%d instead of %dx%d", got.Width, got.Height, m.Width, m.Height))
+	}
+	if m.FPS > 0 && math.Abs(got.FPS-m.FPS) > 0.5 {
+		diff = append(diff, fmt.Sprintf("%g fps instead of %g", got.FPS, m.FPS))
+	}
+	msg := strings.Join(diff, ", ")
+	s.mu.Lock()
+	changed := msg != s.modeWarned
+	s.modeWarned = msg
+	s.mu.Unlock()
+	if msg != "" && changed {
+		s.log.Warn("the device chose another mode than the config asks; going on with it", "chose", msg,
+			"format", got.Format, "width", got.Width, "height", got.Height, "fps", got.FPS)
+	}
+}
+
+// fourcc packs a four-character code as V4L2 and OpenCV do.
+func fourcc(s string) uint32 {
+	var v uint32
+	for i := 3; i >= 0; i-- {
+		v = v<<8 | uint32(s[i])
+	}
+	return v
+}
+
+func fourccString(v uint32) string {
+	b := []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
+	return strings.TrimRight(string(b), "\x00 ")
+}

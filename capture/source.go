@@ -55,6 +55,7 @@ type source struct {
 	// framesRead is updated by the reader on every frame; the rest under mu.
 	framesRead atomic.Uint64
 
+	modeWarned    string     // the device mode difference last logged (applyMode), under mu
 	mu            sync.Mutex // also serialises handing frames on, so Seq is ordered
 	state         State
 	lastErr       string

@@ -207,8 +207,15 @@ type Camera struct {
 	// Unset (0) means kit.OpenTimeoutFor(ReadTimeout).
 	OpenTimeout   Duration `yaml:"open_timeout"`
 	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
-	Loop          bool     `yaml:"loop"`           // file sources: start again at the end
-	Crop          *Region  `yaml:"crop"`
+	// Format, Width, Height and FrameRate ask a video device (USB camera)
+	// for a pixel format (mjpeg, yuyv, h264, or a FourCC), a size and its
+	// own frame rate; unset leaves the device's choice. Devices only.
+	Format    string  `yaml:"format"`
+	Width     int     `yaml:"width"`
+	Height    int     `yaml:"height"`
+	FrameRate float64 `yaml:"frame_rate"`
+	Loop      bool    `yaml:"loop"` // file sources: start again at the end
+	Crop      *Region `yaml:"crop"`
 	// SkipUnchanged spares the vision tower frames that look like the last
 	// scored one.
 	SkipUnchanged SkipUnchanged `yaml:"skip_unchanged"`

@@ -155,6 +155,21 @@ func TestInvalid(t *testing.T) {
 			want: []string{`cams.yaml:5: cameras[0].url: unsupported scheme "ftp" (want rtsp, rtsps, http, https, file, a file path, /dev/videoN or a USB index)`},
 		},
 		{
+			name: "device settings on a stream",
+			src:  strings.Replace(base, "url: rtsp://10.0.0.2/live\n", "url: rtsp://10.0.0.2/live\n    format: mjpeg\n", 1),
+			want: []string{`cams.yaml:6: cameras[0].format: is for video devices (url /dev/video…, /dev/v4l/by-id/…), not this url`},
+		},
+		{
+			name: "device settings out of range",
+			src: strings.Replace(base, "url: rtsp://10.0.0.2/live\n",
+				"url: /dev/v4l/by-id/usb-Cam-video-index0\n    format: mpeg4x\n    width: 1920\n    frame_rate: 500\n", 1),
+			want: []string{
+				`cams.yaml:6: cameras[0].format: must be mjpeg, yuyv, h264, nv12 or a four-character code such as MJPG, got "mpeg4x"`,
+				`cams.yaml:7: cameras[0].width: width and height go together, each 1 to 8192, got 1920x0`,
+				`cams.yaml:8: cameras[0].frame_rate: must be more than 0 and at most 240, got 500`,
+			},
+		},
+		{
 			name: "rtsp url without host",
 			src:  strings.Replace(base, "rtsp://10.0.0.2/live", "rtsp:///live", 1),
 			want: []string{`cams.yaml:5: cameras[0].url: rtsp URL has no host`},

@@ -315,9 +315,11 @@ func (c *Camera) validate(v *validator, p string) {
 		// The name is a topic level, a metric label and a URL path element.
 		v.add(p+".name", "must be 1-63 letters, digits, _ or - (starting with a letter or digit), got %q", c.Name)
 	}
-	if _, err := kit.ParseSource(c.URL.Reveal()); err != nil {
+	kind, err := kit.ParseSource(c.URL.Reveal())
+	if err != nil {
 		v.add(p+".url", "%v", err)
 	}
+	c.validateDevice(v, p, kind == kit.SourceDevice)
 	if !(c.FPS > 0 && c.FPS <= 60) {
 		v.add(p+".fps", "must be more than 0 and at most 60, got %g", c.FPS)
 	}
@@ -434,5 +436,30 @@ func (s *Store) validate(v *validator) {
 	}
 	if s.MaxSize < 16<<20 {
 		v.add("store.max_size", "must be at least 16MiB, got %s", s.MaxSize)
+	}
+}
+
+// validateDevice checks the device settings: only for devices, a format
+// named or a FourCC, both sides of a size.
+func (c *Camera) validateDevice(v *validator, p string, device bool) {
+	set := map[string]bool{"format": c.Format != "", "width": c.Width != 0, "height": c.Height != 0, "frame_rate": c.FrameRate != 0}
+	if !device {
+		for _, k := range []string{"format", "width", "height", "frame_rate"} {
+			if set[k] {
+				v.add(p+"."+k, "is for video devices (url /dev/video…, /dev/v4l/by-id/…), not this url")
+			}
+		}
+		return
+	}
+	if c.Format != "" {
+		if _, ok := kit.FourCC(c.Format); !ok {
+			v.add(p+".format", "must be mjpeg, yuyv, h264, nv12 or a four-character code such as MJPG, got %q", c.Format)
+		}
+	}
+	if c.Width < 0 || c.Width > 8192 || c.Height < 0 || c.Height > 8192 || (c.Width == 0) != (c.Height == 0) {
+		v.add(p+".width", "width and height go together, each 1 to 8192, got %dx%d", c.Width, c.Height)
+	}
+	if c.FrameRate < 0 || c.FrameRate > 240 {
+		v.add(p+".frame_rate", "must be more than 0 and at most 240, got %g", c.FrameRate)
 	}
 }

@@ -51,6 +51,7 @@ func (s *cameraSet) start(c configs.Camera) error {
 	opts := capture.Options{
 		Name: c.Name, URL: c.URL.Reveal(), FPS: c.FPS, ReadTimeout: c.ReadTimeout.D(), OpenTimeout: c.OpenTimeout.D(),
 		RTSPTransport: c.RTSPTransport, Loop: c.Loop, Logger: s.log,
+		Device: capture.DeviceMode{Format: c.Format, Width: c.Width, Height: c.Height, FPS: c.FrameRate},
 	}
 	if c.Crop != nil {
 		opts.Crop = &capture.Crop{X: c.Crop.X, Y: c.Crop.Y, Width: c.Crop.Width, Height: c.Crop.Height, Pixels: c.Crop.InPixels()}

@@ -40,6 +40,11 @@ cameras:
     labels:
       - name: car
         threshold: 0.5
+  - name: desk
+    url: /dev/v4l/by-id/usb-Cam_1234-video-index0
+    labels:
+      - name: cup
+        threshold: 0.5
 `
 
 func parsePlanConfig(t *testing.T, src string) *configs.Config {
@@ -166,6 +171,13 @@ var planCases = []struct {
 	{key: "cameras[].open_timeout", edit: []string{"open_timeout: 20s", "open_timeout: 40s"}, want: planWant{restart: []string{"door"}, rules: true}},
 	{key: "cameras[].rtsp_transport", edit: []string{"rtsp_transport: tcp", "rtsp_transport: udp"}, want: planWant{restart: []string{"door"}}},
 	{key: "cameras[].loop", edit: []string{"loop: true", "loop: false"}, want: planWant{restart: []string{"garage"}}},
+	// A device's mode is set when it opens: a change reopens it. (The plan
+	// does not look at the URL's kind; validation refuses these keys on
+	// streams and files.)
+	{key: "cameras[].format", edit: []string{"video-index0\n", "video-index0\n    format: mjpeg\n"}, want: planWant{restart: []string{"desk"}}},
+	{key: "cameras[].width", edit: []string{"video-index0\n", "video-index0\n    width: 1280\n    height: 720\n"}, want: planWant{restart: []string{"desk"}}},
+	{key: "cameras[].height", edit: []string{"video-index0\n", "video-index0\n    height: 720\n    width: 1280\n"}, want: planWant{restart: []string{"desk"}}},
+	{key: "cameras[].frame_rate", edit: []string{"video-index0\n", "video-index0\n    frame_rate: 15\n"}, want: planWant{restart: []string{"desk"}}},
 	{key: "cameras[].crop", edit: []string{"    loop: true\n", "    loop: true\n    crop: {x: 0.5, y: 0, width: 0.5, height: 1}\n"},
 		want: planWant{restart: []string{"garage"}}},
 	// The change gate is the batcher's: the stream goes on.

@@ -44,3 +44,18 @@ func TestValidModelID(t *testing.T) {
 		}
 	}
 }
+
+func TestFourCC(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"mjpeg", "MJPG", true}, {"MJPEG", "MJPG", true}, {"yuyv", "YUYV", true}, {"YUY2", "YUYV", true},
+		{"h264", "H264", true}, {"grey", "GREY", true}, {"Y16 ", "Y16 ", true},
+		{"", "", false}, {"jpegs", "", false}, {"ab\x00c", "", false},
+	} {
+		if got, ok := FourCC(tt.in); got != tt.want || ok != tt.ok {
+			t.Errorf("FourCC(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

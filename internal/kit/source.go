@@ -15,7 +15,7 @@ const (
 	SourceInvalid SourceKind = iota
 	SourceStream             // rtsp, rtsps, http, https
 	SourceFile               // file:// or a path
-	SourceDevice             // /dev/videoN or a USB index
+	SourceDevice             // /dev/videoN, /dev/v4l/by-id/…, /dev/v4l/by-path/… or a USB index
 )
 
 // ParseSource classifies a camera URL. The error never contains the URL
@@ -27,7 +27,7 @@ func ParseSource(raw string) (SourceKind, error) {
 		return SourceInvalid, fmt.Errorf("must not be empty")
 	case isDigits(s):
 		return SourceDevice, nil
-	case strings.HasPrefix(s, "/dev/video"):
+	case strings.HasPrefix(s, "/dev/video"), strings.HasPrefix(s, "/dev/v4l/"):
 		return SourceDevice, nil
 	case !strings.Contains(s, "://"):
 		return SourceFile, nil
