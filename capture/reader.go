@@ -285,8 +285,14 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 		if index, err = t.resolveDevice(); err != nil {
 			return nil, cameraError(name, "open", err)
 		}
+		// Asked first through libc, for what OpenCV's open would only
+		// call "false": busy, not allowed, gone; and what it offers.
+		dev := queryDevice(fmt.Sprintf("/dev/video%d", index))
+		if dev.Err != nil {
+			return nil, cameraError(name, "open", dev.Err)
+		}
 		if vc = openV4L2(index); vc != nil {
-			s.applyMode(vc)
+			s.applyMode(vc, dev.Modes)
 		}
 	} else {
 		r.enter(phaseWaiting)
@@ -392,8 +398,9 @@ func (p *pacer) stop() { p.timer.Stop() }
 // applyMode asks a device for the configured format, size and frame rate
 // and reads back what it chose: a device that picks something else (a
 // size it lacks, a rate its format cannot reach over USB 2.0) is logged
-// once per difference, with what it chose, and the camera goes on with it.
-func (s *source) applyMode(vc *videoCapture) {
+// once per difference, with what it chose and what it offers, and the
+// camera goes on with it.
+func (s *source) applyMode(vc *videoCapture, offered []Mode) {
 	m := s.opts.Device
 	if m == (DeviceMode{}) {
 		return
@@ -427,7 +434,7 @@ func (s *source) applyMode(vc *videoCapture) {
 	s.mu.Unlock()
 	if msg != "" && changed {
 		s.log.Warn("the device chose another mode than the config asks; going on with it", "chose", msg,
-			"format", got.Format, "width", got.Width, "height", got.Height, "fps", got.FPS)
+			"format", got.Format, "width", got.Width, "height", got.Height, "fps", got.FPS, "offers", offers(offered))
 	}
 }
 

@@ -56,6 +56,8 @@ func siglipd(args []string, stdout, stderr io.Writer) int {
 			return healthcheckMain(args[1:], stdout, stderr)
 		case "search":
 			return searchMain(args[1:], stdout, stderr)
+		case "devices":
+			return devicesMain(args[1:], stdout, stderr)
 		}
 	}
 	return runMain(args, stdout, stderr)
@@ -137,6 +139,7 @@ Usage:
   siglipd pull MODEL_ID [--revision R] [--variant V]
   siglipd healthcheck --config FILE [--ready]
   siglipd search --config FILE [--since 24h] [--camera NAME] TEXT...
+  siglipd devices                  list USB / V4L2 cameras, with cameras: entries
 
 Flags:
 %s`, fs.FlagUsages())
