@@ -13,7 +13,8 @@ cd "$root"
 # Debian packages. libopencv-dev 4.6.0 is what gocv v0.31.0 compiles against.
 # mosquitto + GStreamer's RTSP server give the tests a real broker and camera;
 # python3-pil/numpy produce reference tensors the way transformers' image
-# processor does; chromium drives the web page test.
+# processor does; chromium drives the web page test; v4l-utils (v4l2-ctl,
+# v4l2-compliance) check the simulated USB camera (internal/testenv/v4l2sim).
 apt_packages=(
   build-essential pkg-config libopencv-dev
   mosquitto mosquitto-clients ffmpeg
@@ -21,6 +22,7 @@ apt_packages=(
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   python3-pil python3-numpy
   chromium
+  v4l-utils
 )
 
 need_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -53,6 +53,8 @@ var providers = map[string]string{
 	"node":            "Node.js 20 or later, on the CI machine from the start (Debian package nodejs elsewhere)",
 	"python3":         "Python 3, on the CI machine from the start (Debian package python3 elsewhere)",
 	"systemd-analyze": "Debian package systemd, on the CI machine from the start",
+	"v4l2-ctl":        "Debian package v4l-utils",
+	"v4l2-compliance": "Debian package v4l-utils",
 }
 
 // LookPath returns the path of an executable, or fails/skips t naming the
