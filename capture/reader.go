@@ -129,7 +129,9 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	defer func() { mat.Close() }() // mat is replaced after each hand-on
 
 	file := s.target.kind == kit.SourceFile
-	ffmpeg := s.target.kind != kit.SourceDevice // V4L2 reads have no timeout
+	device := s.target.kind == kit.SourceDevice
+	ffmpeg := !device // V4L2 reads have no timeout of ours (OpenCV's select waits 10 s)
+	failedReads := 0  // consecutive, of a device
 	var pace *pacer
 	if file {
 		// A file decodes as fast as the CPU allows; pacing it at its own
@@ -163,7 +165,22 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		if r.isAbandoned() {
 			return nil
 		}
+		if !ok && device && failedReads < deviceReadRetries {
+			// OpenCV's V4L2 read fails when a signal interrupts its wait
+			// for the frame, and Go's preemption signal does, a few times
+			// a minute (docs/measurements.md, the V4L2 simulator): read
+			// again before calling the camera gone. An unplugged camera
+			// fails at once each time, a stalled one is the watchdog's.
+			failedReads++
+			continue
+		}
+		if ok {
+			failedReads = 0
+		}
 		if !ok {
+			if device {
+				return cameraError(name, "read", fmt.Errorf("the device gave no frame %d times in a row (unplugged?)", failedReads+1))
+			}
 			if !file {
 				return cameraError(name, "read", errors.New("the stream ended or failed (OpenCV returned no frame)"))
 			}
@@ -394,6 +411,10 @@ func (p *pacer) wait(ctx context.Context) bool {
 }
 
 func (p *pacer) stop() { p.timer.Stop() }
+
+// deviceReadRetries is how many failed reads in a row a device may have
+// before it counts as gone: an interrupted wait fails one read, rarely two.
+const deviceReadRetries = 3
 
 // applyMode asks a device for the configured format, size and frame rate
 // and reads back what it chose: a device that picks something else (a
