@@ -162,8 +162,12 @@ func queryDevice(node string) Device {
 func deviceError(node string, errno syscall.Errno) error {
 	switch {
 	case errors.Is(errno, syscall.EBUSY):
-		return fmt.Errorf("%s is busy: another program is streaming from it (find it with: fuser -v %s); "+
-			"a USB camera serves one program at a time", node, node)
+		who := "find it with: fuser -v " + node
+		if h := holders(node); h != "" {
+			who = h
+		}
+		return fmt.Errorf("%s is busy: another program is streaming from it (%s); "+
+			"a USB camera serves one program at a time", node, who)
 	case errors.Is(errno, syscall.EACCES), errors.Is(errno, syscall.EPERM):
 		return fmt.Errorf("%s: permission denied: run siglipd as a user in the video group (usermod -aG video USER); "+
 			"under systemd add SupplementaryGroups=video (and DeviceAllow=%s rw if the unit restricts devices); "+
@@ -190,4 +194,37 @@ func offers(modes []Mode) string {
 		parts[len(parts)-1] += " " + s
 	}
 	return strings.Join(parts, ", ")
+}
+
+// holders names the other processes that have node open ("motion (pid
+// 812)"), from /proc; "" when none can be seen (another user's processes
+// are not readable without root).
+func holders(node string) string {
+	want, err := os.Stat(node)
+	if err != nil {
+		return ""
+	}
+	procs, _ := os.ReadDir("/proc")
+	var found []string
+	self := os.Getpid()
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, fd := range fds {
+			fi, err := os.Stat(filepath.Join("/proc", p.Name(), "fd", fd.Name()))
+			if err != nil || !os.SameFile(fi, want) {
+				continue
+			}
+			comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
+			found = append(found, fmt.Sprintf("%s (pid %d)", strings.TrimSpace(string(comm)), pid))
+			break
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	return "held by " + strings.Join(found, ", ")
 }

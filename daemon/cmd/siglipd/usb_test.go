@@ -117,3 +117,110 @@ http: {listen: "127.0.0.1:%d"}
 	testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(stderr.String(), "is busy: another program is streaming from it") },
 		"the busy device's error; stderr:\n%s", &stderr)
 }
+
+// TestUSBFaults: a device the user may not open says what to do, and is
+// opened once allowed; a mode the camera lacks gives one warning with what
+// it chose and what it offers; a camera that stops sending while plugged in
+// is reported as stalled within read_timeout + 1 s and streams again when
+// it resumes.
+func TestUSBFaults(t *testing.T) {
+	testenv.Integration(t)
+	lib := testenv.ORTLib(t)
+	sim := v4l2sim.Start(t)
+	cam := sim.Add(v4l2sim.Device{Number: 55, ID: "usb-Sim_Cam_55-video-index0", Colour: color.RGBA{B: 255, A: 255}})
+	cam.Deny(true)
+	port := testenv.FreePort(t)
+	cfg := writeConfig(t, fmt.Sprintf(`state_dir: %s
+model: {path: %s}
+sink: stdout
+http: {listen: "127.0.0.1:%d"}
+cameras:
+  - {name: desk, url: %s, format: mjpeg, width: 1600, height: 1200, read_timeout: 2s, fps: 4, labels: [{name: blue}]}
+`, t.TempDir(), testenv.Model(t, "colour"), port, cam.ByID()))
+	cmd := exec.Command(siglipdBin, "--config", cfg)
+	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), sim.Env()...)
+	var stderr testenv.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testenv.WaitFor(t, 30*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "permission denied: run siglipd as a user in the video group")
+	}, "the permission error; stderr:\n%s", &stderr)
+	cam.Deny(false)
+	desk := func() httpapi.Camera {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/status", port))
+		if err != nil {
+			return httpapi.Camera{}
+		}
+		defer resp.Body.Close()
+		var st httpapi.Status
+		json.NewDecoder(resp.Body).Decode(&st)
+		if len(st.Cameras) == 0 {
+			return httpapi.Camera{}
+		}
+		return st.Cameras[0]
+	}
+	testenv.WaitFor(t, 15*time.Second, func() bool { return desk().State == "connected" }, "the camera once allowed; stderr:\n%s", &stderr)
+	warn := regexp.MustCompile(`msg="the device chose another mode than the config asks; going on with it" .*chose="1920x1080 instead of 1600x1200".*offers="[^"]*MJPG 1920x1080@30`)
+	if n := len(warn.FindAllString(stderr.String(), -1)); n != 1 {
+		t.Errorf("%d warnings about the mode, want 1; stderr:\n%s", n, &stderr)
+	}
+
+	cam.Stall()
+	stalled := time.Now()
+	testenv.WaitFor(t, 10*time.Second, func() bool { return desk().State == "stalled" }, "the stall to be reported; stderr:\n%s", &stderr)
+	if took := time.Since(stalled); took > 3*time.Second {
+		t.Errorf("the stall was reported after %s, want within read_timeout (2s) + 1 s", took.Round(100*time.Millisecond))
+	}
+	before := desk().FramesSampled
+	cam.Resume()
+	testenv.WaitFor(t, 20*time.Second, func() bool { return desk().FramesSampled > before }, "frames after the camera resumed; stderr:\n%s", &stderr)
+	if n := len(warn.FindAllString(stderr.String(), -1)); n != 1 {
+		t.Errorf("after reopening, %d warnings about the same mode, want still 1", n)
+	}
+}
+
+// TestUSBBusy: a camera another program streams from is an error that
+// names that program.
+func TestUSBBusy(t *testing.T) {
+	testenv.Integration(t)
+	lib := testenv.ORTLib(t)
+	sim := v4l2sim.Start(t)
+	cam := sim.Add(v4l2sim.Device{Number: 57, ID: "usb-Sim_Cam_57-video-index0"})
+	// Another program: it holds the device open (opened through the
+	// simulator, as the shell's redirection calls libc), and the device
+	// answers busy.
+	other := exec.Command("sh", "-c", "exec sleep 60 < "+cam.Node())
+	other.Env = append(os.Environ(), sim.Env()...)
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", other.Process.Pid))
+		return l == cam.Node()
+	}, "the other program to hold %s", cam.Node())
+	cam.Busy(true)
+	cfg := writeConfig(t, fmt.Sprintf(`state_dir: %s
+model: {path: %s}
+sink: stdout
+http: {listen: ""}
+cameras: [{name: desk, url: %s, labels: [{name: blue}]}]
+`, t.TempDir(), testenv.Model(t, "colour"), cam.ByID()))
+	cmd := exec.Command(siglipdBin, "--config", cfg)
+	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), sim.Env()...)
+	var stderr testenv.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	want := fmt.Sprintf("is busy: another program is streaming from it (held by sleep (pid %d))", other.Process.Pid)
+	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), want) },
+		"the busy error naming the program; stderr:\n%s", &stderr)
+	if n := strings.Count(stderr.String(), "is busy"); n != 1 {
+		t.Errorf("%d lines about the busy device, want 1", n)
+	}
+}
