@@ -206,21 +206,22 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
-// startBinary runs the siglipd binary on a config file and waits until it
-// says it runs; the test's cleanup kills it if the test has not stopped it.
-func startBinary(t *testing.T, lib, cfg string) (*exec.Cmd, *testenv.SyncBuffer) {
+// startBinary runs the siglipd binary on a config file, with env added to
+// its environment (a simulated device's), and waits until it says it runs;
+// the test's cleanup kills it if the test has not stopped it.
+func startBinary(t *testing.T, lib, cfg string, env ...string) (cmd *exec.Cmd, stdout, stderr *testenv.SyncBuffer) {
 	t.Helper()
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
-	stderr := &testenv.SyncBuffer{}
-	cmd.Stderr = stderr
+	cmd = exec.Command(siglipdBin, "--config", cfg)
+	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), env...)
+	stdout, stderr = &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "siglipd running") },
 		"the daemon to run; stderr:\n%s", stderr)
-	return cmd, stderr
+	return cmd, stdout, stderr
 }
 
 // TestCheck: --check prints the resolved config with secrets as *** and
@@ -450,7 +451,7 @@ cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 `)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd, stderr := startBinary(t, lib, cfg)
+			cmd, _, stderr := startBinary(t, lib, cfg)
 			start := time.Now()
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)

@@ -21,7 +21,7 @@ sink: stdout
 http: {listen: "0.0.0.0:%d", token: hc-secret}
 cameras: [{name: door, url: /videos/door.mp4, labels: [{name: person}]}]
 `, testenv.Model(t, "tiny"), port))
-	cmd, _ := startBinary(t, lib, cfg)
+	cmd, _, _ := startBinary(t, lib, cfg)
 
 	for _, tt := range []struct {
 		args []string

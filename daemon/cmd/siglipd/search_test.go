@@ -26,7 +26,7 @@ http: {listen: "127.0.0.1:%d", token: search-secret}
 store: {every: 1s}
 cameras: [{name: garden, url: %s, loop: true, fps: 4, labels: [{name: blue}]}]
 `, t.TempDir(), testenv.Model(t, "colour"), port, video))
-	cmd, _ := startBinary(t, lib, cfg)
+	cmd, _, _ := startBinary(t, lib, cfg)
 	var out, errOut string
 	ok := testenv.Eventually(30*time.Second, func() bool {
 		o, e, code := run(t, nil, "search", "--config", cfg, "--since", "10m", "something", "yellow")

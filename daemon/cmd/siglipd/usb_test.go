@@ -52,14 +52,7 @@ sink: stdout
 http: {listen: "127.0.0.1:%d"}
 %s  - {name: yard, url: %s, loop: true, fps: 2, labels: [{name: blue}]}
 `, t.TempDir(), testenv.Model(t, "colour"), port, entry, video))
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), sim.Env()...)
-	var stdout, stderr testenv.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	_, stdout, stderr := startBinary(t, lib, cfg, sim.Env()...)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	status := func(camera string) httpapi.Camera {
 		resp, err := http.Get(base + "/api/status")
@@ -77,9 +70,9 @@ http: {listen: "127.0.0.1:%d"}
 		return httpapi.Camera{}
 	}
 	testenv.WaitFor(t, 30*time.Second, func() bool { return status(name).FramesScored >= 3 },
-		"frames scored on the USB camera; stderr:\n%s", &stderr)
+		"frames scored on the USB camera; stderr:\n%s", stderr)
 	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(stdout.String(), `"camera":"`+name+`","label":"red"`) },
-		"the red event of the USB camera; stdout:\n%s", &stdout)
+		"the red event of the USB camera; stdout:\n%s", stdout)
 	if m := cam.Mode(); m.FourCC != "MJPG" || m.Width != 1920 || m.Height != 1080 || m.FPS != 30 {
 		t.Errorf("the camera runs %+v, want MJPG 1920x1080 at 30 fps as the entry asks", m)
 	}
@@ -90,7 +83,7 @@ http: {listen: "127.0.0.1:%d"}
 	// Unplugged: reported, and the file camera goes on.
 	cam.Unplug()
 	testenv.WaitFor(t, 15*time.Second, func() bool { return status(name).State != "connected" },
-		"the unplugged camera to be reported; stderr:\n%s", &stderr)
+		"the unplugged camera to be reported; stderr:\n%s", stderr)
 	yard, since := status("yard").FramesSampled, time.Now()
 	testenv.WaitFor(t, 10*time.Second, func() bool { return status("yard").FramesSampled >= yard+8 },
 		"the file camera to go on at its rate while the USB camera is away")
@@ -103,10 +96,10 @@ http: {listen: "127.0.0.1:%d"}
 	cam.Replug(51)
 	plugged := time.Now()
 	testenv.WaitFor(t, 10*time.Second, func() bool { return status(name).FramesSampled > before },
-		"frames from the replugged camera; stderr:\n%s", &stderr)
+		"frames from the replugged camera; stderr:\n%s", stderr)
 	if took := time.Since(plugged); took > 3*time.Second {
 		t.Errorf("frames came back %s after the replug (at %s), want within 3 s; stderr:\n%s", took.Round(100*time.Millisecond),
-			plugged.Format("15:04:05.000"), &stderr)
+			plugged.Format("15:04:05.000"), stderr)
 	}
 	t.Logf("frames back %s after the replug", time.Since(plugged).Round(100*time.Millisecond))
 
@@ -115,7 +108,7 @@ http: {listen: "127.0.0.1:%d"}
 	cam.Unplug()
 	cam.Replug(52)
 	testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(stderr.String(), "is busy: another program is streaming from it") },
-		"the busy device's error; stderr:\n%s", &stderr)
+		"the busy device's error; stderr:\n%s", stderr)
 }
 
 // TestUSBFaults: a device the user may not open says what to do, and is
@@ -137,17 +130,10 @@ http: {listen: "127.0.0.1:%d"}
 cameras:
   - {name: desk, url: %s, format: mjpeg, width: 1600, height: 1200, read_timeout: 2s, fps: 4, labels: [{name: blue}]}
 `, t.TempDir(), testenv.Model(t, "colour"), port, cam.ByID()))
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), sim.Env()...)
-	var stderr testenv.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	_, _, stderr := startBinary(t, lib, cfg, sim.Env()...)
 	testenv.WaitFor(t, 30*time.Second, func() bool {
 		return strings.Contains(stderr.String(), "permission denied: run siglipd as a user in the video group")
-	}, "the permission error; stderr:\n%s", &stderr)
+	}, "the permission error; stderr:\n%s", stderr)
 	cam.Deny(false)
 	desk := func() httpapi.Camera {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/status", port))
@@ -162,21 +148,21 @@ cameras:
 		}
 		return st.Cameras[0]
 	}
-	testenv.WaitFor(t, 15*time.Second, func() bool { return desk().State == "connected" }, "the camera once allowed; stderr:\n%s", &stderr)
+	testenv.WaitFor(t, 15*time.Second, func() bool { return desk().State == "connected" }, "the camera once allowed; stderr:\n%s", stderr)
 	warn := regexp.MustCompile(`msg="the device chose another mode than the config asks; going on with it" .*chose="1920x1080 instead of 1600x1200".*offers="[^"]*MJPG 1920x1080@30`)
 	if n := len(warn.FindAllString(stderr.String(), -1)); n != 1 {
-		t.Errorf("%d warnings about the mode, want 1; stderr:\n%s", n, &stderr)
+		t.Errorf("%d warnings about the mode, want 1; stderr:\n%s", n, stderr)
 	}
 
 	cam.Stall()
 	stalled := time.Now()
-	testenv.WaitFor(t, 10*time.Second, func() bool { return desk().State == "stalled" }, "the stall to be reported; stderr:\n%s", &stderr)
+	testenv.WaitFor(t, 10*time.Second, func() bool { return desk().State == "stalled" }, "the stall to be reported; stderr:\n%s", stderr)
 	if took := time.Since(stalled); took > 3*time.Second {
 		t.Errorf("the stall was reported after %s, want within read_timeout (2s) + 1 s", took.Round(100*time.Millisecond))
 	}
 	before := desk().FramesSampled
 	cam.Resume()
-	testenv.WaitFor(t, 20*time.Second, func() bool { return desk().FramesSampled > before }, "frames after the camera resumed; stderr:\n%s", &stderr)
+	testenv.WaitFor(t, 20*time.Second, func() bool { return desk().FramesSampled > before }, "frames after the camera resumed; stderr:\n%s", stderr)
 	if n := len(warn.FindAllString(stderr.String(), -1)); n != 1 {
 		t.Errorf("after reopening, %d warnings about the same mode, want still 1", n)
 	}
@@ -209,17 +195,10 @@ sink: stdout
 http: {listen: ""}
 cameras: [{name: desk, url: %s, labels: [{name: blue}]}]
 `, t.TempDir(), testenv.Model(t, "colour"), cam.ByID()))
-	cmd := exec.Command(siglipdBin, "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "SIGLIPD_ORT_LIB="+lib), sim.Env()...)
-	var stderr testenv.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	_, _, stderr := startBinary(t, lib, cfg, sim.Env()...)
 	want := fmt.Sprintf("is busy: another program is streaming from it (held by sleep (pid %d))", other.Process.Pid)
 	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), want) },
-		"the busy error naming the program; stderr:\n%s", &stderr)
+		"the busy error naming the program; stderr:\n%s", stderr)
 	if n := strings.Count(stderr.String(), "is busy"); n != 1 {
 		t.Errorf("%d lines about the busy device, want 1", n)
 	}
