@@ -16,7 +16,7 @@ cd "$root"
 # processor does; chromium drives the web page test; v4l-utils (v4l2-ctl,
 # v4l2-compliance) check the simulated USB camera (internal/testenv/v4l2sim).
 apt_packages=(
-  build-essential pkg-config libopencv-dev
+  build-essential pkg-config git curl libopencv-dev
   mosquitto mosquitto-clients ffmpeg
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
@@ -42,6 +42,8 @@ fi
 # mosquitto's package starts a system broker on :1883; tests start their own on
 # free ports, and the demo reuses one if it is running, so leave it alone.
 
+# Go itself when missing or older than go.mod's (a fresh Debian 13 system).
+scripts/setup-go.sh
 scripts/fetch-ort.sh
 scripts/setup-node.sh
 
