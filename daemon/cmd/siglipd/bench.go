@@ -61,6 +61,7 @@ type benchReport struct {
 	Device      string     `json:"device"`
 	ORTVersion  string     `json:"onnxruntime"`
 	CPU         string     `json:"cpu"`
+	CPUFeatures []string   `json:"cpu_features"`
 	Cores       int        `json:"cores"`
 	Date        string     `json:"date"`
 	FrameWidth  int        `json:"frame_width"`
@@ -138,7 +139,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 			*compare = filepath.Join(*compare, "onnx", "vision_model.onnx")
 		}
 	}
-	rep := benchReport{Model: mf.dir, CPU: cpuModel(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
+	rep := benchReport{Model: mf.dir, CPU: cpuModel(), CPUFeatures: cpuFeatures(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
 		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote, Compare: *compare}
 	for _, v := range variants {
 		mf.variant = v
@@ -162,8 +163,8 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(rep)
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "model %s, device %s, ONNX Runtime %s\n%s, %d cores, %s; %d rounds per row\n\n",
-		rep.Model, rep.Device, rep.ORTVersion, rep.CPU, rep.Cores, rep.Date, rep.Runs)
+	fmt.Fprintf(stdout, "model %s, device %s, ONNX Runtime %s\n%s (%s), %d cores, %s; %d rounds per row\n\n",
+		rep.Model, rep.Device, rep.ORTVersion, rep.CPU, strings.Join(rep.CPUFeatures, " "), rep.Cores, rep.Date, rep.Runs)
 	fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %14s %12s\n", "variant", "batch", "raw img/s", "siglipd img/s",
 		"/raw", fmt.Sprintf("%dx%d fr/s", w, h), "CPU ms/img")
 	for _, r := range rep.Rows {
@@ -420,6 +421,49 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// inferenceFeatures are the CPU features that change ONNX Runtime's speed
+// most: the vector width, and the int8 dot-product instructions that make
+// `variant: quantized` pay (VNNI and AMX on x86, dotprod and i8mm on arm64).
+// Two boxes with the same model name (a VM's "Intel Xeon Processor") can
+// differ in them, so a shared bench figure is only comparable with them.
+var inferenceFeatures = []string{
+	"avx2", "avx512f", "avx_vnni", "avx512_vnni", "amx_int8", // x86 flags
+	"asimd", "asimddp", "i8mm", "sve", "bf16", // arm64 Features
+}
+
+// cpuFeatures lists which of inferenceFeatures /proc/cpuinfo reports, in
+// that order.
+func cpuFeatures() []string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return nil
+	}
+	return parseCPUFeatures(string(b))
+}
+
+func parseCPUFeatures(cpuinfo string) []string {
+	have := map[string]bool{}
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if k = strings.TrimSpace(k); k == "flags" || k == "Features" {
+			for _, f := range strings.Fields(v) {
+				have[f] = true
+			}
+			break // every core lists the same
+		}
+	}
+	var out []string
+	for _, f := range inferenceFeatures {
+		if have[f] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // cpuModel is /proc/cpuinfo's model name, for the report.

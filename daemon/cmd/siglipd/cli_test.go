@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -581,6 +582,28 @@ func TestBenchLayouts(t *testing.T) {
 			}
 			if len(rep.Rows) != 1 || rep.Rows[0].Variant != "fp32" || !(rep.Rows[0].SiglipdImagesPerSec > 0) || (rep.Rows[0].RawImagesPerSec > 0) != tt.raw {
 				t.Errorf("rows %+v: want one fp32 row, siglipd timed, raw timed: %v", rep.Rows, tt.raw)
+			}
+		})
+	}
+}
+
+// TestCPUFeatures: bench names the CPU features that set ONNX Runtime's
+// speed, from x86's "flags" and arm64's "Features" lines, in a fixed order.
+func TestCPUFeatures(t *testing.T) {
+	for _, c := range []struct {
+		name, cpuinfo string
+		want          []string
+	}{
+		{"x86 with VNNI and AMX", "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_int8 avx512_vnni avx_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n",
+			[]string{"avx2", "avx512f", "avx_vnni", "avx512_vnni", "amx_int8"}},
+		{"x86 AVX2 only", "flags\t\t: fpu sse4_2 avx avx2 fma\n", []string{"avx2"}},
+		{"Raspberry Pi 5 (Cortex-A76)", "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n",
+			[]string{"asimd", "asimddp"}},
+		{"no flags line", "processor\t: 0\n", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := parseCPUFeatures(c.cpuinfo); !slices.Equal(got, c.want) {
+				t.Errorf("got %q, want %q", got, c.want)
 			}
 		})
 	}
