@@ -231,7 +231,7 @@ func (m *MQTT) Event(ev rules.Event, snapshot []byte) {
 	if msg, changed := m.ha.setState(ev.Camera, ev.Label, state); changed {
 		with = append(with, msg)
 	}
-	if !m.queue.addEvent(message{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain}, with...) {
+	if !m.queue.addEvent([]message{{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain}}, with...) {
 		m.log.Debug("mqtt: event after Close ignored", "id", ev.ID, "type", ev.Type) // Close ran meanwhile
 		return
 	}
