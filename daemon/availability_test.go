@@ -12,8 +12,10 @@ import (
 // TestCameraAvailability: a camera's Home Assistant entities follow the
 // camera, not only siglipd: <prefix>/<camera>/available goes offline within
 // read_timeout + a few seconds of the camera stopping (stalled, then
-// killed), online again when it is back, and the discovery configs list it
-// with availability_mode all. Against a real mosquitto.
+// killed), online again when it is back, and the discovery configs of all
+// its entities (the label's binary_sensor and event entity, the camera's
+// snapshot image) list it with availability_mode all. Against a real
+// mosquitto.
 func TestCameraAvailability(t *testing.T) {
 	testenv.Integration(t)
 	const readTimeout = 3 * time.Second
@@ -23,7 +25,7 @@ func TestCameraAvailability(t *testing.T) {
 	r := startDaemon(t, fmt.Sprintf(`
 state_dir: %s
 model: {path: %s}
-mqtt: {broker: %s, client_id: availability}
+mqtt: {broker: %s, client_id: availability, snapshots: {enabled: true}}
 http: {listen: "127.0.0.1:0"}
 cameras:
   - {name: porch, url: %q, fps: 2, read_timeout: %s, labels: [{name: red}]}
@@ -40,11 +42,16 @@ cameras:
 		return v
 	}
 	testenv.WaitFor(t, 30*time.Second, func() bool { return last() == "online" }, "porch online; log:\n%s", r.logs)
-	cfg := "homeassistant/binary_sensor/siglipd/porch__red/config "
-	testenv.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(sub.All(), cfg) }, "the discovery config")
-	for _, m := range sub.Since(0) {
-		if strings.HasPrefix(m, cfg) && (!strings.Contains(m, `"topic":"siglipd/porch/available"`) || !strings.Contains(m, `"availability_mode":"all"`)) {
-			t.Errorf("discovery config without the camera's availability: %s", m)
+	for _, cfg := range []string{
+		"homeassistant/binary_sensor/siglipd/porch__red/config ",
+		"homeassistant/event/siglipd/porch__red_event/config ",
+		"homeassistant/image/siglipd/porch_snapshot/config ",
+	} {
+		testenv.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(sub.All(), cfg) }, "the discovery config %s", cfg)
+		for _, m := range sub.Since(0) {
+			if strings.HasPrefix(m, cfg) && (!strings.Contains(m, `"topic":"siglipd/porch/available"`) || !strings.Contains(m, `"availability_mode":"all"`)) {
+				t.Errorf("discovery config without the camera's availability: %s", m)
+			}
 		}
 	}
 

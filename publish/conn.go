@@ -296,13 +296,15 @@ func (m *MQTT) deliver(ctx context.Context, s *session) error {
 		if !ok {
 			return nil
 		}
-		if err := m.send(ctx, s, it.msg); err != nil {
-			m.queue.putBack(it)
-			return err
+		for _, msg := range it.msgs {
+			if err := m.send(ctx, s, msg); err != nil {
+				m.queue.putBack(it)
+				return err
+			}
 		}
 		m.queue.done(it)
 		if !it.event {
-			m.ha.sent(it.msg)
+			m.ha.sent(it.msgs[0])
 		}
 	}
 }

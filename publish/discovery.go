@@ -13,17 +13,25 @@ import (
 	"time"
 
 	"github.com/siglipd/siglipd/internal/kit"
+	"github.com/siglipd/siglipd/rules"
 )
 
-// haConfig is a Home Assistant MQTT discovery config for one binary_sensor
-// (https://www.home-assistant.io/integrations/binary_sensor.mqtt/). Only the
-// fields siglipd sets; field names are Home Assistant's.
+// haConfig is a Home Assistant MQTT discovery config of one entity: a
+// binary_sensor (https://www.home-assistant.io/integrations/binary_sensor.mqtt/),
+// a sensor, an event (event.mqtt) or an image (image.mqtt). Only the fields
+// siglipd sets; field names are Home Assistant's, and each component gets
+// only its own (Home Assistant drops a key it does not know, silently).
 type haConfig struct {
 	Name       string `json:"name"`
 	UniqueID   string `json:"unique_id"`
-	StateTopic string `json:"state_topic"`
+	StateTopic string `json:"state_topic,omitempty"` // all but the image
 	PayloadOn  string `json:"payload_on,omitempty"`
 	PayloadOff string `json:"payload_off,omitempty"`
+	// An event's: the event_type values its state_topic carries.
+	EventTypes []string `json:"event_types,omitempty"`
+	// An image's: the topic of the JPEG itself, raw bytes.
+	ImageTopic  string `json:"image_topic,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
 	// A sensor's: "measurement" lets Home Assistant keep statistics (a
 	// graph over days); 3 decimals is what siglipd publishes.
 	StateClass       string           `json:"state_class,omitempty"`
@@ -69,18 +77,27 @@ func (t topics) discoveryPayload(cam Camera, l Label, version string) []byte {
 // labelConfig is a label's binary_sensor config, which its probability
 // sensor's starts from.
 func (t topics) labelConfig(cam Camera, l Label, version string) haConfig {
-	c := haConfig{
-		Name:       l.Name,
-		UniqueID:   t.uniqueID(cam.Name, l.Name),
-		StateTopic: t.state(cam.Name, l.Name),
-		PayloadOn:  StateOn,
-		PayloadOff: StateOff,
+	c := t.cameraEntity(cam, version)
+	c.Name = l.Name
+	c.UniqueID = t.uniqueID(cam.Name, l.Name)
+	c.StateTopic = t.state(cam.Name, l.Name)
+	c.PayloadOn, c.PayloadOff = StateOn, StateOff
+	c.DeviceClass = l.DeviceClass
+	if l.DeviceClass == "" {
+		c.Icon = "mdi:cctv" // without a class Home Assistant shows a generic dot
+	}
+	return c
+}
+
+// cameraEntity is what every entity of a camera's device has: the
+// availability (siglipd's and the camera's), the device and the origin.
+func (t topics) cameraEntity(cam Camera, version string) haConfig {
+	return haConfig{
 		Availability: []haAvailability{
 			{Topic: t.available(), PayloadAvailable: Online, PayloadNotAvailable: Offline},
 			{Topic: t.cameraAvailable(cam.Name), PayloadAvailable: Online, PayloadNotAvailable: Offline},
 		},
 		AvailabilityMode: "all",
-		DeviceClass:      l.DeviceClass,
 		Device: haDevice{
 			Identifiers:  []string{t.node + "_" + cameraLevel(cam.Name)},
 			Name:         cam.Name,
@@ -90,10 +107,6 @@ func (t topics) labelConfig(cam Camera, l Label, version string) haConfig {
 		},
 		Origin: haOrigin{Name: "siglipd", SWVersion: version},
 	}
-	if l.DeviceClass == "" {
-		c.Icon = "mdi:cctv" // without a class Home Assistant shows a generic dot
-	}
-	return c
 }
 
 // probabilityPayload is the discovery config of a label's probability as a
@@ -112,20 +125,55 @@ func (t topics) probabilityPayload(cam Camera, l Label, version string, interval
 	return b
 }
 
+// eventPayload is the discovery config of a label's event entity ("<label>
+// event", event.<camera>_<label>_event), in the camera's device: each start
+// and end of the label's events fires it, with the probability, camera,
+// label, id and frame time as attributes (haEvent), for automations
+// that act on the moment rather than on a state.
+//
+// Its state_topic is the label's own, not the events topic: Home Assistant
+// reads "event_type" (the events carry "type"), rejects a type outside
+// event_types (the events topic also carries updates) and would have to
+// sort every camera's events with a template in every entity.
+func (t topics) eventPayload(cam Camera, l Label, version string) []byte {
+	c := t.cameraEntity(cam, version)
+	c.Name = l.Name + " event"
+	c.UniqueID = t.uniqueID(cam.Name, l.Name) + "_event"
+	c.StateTopic = t.labelEvent(cam.Name, l.Name)
+	c.EventTypes = []string{rules.TypeStart, rules.TypeEnd}
+	b, _ := json.Marshal(c) // plain strings and slices: cannot fail
+	return b
+}
+
+// imagePayload is the discovery config of a camera's retained snapshot as
+// an image entity ("snapshot", image.<camera>_snapshot), in its device: the
+// picture of the latest start, which a notification can attach.
+func (t topics) imagePayload(cam Camera, version string) []byte {
+	c := t.cameraEntity(cam, version)
+	c.Name = "snapshot"
+	c.UniqueID = t.node + "_" + cameraLevel(cam.Name) + "_snapshot"
+	c.ImageTopic = t.snapshot(cam.Name)
+	c.ContentType = "image/jpeg"
+	b, _ := json.Marshal(c) // plain strings and slices: cannot fail
+	return b
+}
+
 // discovery is what the broker should hold retained for Home Assistant and
 // other subscribers: each camera's availability, each label's ON/OFF state,
-// and (when enabled) each label's discovery config; and the list of
-// retained topics we published (retainedFile), so that those of a removed
-// camera or label are cleared. It is safe for concurrent use.
+// and (when enabled) the discovery configs of each camera's and label's
+// entities; and the list of retained topics we published (retainedFile), so
+// that those of a removed camera, label or option are cleared. It is safe
+// for concurrent use.
 type discovery struct {
-	t       topics
-	enabled bool          // publish discovery configs
-	scores  time.Duration // the scores' interval, when scores are published (then each label also has a probability sensor)
-	qos     byte
-	version string
-	dir     string // where retainedFile lives (the outbox folder)
-	file    *kit.StateFile
-	log     *slog.Logger
+	t         topics
+	enabled   bool          // publish discovery configs
+	snapshots bool          // snapshots are published (then each camera also has an image entity)
+	scores    time.Duration // the scores' interval, when scores are published (then each label also has a probability sensor)
+	qos       byte
+	version   string
+	dir       string // where retainedFile lives (the outbox folder)
+	file      *kit.StateFile
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	cams     []Camera
@@ -142,7 +190,7 @@ type discovery struct {
 const retainedFile = "retained.json"
 
 func newDiscovery(opts MQTTOptions, t topics) *discovery {
-	d := &discovery{t: t, enabled: opts.Discovery, qos: opts.QoS, version: opts.Version, dir: opts.OutboxDir, log: opts.Logger,
+	d := &discovery{t: t, enabled: opts.Discovery, snapshots: opts.SnapshotsEnabled, qos: opts.QoS, version: opts.Version, dir: opts.OutboxDir, log: opts.Logger,
 		file:   opts.State.File("retained", "a label removed from the config may stay in Home Assistant after a restart"),
 		states: map[string]string{}, cameraUp: map[string]string{}, owned: map[string]bool{}}
 	if opts.ScoresEnabled {
@@ -234,11 +282,12 @@ func (d *discovery) again() {
 }
 
 // take returns what an announce publishes when one is due: each camera's
-// availability, each label's discovery config (when enabled) and current
-// state, then an empty retained message for every retained topic we
-// published that belongs to no current camera or label (Home Assistant
-// removes an entity whose config is emptied). If sending it fails, call
-// again.
+// availability and (when enabled) its discovery configs, each label's
+// discovery configs and current state, then an empty retained message for
+// every retained topic we published that belongs to no current camera,
+// label or option (Home Assistant removes an entity whose config is
+// emptied; a snapshot stays no longer than snapshots are enabled). If
+// sending it fails, call again.
 func (d *discovery) take() ([]message, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -248,20 +297,26 @@ func (d *discovery) take() ([]message, bool) {
 	d.due = false
 	var plan []message
 	keep := map[string]bool{}
+	config := func(topic string, payload []byte) {
+		plan = append(plan, message{Topic: topic, Payload: payload, QoS: d.qos, Retain: true})
+		keep[topic] = true
+	}
 	for _, c := range d.cams {
-		keep[d.t.snapshot(c.Name)] = true // published with events, not here; but not stale
 		up := d.t.cameraAvailable(c.Name)
 		plan = append(plan, message{Topic: up, Payload: []byte(d.cameraUp[up]), QoS: 1, Retain: true})
 		keep[up] = true
+		if d.snapshots {
+			keep[d.t.snapshot(c.Name)] = true // published with events, not here; but not stale
+			if d.enabled {
+				config(d.t.imageConfig(c.Name), d.t.imagePayload(c, d.version))
+			}
+		}
 		for _, l := range c.Labels {
 			if d.enabled {
-				t := d.t.discoveryConfig(c.Name, l.Name)
-				plan = append(plan, message{Topic: t, Payload: d.t.discoveryPayload(c, l, d.version), QoS: d.qos, Retain: true})
-				keep[t] = true
+				config(d.t.discoveryConfig(c.Name, l.Name), d.t.discoveryPayload(c, l, d.version))
+				config(d.t.eventConfig(c.Name, l.Name), d.t.eventPayload(c, l, d.version))
 				if d.scores > 0 {
-					t := d.t.probabilityConfig(c.Name, l.Name)
-					plan = append(plan, message{Topic: t, Payload: d.t.probabilityPayload(c, l, d.version, d.scores), QoS: d.qos, Retain: true})
-					keep[t] = true
+					config(d.t.probabilityConfig(c.Name, l.Name), d.t.probabilityPayload(c, l, d.version, d.scores))
 				}
 			}
 			st := d.t.state(c.Name, l.Name)

@@ -91,7 +91,7 @@ func TestOutboxDiskFailures(t *testing.T) {
 	defer o2.close()
 	var got []string
 	for _, r := range o2.recs {
-		got = append(got, string(r.msg.Payload))
+		got = append(got, string(r.msgs[0].Payload))
 	}
 	if strings.Join(got, ",") != "c,d" {
 		t.Errorf("reopened outbox holds %v, want c,d: what was not delivered, in order", got)

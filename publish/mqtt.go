@@ -231,11 +231,43 @@ func (m *MQTT) Event(ev rules.Event, snapshot []byte) {
 	if msg, changed := m.ha.setState(ev.Camera, ev.Label, state); changed {
 		with = append(with, msg)
 	}
-	if !m.queue.addEvent(message{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain}, with...) {
+	event := []message{{Topic: m.t.events(), Payload: payload, QoS: m.opts.QoS, Retain: m.opts.Retain}}
+	if m.opts.Discovery && (ev.Type == rules.TypeStart || ev.Type == rules.TypeEnd) {
+		event = append(event, m.entityEvent(ev))
+	}
+	if !m.queue.addEvent(event, with...) {
 		m.log.Debug("mqtt: event after Close ignored", "id", ev.ID, "type", ev.Type) // Close ran meanwhile
 		return
 	}
 	m.signal()
+}
+
+// haEvent is what a label's Home Assistant event entity receives at a
+// start or an end (topics.labelEvent). event_type is the key Home Assistant
+// reads; the others become the entity's attributes.
+type haEvent struct {
+	EventType   string    `json:"event_type"` // start | end
+	ID          string    `json:"id"`
+	Camera      string    `json:"camera"`
+	Label       string    `json:"label"`
+	Probability float64   `json:"probability"` // of the frame that caused it: the event's score
+	FrameTime   time.Time `json:"frame_time"`
+}
+
+// entityEvent is the message of ev for its label's event entity. It is
+// never retained, whatever Retain says: Home Assistant ignores a retained
+// message on an event entity's topic (the broker replays it to every new
+// subscription, so it is no news), and one kept by the broker would only
+// be stale.
+func (m *MQTT) entityEvent(ev rules.Event) message {
+	return message{Topic: m.t.labelEvent(ev.Camera, ev.Label), Payload: haEventPayload(ev), QoS: m.opts.QoS}
+}
+
+// haEventPayload is ev as its label's event entity receives it.
+func haEventPayload(ev rules.Event) []byte {
+	b, _ := json.Marshal(haEvent{EventType: ev.Type, ID: ev.ID, Camera: ev.Camera, Label: ev.Label,
+		Probability: ev.Score, FrameTime: ev.FrameTime}) // ev itself encoded: cannot fail
+	return b
 }
 
 // snapshot is the retained message of an event's JPEG, unless it is larger

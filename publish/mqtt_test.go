@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -678,5 +679,224 @@ func TestProbabilitySensor(t *testing.T) {
 	}, "the binary_sensor config")
 	if r, ok := sub2.last(carTopic); ok {
 		t.Errorf("a probability sensor without scores: %+v", r)
+	}
+}
+
+// retainedNow is what a subscriber arriving now gets retained on topics: it
+// subscribes to them, then to marker (a topic that is retained), and waits
+// for the marker. Subscriptions are answered in order, so whatever the
+// broker holds on topics has arrived by then; what has not is not held.
+func retainedNow(t *testing.T, broker, marker string, topics ...string) map[string]string {
+	t.Helper()
+	s := subscribe(t, broker, "look-"+strconv.FormatInt(time.Now().UnixNano(), 36), false, append(topics, marker)...)
+	testenv.WaitFor(t, 5*time.Second, func() bool { _, ok := s.last(marker); return ok }, "the retained %s", marker)
+	held := map[string]string{}
+	for _, topic := range topics {
+		if r, ok := s.last(topic); ok && r.Retained {
+			held[topic] = r.Payload
+		}
+	}
+	return held
+}
+
+// haEventOf is an event as its label's event entity receives it.
+func haEventOf(ev rules.Event) string {
+	b, _ := json.Marshal(haEvent{EventType: ev.Type, ID: ev.ID, Camera: ev.Camera, Label: ev.Label, Probability: ev.Score, FrameTime: ev.FrameTime})
+	return string(b)
+}
+
+// TestEventEntity: with discovery, each label has a Home Assistant event
+// entity in its camera's device; each start and end (not an update)
+// reaches the label's event topic as {"event_type": ...} JSON with the
+// probability, camera, label, id and frame time, not retained; a label
+// removed by a later announce loses its entity. The messages are part of
+// their events: kept in the outbox across a SIGKILL while the broker is
+// away, and delivered after it, in order. Without discovery there is
+// neither the entity nor the messages.
+func TestEventEntity(t *testing.T) {
+	testenv.Integration(t)
+	const (
+		carConfig    = "homeassistant/event/siglipd/driveway__car_event/config"
+		personConfig = "homeassistant/event/siglipd/driveway__person_event/config"
+		carEvents    = "siglipd/driveway/car/event"
+	)
+	b := testenv.StartMosquitto(t)
+	m := startSink(t, baseOptions(t, b.URL()))
+	m.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}, {Name: "person", DeviceClass: "occupancy"}}}})
+	connected(t, m.Status)
+	ha := subscribe(t, b.URL(), "ha", false, "homeassistant/#", "siglipd/#")
+
+	tp := newTopics("siglipd", "homeassistant")
+	// person's state is the last of the announce.
+	testenv.WaitFor(t, 5*time.Second, func() bool { _, ok := ha.last("siglipd/driveway/person/state"); return ok }, "the announce")
+	held := retainedNow(t, b.URL(), "siglipd/driveway/car/state", carConfig, personConfig)
+	for _, topic := range []string{carConfig, personConfig} {
+		if err := validateHAConfig(topic, []byte(held[topic]), tp); err != nil {
+			t.Errorf("retained %s: %v", topic, err)
+		}
+	}
+	var c haConfig
+	json.Unmarshal([]byte(held[carConfig]), &c)
+	if c.Name != "car event" || c.UniqueID != "siglipd_driveway__car_event" || c.StateTopic != carEvents ||
+		!slices.Equal(c.EventTypes, []string{"start", "end"}) || c.Device.Identifiers[0] != "siglipd_driveway" {
+		t.Errorf("car's event entity: %s", held[carConfig])
+	}
+
+	start, end := testEvent(0), testEvent(1)
+	update := start
+	update.Type, update.FrameTime, update.Score, update.TopScore = rules.TypeUpdate, start.FrameTime.Add(100*time.Millisecond), 0.9, 0.9
+	m.Event(start, nil)
+	m.Event(update, nil)
+	m.Event(end, nil)
+	m.Event(testEvent(2), nil) // the marker: what the end brought has arrived before it
+	testenv.WaitFor(t, 5*time.Second, func() bool { raw, _ := ha.events("siglipd/events"); return len(raw) == 4 }, "four events")
+	var got []string
+	for _, r := range ha.on(carEvents) {
+		got = append(got, r.Payload)
+		if r.Retained {
+			t.Errorf("retained on %s: %s", carEvents, r.Payload)
+		}
+	}
+	if want := []string{haEventOf(start), haEventOf(end), haEventOf(testEvent(2))}; !slices.Equal(got, want) {
+		t.Errorf("on %s:\n%v\nwant the start, the end (no update) and the marker's start:\n%v", carEvents, got, want)
+	}
+	if !strings.Contains(got[0], `"event_type":"start","id":"1732723200.000000-driveway-car","camera":"driveway","label":"car","probability":0.8,`) {
+		t.Errorf("start on the event entity: %s", got[0])
+	}
+	if held := retainedNow(t, b.URL(), "siglipd/driveway/car/state", carEvents); len(held) > 0 {
+		t.Errorf("retained on the event topic: %v (Home Assistant ignores it, and would see it at every subscription)", held)
+	}
+
+	// person is removed: its event entity goes, car's stays.
+	m.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}}}})
+	testenv.WaitFor(t, 5*time.Second, func() bool { r, ok := ha.last(personConfig); return ok && r.Payload == "" }, "person's event config emptied")
+	if held := retainedNow(t, b.URL(), "siglipd/driveway/car/state", carConfig, personConfig); held[carConfig] == "" || len(held) != 1 {
+		t.Errorf("after removing person, retained event configs: %v; want car's only", slices.Sorted(maps.Keys(held)))
+	}
+
+	// Never lost: made while the broker is away, kept across a SIGKILL,
+	// delivered in order by the next run.
+	persistent := subscribe(t, b.URL(), "ha-persistent", true, carEvents)
+	b.Stop()
+	opts := baseOptions(t, b.URL())
+	opts.ClientID = "siglipd-child"
+	c1 := startChild(t, opts)
+	c1.do("events 4 8")
+	if st := c1.status(); st.OutboxDepth != 4 {
+		t.Fatalf("outbox depth %d with the broker away, want 4: one record per event", st.OutboxDepth)
+	}
+	c1.kill()
+	b.Start()
+	c2 := startChild(t, opts)
+	var kept []string
+	testenv.WaitFor(t, 30*time.Second, func() bool {
+		kept = kept[:0]
+		seen := map[string]bool{}
+		for _, r := range persistent.on(carEvents) {
+			if !seen[r.Payload] {
+				seen[r.Payload] = true
+				kept = append(kept, r.Payload)
+			}
+		}
+		return len(kept) >= 4
+	}, "the event entity's messages of the killed run")
+	c2.do("close")
+	if want := []string{haEventOf(testEvent(4)), haEventOf(testEvent(5)), haEventOf(testEvent(6)), haEventOf(testEvent(7))}; !slices.Equal(kept, want) {
+		t.Errorf("after the SIGKILL, the event entity got\n%v\nwant\n%v", kept, want)
+	}
+
+	// Without discovery: no entity, no messages on its topic.
+	b2 := testenv.StartMosquitto(t)
+	opts2 := baseOptions(t, b2.URL())
+	opts2.Discovery = false
+	m2 := startSink(t, opts2)
+	m2.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}}}})
+	connected(t, m2.Status)
+	sub2 := subscribe(t, b2.URL(), "watcher", false, "homeassistant/#", "siglipd/#")
+	for i := range 3 {
+		m2.Event(testEvent(i), nil)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() bool { raw, _ := sub2.events("siglipd/events"); return len(raw) == 3 }, "three events")
+	if n, held := len(sub2.on(carEvents)), retainedNow(t, b2.URL(), "siglipd/driveway/car/state", carConfig); n > 0 || len(held) > 0 {
+		t.Errorf("without discovery: %d messages on %s, retained config %v", n, carEvents, held)
+	}
+}
+
+// TestImageEntity: with discovery and snapshots, each camera has a Home
+// Assistant image entity on its retained snapshot, in its device, and the
+// snapshot is there before the start that a notification would attach it
+// to; turning snapshots off (a restart with the same state folder) removes
+// the entity and the picture; without discovery there is the snapshot but
+// no entity.
+func TestImageEntity(t *testing.T) {
+	testenv.Integration(t)
+	const (
+		imageConfig = "homeassistant/image/siglipd/driveway_snapshot/config"
+		snapshot    = "siglipd/driveway/snapshot"
+		carEvents   = "siglipd/driveway/car/event"
+		marker      = "siglipd/driveway/car/state" // retained in every run
+	)
+	b := testenv.StartMosquitto(t)
+	ha := subscribe(t, b.URL(), "ha", true, "homeassistant/#", "siglipd/#")
+	outbox := filepath.Join(t.TempDir(), "mqtt") // one state folder for every run: the retained topics it published
+	tp := newTopics("siglipd", "homeassistant")
+	jpeg := append([]byte{0xff, 0xd8}, make([]byte, 300)...)
+
+	for i, run := range []struct {
+		name                 string
+		discovery, snapshots bool
+		image, picture       bool // retained afterwards: the image entity's config, the snapshot
+	}{
+		{"discovery and snapshots", true, true, true, true},
+		{"snapshots turned off", true, false, false, false},
+		{"snapshots without discovery", false, true, false, true},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			opts := baseOptions(t, b.URL())
+			opts.OutboxDir, opts.Discovery, opts.SnapshotsEnabled = outbox, run.discovery, run.snapshots
+			m := startSink(t, opts)
+			m.Announce([]Camera{{Name: "driveway", Labels: []Label{{Name: "car"}}}})
+			connected(t, m.Status)
+			// An event goes out after the announce (and its removals) is
+			// delivered: once the subscriber has it, so has the broker the rest.
+			start := testEvent(2 * i)
+			before := len(ha.rx)
+			m.Event(start, jpeg)
+			testenv.WaitFor(t, 5*time.Second, func() bool {
+				_, kept := ha.events("siglipd/events")
+				return slices.ContainsFunc(kept, func(ev rules.Event) bool { return key(ev) == key(start) })
+			}, "the start")
+
+			held := retainedNow(t, b.URL(), marker, imageConfig, snapshot)
+			if _, ok := held[imageConfig]; ok != run.image {
+				t.Errorf("image entity's config retained: %v, want %v", ok, run.image)
+			}
+			if p, ok := held[snapshot]; ok != run.picture || ok && p != string(jpeg) {
+				t.Errorf("snapshot retained: %v (%d bytes), want %v", ok, len(p), run.picture)
+			}
+			if run.image {
+				if err := validateHAConfig(imageConfig, []byte(held[imageConfig]), tp); err != nil {
+					t.Error(err)
+				}
+				var c haConfig
+				json.Unmarshal([]byte(held[imageConfig]), &c)
+				if c.Name != "snapshot" || c.UniqueID != "siglipd_driveway_snapshot" || c.ImageTopic != snapshot || c.ContentType != "image/jpeg" ||
+					c.Device.Identifiers[0] != "siglipd_driveway" || c.StateTopic != "" {
+					t.Errorf("image entity: %s", held[imageConfig])
+				}
+				// The picture is there when the event entity fires.
+				ha.mu.Lock()
+				rx := slices.Clone(ha.rx[before:])
+				ha.mu.Unlock()
+				pic := slices.IndexFunc(rx, func(r received) bool { return r.Topic == snapshot })
+				fired := slices.IndexFunc(rx, func(r received) bool { return r.Topic == carEvents })
+				if pic < 0 || fired < 0 || pic > fired {
+					t.Errorf("snapshot at %d, the event entity's start at %d of what arrived: want the snapshot first", pic, fired)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			m.Close(ctx) // the next run opens the same outbox
+		})
 	}
 }

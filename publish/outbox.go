@@ -26,19 +26,24 @@ type message struct {
 }
 
 // outbox is the persistent, bounded, ordered queue of events not yet
-// acknowledged by the broker. Each message is one file, <seq>.msg, written
+// acknowledged by the broker. An event is one or more messages (its
+// message on the events topic, then, with Home Assistant discovery, its
+// label's event entity's: see MQTT.Event), kept as one record, so that the
+// bound, the depth and the fsyncs count events, and an event's messages are
+// stored and dropped together. Each record is one file, <seq>.msg, written
 // to a temporary name, fsync'ed and renamed, so a crash (SIGKILL, power cut)
-// leaves either the whole message or none. Files are deleted once the
-// broker acknowledged them. Messages are also kept in memory (events are a
-// few hundred bytes; 10000 of them ≈ 3 MB), so sending never reads the disk.
+// leaves either the whole record or none. Files are deleted once the
+// broker acknowledged all of a record's messages. Records are also kept in
+// memory (events are a few hundred bytes; 10000 of them ≈ 3 MB), so sending
+// never reads the disk.
 //
-// A file per message rather than one log file: deleting acknowledged
-// messages is an unlink, a damaged file costs one message, and the folder
-// can be inspected with ls and cat. Events come at human rates, so the
-// fsync per message does not matter (BenchmarkOutboxAdd; figures in
+// A file per event rather than one log file: deleting acknowledged events
+// is an unlink, a damaged file costs one event, and the folder can be
+// inspected with ls and cat. Events come at human rates, so the fsync per
+// event does not matter (BenchmarkOutboxAdd; figures in
 // docs/measurements.md).
 //
-// A disk that is full or read-only does not stop delivery: a message whose
+// A disk that is full or read-only does not stop delivery: an event whose
 // file cannot be written is kept in memory only (within the same bound) and
 // sent from there, and is lost only if the process ends before the broker
 // has it. Its file is written later, by persist, once writes work again and
@@ -52,10 +57,10 @@ type outbox struct {
 	max  int
 	lock *os.File // flock'ed: one process per outbox
 
-	next     uint64   // sequence number of the next message
+	next     uint64   // sequence number of the next record
 	recs     []record // oldest first
-	inflight uint64   // seq of the message being sent; 0 for none
-	// stale are the files of messages delivered or dropped that could not
+	inflight uint64   // seq of the record being sent; 0 for none
+	// stale are the files of records delivered or dropped that could not
 	// be removed. At most the files written before the disk failed, so
 	// bounded by max.
 	stale []uint64
@@ -63,8 +68,8 @@ type outbox struct {
 
 type record struct {
 	seq    uint64
-	msg    message
-	onDisk bool // false when writing the file failed: kept in memory only
+	msgs   []message // sent in this order; the record is done when the broker took the last
+	onDisk bool      // false when writing the file failed: kept in memory only
 }
 
 const (
@@ -72,7 +77,11 @@ const (
 	tmpExt      = ".tmp"
 	corruptExt  = ".corrupt"
 	lockName    = "lock"
-	recordMagic = "SGQ1" // file format version 1
+	recordMagic = "SGQ2" // file format version 2: one or more messages
+	// recordMagicV1 is the format siglipd wrote before an event could have
+	// more than one message; still read, so an outbox left by an upgrade
+	// is delivered.
+	recordMagicV1 = "SGQ1"
 )
 
 // openOutbox opens (creating) the outbox in dir and loads what a previous
@@ -114,13 +123,13 @@ func openOutbox(dir string, limit int) (o *outbox, problems []error, err error) 
 			if perr != nil {
 				continue // not ours
 			}
-			msg, rerr := readRecord(path)
+			msgs, rerr := readRecord(path)
 			if rerr != nil {
 				os.Rename(path, path+corruptExt)
 				problems = append(problems, fmt.Errorf("outbox %s: set aside as %s: %w", path, name+corruptExt, rerr))
 				continue
 			}
-			o.recs = append(o.recs, record{seq: seq, msg: msg, onDisk: true})
+			o.recs = append(o.recs, record{seq: seq, msgs: msgs, onDisk: true})
 			o.next = max(o.next, seq+1)
 		}
 	}
@@ -138,7 +147,7 @@ func compareSeq(a, b uint64) int {
 	return 0
 }
 
-// trim drops the oldest messages (never the one in flight) until at most max
+// trim drops the oldest records (never the one in flight) until at most max
 // remain, and returns how many it dropped.
 func (o *outbox) trim() int {
 	dropped := 0
@@ -157,11 +166,12 @@ func (o *outbox) trim() int {
 	return dropped
 }
 
-// add appends msg, persisted before add returns, and drops the oldest when
-// the outbox is over its bound. A write error keeps the message in memory
-// (it is still delivered unless the process dies first) and is returned.
-func (o *outbox) add(msg message) (dropped int, err error) {
-	r := record{seq: o.next, msg: msg}
+// add appends one event's messages as one record, persisted before add
+// returns, and drops the oldest when the outbox is over its bound. A write
+// error keeps the record in memory (it is still delivered unless the
+// process dies first) and is returned.
+func (o *outbox) add(msgs ...message) (dropped int, err error) {
+	r := record{seq: o.next, msgs: msgs}
 	o.next++
 	if err = o.write(r); err == nil {
 		r.onDisk = true
@@ -176,8 +186,8 @@ func (o *outbox) add(msg message) (dropped int, err error) {
 const persistBatch = 64
 
 // persist removes the stale files and writes the files of up to
-// persistBatch messages that are kept in memory only, oldest first; it
-// stops at the first that fails and returns its error. The message in
+// persistBatch records that are kept in memory only, oldest first; it
+// stops at the first that fails and returns its error. The record in
 // flight is written too: if the broker has it, done removes the file.
 func (o *outbox) persist() error {
 	for len(o.stale) > 0 {
@@ -203,7 +213,7 @@ func (o *outbox) persist() error {
 	return nil
 }
 
-// memoryOnly is how many messages are kept in memory only.
+// memoryOnly is how many records are kept in memory only.
 func (o *outbox) memoryOnly() int {
 	n := 0
 	for _, r := range o.recs {
@@ -214,7 +224,7 @@ func (o *outbox) memoryOnly() int {
 	return n
 }
 
-// take returns the oldest message and marks it in flight.
+// take returns the oldest record and marks it in flight.
 func (o *outbox) take() (record, bool) {
 	if len(o.recs) == 0 {
 		return record{}, false
@@ -226,7 +236,7 @@ func (o *outbox) take() (record, bool) {
 // release marks nothing in flight (the send failed; it stays first).
 func (o *outbox) release() { o.inflight = 0 }
 
-// done removes a delivered message.
+// done removes a delivered record.
 func (o *outbox) done(seq uint64) {
 	o.inflight = 0
 	for i, r := range o.recs {
@@ -261,7 +271,7 @@ func (o *outbox) delete(r record) {
 	}
 }
 
-// remove removes a message's file; one that is not there is no error.
+// remove removes a record's file; one that is not there is no error.
 func (o *outbox) remove(seq uint64) error {
 	if err := os.Remove(o.path(seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("outbox %w", err)
@@ -270,62 +280,90 @@ func (o *outbox) remove(seq uint64) error {
 }
 
 func (o *outbox) write(r record) error {
-	if err := kit.WriteFile(o.path(r.seq), encodeRecord(r.msg), 0o600, true); err != nil {
+	if err := kit.WriteFile(o.path(r.seq), encodeRecord(r.msgs...), 0o600, true); err != nil {
 		return fmt.Errorf("outbox %w", err)
 	}
 	return nil
 }
 
-// encodeRecord writes a message as:
+// encodeRecord writes an event's messages (1 to 255) as:
 //
-//	"SGQ1" | qos u8 | retain u8 | topic len u16 | topic | payload len u32 | payload | crc32 (IEEE) of all before
-func encodeRecord(m message) []byte {
+//	"SGQ2" | count u8 | count × (qos u8 | retain u8 | topic len u16 | topic | payload len u32 | payload) | crc32 (IEEE) of all before
+//
+// Format 1 was "SGQ1" and one message, without the count.
+func encodeRecord(msgs ...message) []byte {
 	var b bytes.Buffer
 	b.WriteString(recordMagic)
-	b.WriteByte(m.QoS)
-	if m.Retain {
-		b.WriteByte(1)
-	} else {
-		b.WriteByte(0)
+	b.WriteByte(byte(len(msgs)))
+	for _, m := range msgs {
+		b.WriteByte(m.QoS)
+		if m.Retain {
+			b.WriteByte(1)
+		} else {
+			b.WriteByte(0)
+		}
+		binary.Write(&b, binary.BigEndian, uint16(len(m.Topic)))
+		b.WriteString(m.Topic)
+		binary.Write(&b, binary.BigEndian, uint32(len(m.Payload)))
+		b.Write(m.Payload)
 	}
-	binary.Write(&b, binary.BigEndian, uint16(len(m.Topic)))
-	b.WriteString(m.Topic)
-	binary.Write(&b, binary.BigEndian, uint32(len(m.Payload)))
-	b.Write(m.Payload)
 	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(b.Bytes()))
 	return b.Bytes()
 }
 
 var errCorrupt = errors.New("not a complete outbox record (bad length, magic or checksum)")
 
-func readRecord(path string) (message, error) {
+func readRecord(path string) ([]message, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return message{}, kit.UnwrapPath(err)
+		return nil, kit.UnwrapPath(err)
 	}
 	return decodeRecord(data)
 }
 
-func decodeRecord(data []byte) (message, error) {
-	const head = len(recordMagic) + 1 + 1 + 2
-	if len(data) < head+4+4 || string(data[:4]) != recordMagic {
-		return message{}, errCorrupt
+// decodeRecord reads a record of format 2, or of format 1 (one message).
+func decodeRecord(data []byte) ([]message, error) {
+	if len(data) < len(recordMagic)+4 {
+		return nil, errCorrupt
 	}
 	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
-		return message{}, errCorrupt
+		return nil, errCorrupt
 	}
-	m := message{QoS: body[4], Retain: body[5] == 1}
-	tl := int(binary.BigEndian.Uint16(body[6:8]))
-	if len(body) < head+tl+4 {
-		return message{}, errCorrupt
+	count, rest := 1, body[len(recordMagic):]
+	switch string(body[:len(recordMagic)]) {
+	case recordMagic:
+		if len(rest) < 1 || rest[0] == 0 {
+			return nil, errCorrupt
+		}
+		count, rest = int(rest[0]), rest[1:]
+	case recordMagicV1:
+	default:
+		return nil, errCorrupt
 	}
-	m.Topic = string(body[head : head+tl])
-	rest := body[head+tl:]
-	pl := int(binary.BigEndian.Uint32(rest[:4]))
-	if len(rest) != 4+pl {
-		return message{}, errCorrupt
+	msgs := make([]message, 0, count)
+	for range count {
+		if len(rest) < 1+1+2 {
+			return nil, errCorrupt
+		}
+		m := message{QoS: rest[0], Retain: rest[1] == 1}
+		tl := int(binary.BigEndian.Uint16(rest[2:4]))
+		rest = rest[4:]
+		if len(rest) < tl+4 {
+			return nil, errCorrupt
+		}
+		m.Topic = string(rest[:tl])
+		pl := int(binary.BigEndian.Uint32(rest[tl : tl+4]))
+		rest = rest[tl+4:]
+		if len(rest) < pl {
+			return nil, errCorrupt
+		}
+		m.Payload = append([]byte(nil), rest[:pl]...)
+		rest = rest[pl:]
+		msgs = append(msgs, m)
 	}
-	m.Payload = append([]byte(nil), rest[4:]...)
-	return m, nil
+	if len(rest) != 0 {
+		return nil, errCorrupt
+	}
+	return msgs, nil
 }

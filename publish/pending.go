@@ -33,9 +33,10 @@ type pending struct {
 	disk             *kit.StateFile // the outbox's files: events that could not be written are kept in memory
 }
 
-// item is one message taken for sending.
+// item is what is taken for sending: a latest value (one message) or an
+// event (its messages, in order).
 type item struct {
-	msg   message
+	msgs  []message
 	event bool   // from the outbox (else a latest value)
 	seq   uint64 // outbox sequence of an event
 }
@@ -44,10 +45,10 @@ func newPending(box *outbox, disk *kit.StateFile, log *slog.Logger) *pending {
 	return &pending{log: log, box: box, disk: disk, latest: map[string]message{}}
 }
 
-// addEvent queues an event, after the latest values that go with it (its
-// label's state, its snapshot), which are therefore sent first. After
-// close it does nothing and returns false.
-func (p *pending) addEvent(event message, with ...message) bool {
+// addEvent queues an event (its messages, one outbox record), after the
+// latest values that go with it (its label's state, its snapshot), which
+// are therefore sent first. After close it does nothing and returns false.
+func (p *pending) addEvent(event []message, with ...message) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -56,7 +57,7 @@ func (p *pending) addEvent(event message, with ...message) bool {
 	for _, m := range with {
 		p.setLatestLocked(m)
 	}
-	dropped, err := p.box.add(event)
+	dropped, err := p.box.add(event...)
 	if p.disk.Wrote(err) == nil {
 		p.persistLocked() // the disk works: write what it could not take
 	}
@@ -135,7 +136,7 @@ func (p *pending) dropStale() {
 	}
 }
 
-// next takes the next message to send: a latest value, else the oldest
+// next takes the next item to send: a latest value, else the oldest
 // event. false when nothing waits.
 func (p *pending) next() (item, bool) {
 	p.mu.Lock()
@@ -144,13 +145,13 @@ func (p *pending) next() (item, bool) {
 		topic := p.latestOrder[0]
 		msg := p.latest[topic]
 		p.dropLatestLocked(topic)
-		return item{msg: msg}, true
+		return item{msgs: []message{msg}}, true
 	}
 	rec, ok := p.box.take()
 	if !ok {
 		return item{}, false
 	}
-	return item{msg: rec.msg, event: true, seq: rec.seq}, true
+	return item{msgs: rec.msgs, event: true, seq: rec.seq}, true
 }
 
 // done records that the broker took it.
@@ -169,7 +170,9 @@ func (p *pending) done(it item) {
 }
 
 // putBack returns an item that could not be sent, to go first next time
-// (a latest value only if no newer one came meanwhile).
+// (a latest value only if no newer one came meanwhile). An event goes back
+// whole: those of its messages the broker took are sent again, which
+// at-least-once delivery allows and keeps one record per event.
 func (p *pending) putBack(it item) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -177,9 +180,10 @@ func (p *pending) putBack(it item) {
 		p.box.release()
 		return
 	}
-	if _, newer := p.latest[it.msg.Topic]; !newer {
-		p.latest[it.msg.Topic] = it.msg
-		p.latestOrder = slices.Insert(p.latestOrder, 0, it.msg.Topic)
+	msg := it.msgs[0]
+	if _, newer := p.latest[msg.Topic]; !newer {
+		p.latest[msg.Topic] = msg
+		p.latestOrder = slices.Insert(p.latestOrder, 0, msg.Topic)
 	}
 }
 

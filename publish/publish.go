@@ -1,7 +1,8 @@
 // Package publish delivers rules' events to the outside world: over MQTT
-// (events, retained ON/OFF states, Home Assistant discovery, optional scores
-// and snapshots, with an on-disk outbox so nothing is lost while the broker
-// is away) or as JSON lines on stdout. docs/03-mqtt-home-assistant.md
+// (events, retained ON/OFF states, Home Assistant discovery with an event
+// entity per label and an image entity per camera's snapshot, optional
+// scores and snapshots, with an on-disk outbox so nothing is lost while the
+// broker is away) or as JSON lines on stdout. docs/03-mqtt-home-assistant.md
 // describes the topics and payloads for users; this comment is the map for
 // readers of the code.
 //
@@ -20,20 +21,21 @@
 //	                    ▼
 //	run goroutine (conn.go): connect with backoff ─▶ session: online, subscribe
 //	  homeassistant/status, announce when due, then latest values, then outbox
-//	  events one at a time, each removed only after the broker's PUBACK;
-//	  link holds the connection's state and counters
+//	  events one at a time (an event's messages in order: the events topic's,
+//	  then its label's event entity's), each removed only after the broker's
+//	  PUBACKs; link holds the connection's state and counters
 //
 // Each of the three parts has its own lock; MQTT (mqtt.go) holds them
 // together and keeps only its open/closed state and the scores' pacing.
 //
 // One message in flight at a time keeps the order trivially right across
-// reconnects, at the cost of one round trip per event: BenchmarkBacklogDrain
+// reconnects, at the cost of one round trip per message: BenchmarkBacklogDrain
 // measures it (figures in docs/measurements.md); a full default outbox goes
 // out in seconds.
 //
 // Delivery is at least once: an event whose PUBACK was lost with the
-// connection is sent again after reconnecting. Subscribers de-duplicate by
-// (id, type, frame_time).
+// connection is sent again after reconnecting (all its messages).
+// Subscribers de-duplicate by (id, type, frame_time).
 package publish
 
 import (
@@ -59,7 +61,9 @@ type Sink interface {
 	// config).
 	Announce(cams []Camera)
 	// Event queues an event and its state change (ON on start and update, OFF
-	// on end). It never blocks on the network; nothing is dropped except when
+	// on end) and, with Home Assistant discovery, a start or an end on its
+	// label's event entity, which is part of the event (in the outbox, with
+	// it). It never blocks on the network; nothing is dropped except when
 	// the outbox is full (oldest first, counted, logged). An event the disk
 	// cannot take (full, read-only) is kept in memory within the same bound
 	// and published all the same; it is lost only if the process ends before
@@ -181,6 +185,12 @@ func (t topics) snapshot(camera string) string {
 	return t.prefix + "/" + cameraLevel(camera) + "/snapshot"
 }
 
+// labelEvent is the state_topic of a label's Home Assistant event entity:
+// each start and end as {"event_type": ...}, never retained.
+func (t topics) labelEvent(camera, label string) string {
+	return t.prefix + "/" + cameraLevel(camera) + "/" + kit.Slug(label) + "/event"
+}
+
 // haStatus is where Home Assistant announces its restarts.
 func (t topics) haStatus() string { return t.discovery + "/status" }
 
@@ -203,4 +213,16 @@ func (t topics) discoveryConfig(camera, label string) string {
 // sensor (published with scores).
 func (t topics) probabilityConfig(camera, label string) string {
 	return t.discovery + "/sensor/" + t.node + "/" + t.objectID(camera, label) + "_probability/config"
+}
+
+// eventConfig is the discovery config of a label's event entity.
+func (t topics) eventConfig(camera, label string) string {
+	return t.discovery + "/event/" + t.node + "/" + t.objectID(camera, label) + "_event/config"
+}
+
+// imageConfig is the discovery config of a camera's snapshot as an image
+// entity: one per camera, so its object id is the camera's, with a suffix
+// (as the probability sensor's) that says what it is.
+func (t topics) imageConfig(camera string) string {
+	return t.discovery + "/image/" + t.node + "/" + cameraLevel(camera) + "_snapshot/config"
 }

@@ -28,6 +28,9 @@ func TestTopics(t *testing.T) {
 		{tp.haStatus(), "homeassistant/status"},
 		{tp.discoveryConfig("driveway", "Garage door open!"), "homeassistant/binary_sensor/home_siglipd/driveway__garage_door_open/config"},
 		{tp.uniqueID("driveway", "car"), "home_siglipd_driveway__car"},
+		{tp.labelEvent("driveway", "Garage door open!"), "home/siglipd/driveway/garage_door_open/event"},
+		{tp.eventConfig("driveway", "Garage door open!"), "homeassistant/event/home_siglipd/driveway__garage_door_open_event/config"},
+		{tp.imageConfig("Front-Door_2"), "homeassistant/image/home_siglipd/Front-Door_2_snapshot/config"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -50,11 +53,18 @@ func TestTopics(t *testing.T) {
 	}
 }
 
-// haKnownKeys are the binary_sensor discovery keys siglipd may send; a typo
-// ("uniqe_id") would be silently ignored by Home Assistant, so the
-// validator rejects anything else.
-var haKnownKeys = []string{"name", "unique_id", "state_topic", "payload_on", "payload_off",
-	"availability", "availability_mode", "device_class", "icon", "device", "origin"}
+// haKnownKeys are the discovery keys siglipd may send, per component, as
+// Home Assistant's MQTT schemas name them (binary_sensor.mqtt, event.mqtt:
+// event_types and a state_topic; image.mqtt: image_topic and
+// content_type; all: the entity keys and origin). A typo ("uniqe_id") would
+// be silently dropped by Home Assistant, so the validator rejects anything
+// else.
+var haKnownKeys = map[string][]string{
+	"binary_sensor": {"name", "unique_id", "state_topic", "payload_on", "payload_off",
+		"availability", "availability_mode", "device_class", "icon", "device", "origin"},
+	"event": {"name", "unique_id", "state_topic", "event_types", "availability", "availability_mode", "device", "origin"},
+	"image": {"name", "unique_id", "image_topic", "content_type", "availability", "availability_mode", "device", "origin"},
+}
 
 // haDeviceClasses are Home Assistant's binary_sensor device classes.
 var haDeviceClasses = []string{"battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
@@ -67,35 +77,45 @@ func validTopic(t string) bool {
 	return t != "" && !strings.ContainsAny(t, "+#\x00") && len(t) <= 65535
 }
 
-// validateHAConfig checks one binary_sensor discovery message the way Home
-// Assistant's MQTT integration reads it: the config topic's form
-// (<prefix>/binary_sensor/[<node_id>/]<object_id>/config, ids of
+// validateHAConfig checks one discovery message (a label's binary_sensor
+// or event entity, a camera's image entity) the way Home Assistant's MQTT
+// integration reads it: the config topic's form
+// (<prefix>/<component>/[<node_id>/]<object_id>/config, ids of
 // [a-zA-Z0-9_-]), and the payload's fields it needs to make an entity that
-// is tracked (unique_id), fed (state_topic with payloads matching ours),
-// marked unavailable when we are gone (availability on our LWT topic) and
-// grouped under a device (device.identifiers).
+// is tracked (unique_id), fed (its topic, with payloads matching ours),
+// marked unavailable when we or the camera are gone (availability on our
+// LWT topic and the camera's) and grouped under the camera's device
+// (device.identifiers).
 func validateHAConfig(topic string, payload []byte, tp topics) error {
 	levels := strings.Split(topic, "/")
-	if len(levels) != 5 || levels[0] != tp.discovery || levels[1] != "binary_sensor" || levels[4] != "config" ||
+	if len(levels) != 5 || levels[0] != tp.discovery || haKnownKeys[levels[1]] == nil || levels[4] != "config" ||
 		!haIDRe.MatchString(levels[2]) || !haIDRe.MatchString(levels[3]) {
-		return fmt.Errorf("config topic %q is not %s/binary_sensor/<node_id>/<object_id>/config", topic, tp.discovery)
+		return fmt.Errorf("config topic %q is not %s/<binary_sensor|event|image>/<node_id>/<object_id>/config", topic, tp.discovery)
+	}
+	component, objectID := levels[1], levels[3]
+	camera, _, _ := strings.Cut(objectID, "__")
+	if component == "image" {
+		camera = strings.TrimSuffix(objectID, "_snapshot")
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &raw); err != nil {
 		return fmt.Errorf("%s: not a JSON object: %v", topic, err)
 	}
 	for k := range raw {
-		if !slices.Contains(haKnownKeys, k) {
-			return fmt.Errorf("%s: unknown key %q", topic, k)
+		if !slices.Contains(haKnownKeys[component], k) {
+			return fmt.Errorf("%s: unknown key %q for a %s", topic, k, component)
 		}
 	}
 	var c struct {
-		Name         *string `json:"name"`
-		UniqueID     string  `json:"unique_id"`
-		StateTopic   string  `json:"state_topic"`
-		PayloadOn    string  `json:"payload_on"`
-		PayloadOff   string  `json:"payload_off"`
-		DeviceClass  *string `json:"device_class"`
+		Name         *string  `json:"name"`
+		UniqueID     string   `json:"unique_id"`
+		StateTopic   string   `json:"state_topic"`
+		PayloadOn    string   `json:"payload_on"`
+		PayloadOff   string   `json:"payload_off"`
+		DeviceClass  *string  `json:"device_class"`
+		EventTypes   []string `json:"event_types"`
+		ImageTopic   string   `json:"image_topic"`
+		ContentType  string   `json:"content_type"`
 		Availability []struct {
 			Topic               string `json:"topic"`
 			PayloadAvailable    string `json:"payload_available"`
@@ -113,26 +133,45 @@ func validateHAConfig(topic string, payload []byte, tp topics) error {
 	switch {
 	case c.UniqueID == "":
 		return fmt.Errorf("%s: no unique_id", topic)
-	case !validTopic(c.StateTopic):
-		return fmt.Errorf("%s: state_topic %q is not a topic one can publish to", topic, c.StateTopic)
-	case c.PayloadOn != StateOn || c.PayloadOff != StateOff:
-		return fmt.Errorf("%s: payload_on/off %q/%q are not what the state topic carries", topic, c.PayloadOn, c.PayloadOff)
 	case len(c.Availability) == 0:
 		return fmt.Errorf("%s: no availability", topic)
 	case c.Availability[0].Topic != tp.available() || c.Availability[0].PayloadAvailable != Online ||
 		c.Availability[0].PayloadNotAvailable != Offline:
 		return fmt.Errorf("%s: availability %+v is not our LWT topic and payloads", topic, c.Availability)
-	case len(c.Availability) != 2 || c.Availability[1].Topic != tp.cameraAvailable(strings.Split(levels[3], "__")[0]) ||
+	case len(c.Availability) != 2 || c.Availability[1].Topic != tp.cameraAvailable(camera) ||
 		c.Availability[1].PayloadAvailable != Online || c.Availability[1].PayloadNotAvailable != Offline:
 		return fmt.Errorf("%s: availability %+v does not list the camera's own availability", topic, c.Availability)
 	case c.AvailabilityMode != "all":
 		return fmt.Errorf("%s: availability_mode %q: want all (siglipd and the camera both online)", topic, c.AvailabilityMode)
-	case len(c.Device.Identifiers) == 0 || c.Device.Identifiers[0] == "" || c.Device.Name == "":
-		return fmt.Errorf("%s: device needs identifiers and a name", topic)
+	case len(c.Device.Identifiers) == 0 || c.Device.Identifiers[0] != tp.node+"_"+camera || c.Device.Name == "":
+		return fmt.Errorf("%s: device needs the camera's identifier %q and a name", topic, tp.node+"_"+camera)
 	case c.Name == nil || *c.Name == "":
 		return fmt.Errorf("%s: no name", topic)
-	case c.DeviceClass != nil && !slices.Contains(haDeviceClasses, *c.DeviceClass):
-		return fmt.Errorf("%s: device_class %q is not a binary_sensor class", topic, *c.DeviceClass)
+	}
+	switch component {
+	case "binary_sensor":
+		switch {
+		case !validTopic(c.StateTopic):
+			return fmt.Errorf("%s: state_topic %q is not a topic one can publish to", topic, c.StateTopic)
+		case c.PayloadOn != StateOn || c.PayloadOff != StateOff:
+			return fmt.Errorf("%s: payload_on/off %q/%q are not what the state topic carries", topic, c.PayloadOn, c.PayloadOff)
+		case c.DeviceClass != nil && !slices.Contains(haDeviceClasses, *c.DeviceClass):
+			return fmt.Errorf("%s: device_class %q is not a binary_sensor class", topic, *c.DeviceClass)
+		}
+	case "event":
+		switch {
+		case !validTopic(c.StateTopic) || c.StateTopic == tp.events() || !strings.HasSuffix(c.StateTopic, "/event"):
+			return fmt.Errorf("%s: state_topic %q is not a label's event topic", topic, c.StateTopic)
+		case !slices.Equal(c.EventTypes, []string{"start", "end"}):
+			return fmt.Errorf("%s: event_types %q, want start and end (what the topic carries)", topic, c.EventTypes)
+		}
+	case "image":
+		switch {
+		case c.ImageTopic != tp.snapshot(camera):
+			return fmt.Errorf("%s: image_topic %q is not the camera's snapshot %q", topic, c.ImageTopic, tp.snapshot(camera))
+		case c.ContentType != "image/jpeg":
+			return fmt.Errorf("%s: content_type %q: the snapshot is a JPEG", topic, c.ContentType)
+		}
 	}
 	return nil
 }
@@ -173,10 +212,61 @@ func TestDiscoveryPayload(t *testing.T) {
 	}
 }
 
+// TestEntityPayloads: a label's event entity and a camera's image entity
+// pass the validator, with the keys Home Assistant's event and image
+// schemas take and nothing else; and the validator rejects what Home
+// Assistant would not use, or would use wrongly.
+func TestEntityPayloads(t *testing.T) {
+	tp := newTopics("siglipd", "homeassistant")
+	cam := Camera{Name: "driveway", Labels: []Label{{Name: "car", DeviceClass: "occupancy"}, {Name: "Garage door open!"}}}
+	for _, l := range cam.Labels {
+		if err := validateHAConfig(tp.eventConfig(cam.Name, l.Name), tp.eventPayload(cam, l, "v1"), tp); err != nil {
+			t.Error(err)
+		}
+	}
+	event := tp.eventPayload(cam, cam.Labels[0], "v1")
+	image := tp.imagePayload(cam, "v1")
+	for _, tt := range []struct {
+		name, topic string
+		good        []byte
+		want        string // in the payload as sent
+		from, to    string // a change the validator must reject
+	}{
+		{"event types", tp.eventConfig("driveway", "car"), event, `"event_types":["start","end"]`, `"start","end"`, `"start","update","end"`},
+		{"event on the events topic", tp.eventConfig("driveway", "car"), event, `"state_topic":"siglipd/driveway/car/event"`, `siglipd/driveway/car/event`, `siglipd/events`},
+		{"event type key in the config", tp.eventConfig("driveway", "car"), event, `"unique_id":"siglipd_driveway__car_event"`, `"event_types"`, `"event_type"`},
+		{"event of another camera's device", tp.eventConfig("driveway", "car"), event, `"identifiers":["siglipd_driveway"]`, `"identifiers":["siglipd_driveway"]`, `"identifiers":["siglipd_garage"]`},
+		{"event without the camera's availability", tp.eventConfig("driveway", "car"), event, `"availability_mode":"all"`, `{"topic":"siglipd/driveway/available"`, `{"topic":"siglipd/garage/available"`},
+		{"image content type", tp.imageConfig("driveway"), image, `"content_type":"image/jpeg"`, `image/jpeg`, `image/png`},
+		{"image of another camera", tp.imageConfig("driveway"), image, `"image_topic":"siglipd/driveway/snapshot"`, `siglipd/driveway/snapshot`, `siglipd/garage/snapshot`},
+		{"image with a state topic", tp.imageConfig("driveway"), image, `"name":"snapshot","unique_id":"siglipd_driveway_snapshot"`, `"image_topic"`, `"state_topic"`},
+		{"image without availability mode", tp.imageConfig("driveway"), image, `"availability_mode":"all"`, `"availability_mode":"all"`, `"availability_mode":"latest"`},
+	} {
+		if err := validateHAConfig(tt.topic, tt.good, tp); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if !bytes.Contains(tt.good, []byte(tt.want)) {
+			t.Errorf("%s: %s does not contain %s", tt.name, tt.good, tt.want)
+		}
+		bad := bytes.Replace(tt.good, []byte(tt.from), []byte(tt.to), 1)
+		if bytes.Equal(bad, tt.good) {
+			t.Fatalf("%s: %q not in %s", tt.name, tt.from, tt.good)
+		}
+		if err := validateHAConfig(tt.topic, bad, tp); err == nil {
+			t.Errorf("%s: validator accepted %s", tt.name, bad)
+		}
+	}
+	// A config on another component's topic is not that component's.
+	if err := validateHAConfig("homeassistant/binary_sensor/siglipd/driveway_snapshot/config", image, tp); err == nil {
+		t.Error("validator accepted an image config as a binary_sensor's")
+	}
+}
+
 // TestDocsExamples keeps the MQTT page of the docs honest: every JSON
-// example in it is either a valid v1 event or a discovery config that
-// passes the validator, and the discovery example is exactly what siglipd
-// sends.
+// example in it is a valid v1 event, a discovery config that passes the
+// validator, or a message of a label's event entity; the discovery
+// example is exactly what siglipd sends, and so is the event entity's,
+// for the event of the page it claims to be from.
 func TestDocsExamples(t *testing.T) {
 	const page = "../docs/03-mqtt-home-assistant.md"
 	text, err := os.ReadFile(page)
@@ -193,9 +283,27 @@ func TestDocsExamples(t *testing.T) {
 		t.Fatalf("%s has %d JSON examples, want at least 4", page, len(blocks))
 	}
 	tp := newTopics("siglipd", "homeassistant")
-	var events, configs int
+	var events, configs, entityEvents int
+	var docEvents []rules.Event
 	for _, b := range blocks {
 		text := bytes.TrimSpace(b[1])
+		if bytes.Contains(text, []byte(`"event_type"`)) {
+			entityEvents++
+			var e haEvent
+			json.Unmarshal(text, &e)
+			i := slices.IndexFunc(docEvents, func(ev rules.Event) bool { return ev.ID == e.ID && ev.Type == e.EventType })
+			if i < 0 {
+				t.Errorf("docs event entity example is of no event example before it: %s", text)
+				continue
+			}
+			var doc, ours any
+			json.Unmarshal(text, &doc)
+			json.Unmarshal(haEventPayload(docEvents[i]), &ours)
+			if fmt.Sprint(doc) != fmt.Sprint(ours) {
+				t.Errorf("docs event entity example differs from what siglipd sends:\n%s\nsends:\n%s", text, haEventPayload(docEvents[i]))
+			}
+			continue
+		}
 		if bytes.Contains(text, []byte(`"unique_id"`)) {
 			configs++
 			if err := validateHAConfig(tp.discoveryConfig("driveway", "car"), text, tp); err != nil {
@@ -227,10 +335,12 @@ func TestDocsExamples(t *testing.T) {
 			if fmt.Sprint(raw) != fmt.Sprint(back) || ev.V != 1 {
 				t.Errorf("docs event example is not exactly a v1 event:\n%s\nas v1:\n%s", msg, re)
 			}
+			docEvents = append(docEvents, ev)
 		}
 	}
-	if events < 3 || configs != 1 {
-		t.Errorf("%s: %d event and %d discovery examples; want start/update/end and one config", page, events, configs)
+	if events < 3 || configs != 1 || entityEvents < 1 {
+		t.Errorf("%s: %d event, %d discovery and %d event entity examples; want start/update/end, one config and a message of the event entity",
+			page, events, configs, entityEvents)
 	}
 }
 
