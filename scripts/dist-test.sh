@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# dist-test.sh runs what scripts/dist.sh built, each binary on the Debian
+# release it was built for, the arm64 ones under qemu-user: `--version`,
+# `--check` on the example config, and `classify` on the test models, whose
+# probabilities must equal those of a build for this machine (amd64, run
+# here) within 1e-4 — the same answers across architectures and OpenCV
+# releases, not merely a binary that starts.
+#
+#   scripts/dist-test.sh [RELEASE-ARCH ...]   # default: every target in out/dist (make dist-test)
+#
+# Each target runs in its own build overlay (dist-RELEASE-ARCH, left by
+# dist.sh): it holds the release's OpenCV, for arm64 by multiarch, so the
+# emulated process finds its libraries (and the arm64 dynamic loader) where
+# an arm64 Debian has them. The emulator is Debian 13's qemu-aarch64
+# (qemu 10), installed in the trixie arm64 overlay and, being a static
+# binary, copied out for the bookworm one: Debian 12's qemu 7.2 segfaults in
+# dlopen of the arm64 ONNX Runtime. qemu is called by name, not through
+# binfmt_misc, so nothing of the host's configuration changes.
+#
+# The fixtures are made here, once per run, and bound in read-only
+# (architecture independent): the tiny model (a real SigLIP graph with
+# random weights, sensitive everywhere) and the colour model (red scores
+# "red"), and images from ffmpeg's test sources, PNG and one JPEG, at sizes
+# that need resizing. Results, per target, in out/dist-test/RELEASE-ARCH/;
+# the summary ends the output. Exit 1 if any check fails.
+#
+# Needs root (scripts/rootfs.sh), Go and ffmpeg (scripts/setup.sh), and
+# python3.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cache=$root/.deps/dist-cache
+dist=$root/out/dist
+out=$root/out/dist-test
+# The agreement asked of every probability, against this machine's build.
+tolerance=1e-4
+
+die() { echo "dist-test: $*" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || die "needs root (scripts/rootfs.sh: overlays and chroot)"
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  for d in "$dist"/*-*/; do
+    [ -e "$d/siglipd" ] && targets+=("$(basename "$d")")
+  done
+fi
+[ ${#targets[@]} -gt 0 ] || die "nothing in $dist: run scripts/dist.sh first"
+for t in "${targets[@]}"; do
+  [ -x "$dist/$t/siglipd" ] || die "no $dist/$t/siglipd: run scripts/dist.sh $t first"
+done
+
+rm -rf "$out"
+fx=$out/fixtures
+mkdir -p "$fx/img"
+
+# The fixtures, and the reference: siglipd built for this machine from the
+# working tree, with this machine's ONNX Runtime.
+echo "dist-test: fixtures and the reference (this machine's build)"
+go build -o "$out/mkmodel" ./infer/cmd/mkmodel
+"$out/mkmodel" --preset tiny --out "$fx/tiny" >/dev/null
+"$out/mkmodel" --preset colour --out "$fx/colour" >/dev/null
+img() { ffmpeg -v error -f lavfi -i "$1" -frames:v 1 "$fx/img/$2"; }
+img color=c=red:s=640x480 red.png
+img color=c=0x808080:s=640x480 grey.png
+img testsrc2=s=320x240 testsrc2.png
+img mandelbrot=s=200x150 mandelbrot.png
+img smptehdbars=s=1280x720 bars.jpg
+# The example config with the colour model in place of its model id, so
+# --check loads a model (and ONNX Runtime) instead of noting a download.
+sed "s#^  id: Xenova/siglip-base-patch16-224#  path: /t/colour#" configs/cams.yaml >"$fx/check.yaml"
+grep -q "^  path: /t/colour" "$fx/check.yaml" || die "configs/cams.yaml no longer has the model id line this script replaces"
+go build -o "$out/siglipd-host" ./daemon/cmd/siglipd
+scripts/fetch-ort.sh
+
+# The labels of each model: the tiny model's vocabulary is generated, so any
+# words do; the colour model knows colour words.
+labels_tiny=(--label red --label "a photo of a dog" --label "stripes on a wall")
+labels_colour=(--label red --label green --label blue --label yellow)
+images=(red.png grey.png testsrc2.png mandelbrot.png bars.jpg)
+
+mkdir -p "$out/host"
+for m in tiny colour; do
+  declare -n labels=labels_$m
+  (cd "$fx/img" && "$out/siglipd-host" classify --model "$fx/$m" --ort-lib "$root/.deps/onnxruntime/lib/libonnxruntime.so.1" \
+    "${labels[@]}" "${images[@]}") >"$out/host/classify-$m.jsonl"
+done
+
+# probe RUNNER... runs inside a target's overlay: /dist its output, /t the
+# fixtures, /res its results; RUNNER is the emulator, or nothing.
+probe() {
+  ms() { echo $(($(date +%s%N) / 1000000)); }
+  export SIGLIPD_ORT_LIB=/dist/libonnxruntime.so.1 STATE_DIRECTORY=/tmp/siglipd-state
+  # The example config names these secrets.
+  export DRIVEWAY_PASSWORD=x MQTT_PASSWORD=x
+  mkdir -p "$STATE_DIRECTORY"
+  cd /t/img
+  local rc=0 t0
+  "$@" /dist/siglipd --version >/res/version.txt 2>&1 || rc=$?
+  echo "$rc" >/res/version.rc
+  rc=0
+  "$@" /dist/siglipd --config /t/check.yaml --check >/res/check.out 2>/res/check.err || rc=$?
+  echo "$rc" >/res/check.rc
+  local m
+  for m in tiny colour; do
+    local -n labels=labels_$m
+    rc=0
+    t0=$(ms)
+    "$@" /dist/siglipd classify --model "/t/$m" "${labels[@]}" "${images[@]}" >"/res/classify-$m.jsonl" 2>"/res/classify-$m.err" || rc=$?
+    echo "$m $(($(ms) - t0))" >>/res/classify-ms.txt
+    echo "$rc" >"/res/classify-$m.rc"
+  done
+}
+
+# Debian 13's qemu-aarch64, from the trixie arm64 overlay.
+qemu=$cache/qemu/qemu-aarch64
+if [[ " ${targets[*]} " == *-arm64* ]] && [ ! -x "$qemu" ]; then
+  echo "dist-test: installing qemu-user in the trixie arm64 overlay"
+  mkdir -p "$cache/qemu"
+  scripts/rootfs.sh run trixie --keep dist-trixie-arm64 --bind "$cache/qemu:/qemu" -- '
+    command -v qemu-aarch64 >/dev/null || {
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
+      rm -f /var/cache/apt/archives/*.deb
+    }
+    cp "$(command -v qemu-aarch64)" /qemu/qemu-aarch64'
+fi
+[[ " ${targets[*]} " != *-arm64* ]] || "$qemu" --version | head -1
+
+for t in "${targets[@]}"; do
+  release=${t%-*} arch=${t#*-}
+  echo "dist-test: $t"
+  mkdir -p "$out/$t"
+  runner=""
+  binds=(--bind "$dist/$t:/dist" --bind "$fx:/t" --bind "$out/$t:/res")
+  if [ "$arch" = arm64 ]; then
+    runner=/qemu/qemu-aarch64
+    binds+=(--bind "$cache/qemu:/qemu")
+  fi
+  scripts/rootfs.sh run "$release" --keep "dist-$t" "${binds[@]}" -- \
+    "$(declare -p labels_tiny labels_colour images); $(declare -f probe); probe $runner"
+done
+
+# The verdict, from the files the runs left.
+python3 - "$out" "$dist" "$tolerance" "${targets[@]}" <<'EOF'
+import json, os, sys
+
+out, dist, tol, targets = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+
+def read(*p):
+    with open(os.path.join(*p)) as f:
+        return f.read()
+
+def probabilities(path):
+    got = {}
+    for line in read(path).splitlines():
+        r = json.loads(line)
+        for lr in r["results"]:
+            got[(r["image"], lr["label"])] = lr["score"]
+    return got
+
+ref = {m: probabilities(os.path.join(out, "host", f"classify-{m}.jsonl")) for m in ("tiny", "colour")}
+failures = []
+print(f"{'target':16} {'--version':10} {'--check':8} {'classify: max |Δ| vs amd64 here (tiny, colour)':48} classify ms (tiny, colour)")
+for t in targets:
+    res = os.path.join(out, t)
+    want = "siglipd " + read(dist, t, "VERSION").strip()
+    got = read(res, "version.txt").strip()
+    version = "ok" if got == want and read(res, "version.rc").strip() == "0" else "FAIL"
+    if version != "ok":
+        failures.append(f"{t}: --version printed {got!r}, want {want!r}")
+    check_rc = read(res, "check.rc").strip()
+    check = "ok" if check_rc == "0" and "is valid" in read(res, "check.out") else "FAIL"
+    if check != "ok":
+        failures.append(f"{t}: --check exit {check_rc}:\n{read(res, 'check.err')}")
+    deltas = []
+    for m in ("tiny", "colour"):
+        rc = read(res, f"classify-{m}.rc").strip()
+        if rc != "0":
+            failures.append(f"{t}: classify {m}: exit {rc}:\n{read(res, f'classify-{m}.err')}")
+            deltas.append("exit " + rc)
+            continue
+        got = probabilities(os.path.join(res, f"classify-{m}.jsonl"))
+        if got.keys() != ref[m].keys():
+            failures.append(f"{t}: classify {m}: images/labels {sorted(got)} differ from the reference's {sorted(ref[m])}")
+            deltas.append("mismatch")
+            continue
+        worst = max(ref[m], key=lambda k: abs(got[k] - ref[m][k]))
+        d = abs(got[worst] - ref[m][worst])
+        deltas.append(f"{d:.1e}")
+        if d > tol:
+            failures.append(f"{t}: classify {m}: {worst[0]} / {worst[1]}: {got[worst]:.6g}, here {ref[m][worst]:.6g} (|Δ| {d:.2g} > {tol:g})")
+    ms = dict(l.split() for l in read(res, "classify-ms.txt").splitlines())
+    print(f"{t:16} {version:10} {check:8} {', '.join(deltas):48} {ms['tiny']}, {ms['colour']}")
+for f in failures:
+    print("dist-test: FAIL " + f, file=sys.stderr)
+sys.exit(1 if failures else 0)
+EOF
