@@ -117,6 +117,7 @@ qemu=$cache/qemu/qemu-aarch64
 if [[ " ${targets[*]} " == *-arm64* ]] && [ ! -x "$qemu" ]; then
   echo "dist-test: installing qemu-user in the trixie arm64 overlay"
   mkdir -p "$cache/qemu"
+  # shellcheck disable=SC2016 # expanded inside the overlay
   scripts/rootfs.sh run trixie --keep dist-trixie-arm64 --bind "$cache/qemu:/qemu" -- '
     command -v qemu-aarch64 >/dev/null || {
       export DEBIAN_FRONTEND=noninteractive
@@ -131,14 +132,14 @@ for t in "${targets[@]}"; do
   release=${t%-*} arch=${t#*-}
   echo "dist-test: $t"
   mkdir -p "$out/$t"
-  runner=""
+  emulator=""
   binds=(--bind "$dist/$t:/dist" --bind "$fx:/t" --bind "$out/$t:/res")
   if [ "$arch" = arm64 ]; then
-    runner=/qemu/qemu-aarch64
+    emulator=/qemu/qemu-aarch64
     binds+=(--bind "$cache/qemu:/qemu")
   fi
   scripts/rootfs.sh run "$release" --keep "dist-$t" "${binds[@]}" -- \
-    "$(declare -p labels_tiny labels_colour images); $(declare -f probe); probe $runner"
+    "$(declare -p labels_tiny labels_colour images); $(declare -f probe); probe $emulator"
 done
 
 # The verdict, from the files the runs left.
