@@ -8,20 +8,24 @@
 #
 #   scripts/dist-test.sh [RELEASE-ARCH ...]   # default: every target in out/dist (make dist-test)
 #
-# Each target runs in its own build overlay (dist-RELEASE-ARCH, left by
-# dist.sh): it holds the release's OpenCV, for arm64 by multiarch, so the
-# emulated process finds its libraries (and the arm64 dynamic loader) where
-# an arm64 Debian has them. The emulator is Debian 13's qemu-aarch64
-# (qemu 10), installed in the trixie arm64 overlay and, being a static
-# binary, copied out for the bookworm one: Debian 12's qemu 7.2 segfaults in
-# dlopen of the arm64 ONNX Runtime. qemu is called by name, not through
-# binfmt_misc, so nothing of the host's configuration changes.
+# Each target runs twice, on its own release. First in its build overlay
+# (dist-RELEASE-ARCH, left by dist.sh), the binary as built. Then from its
+# tarball in a throwaway overlay of the clean release that has only the
+# packages the tarball's runtime-packages.txt names, unpacked into
+# /usr/local as docs/08-deployment.md says: what a user's box has (this
+# downloads OpenCV's runtime every time, a minute or two per target). arm64
+# libraries come by multiarch, so the emulated process finds them (and the
+# arm64 dynamic loader) where an arm64 Debian has them. The emulator is
+# Debian 13's qemu-aarch64 (qemu 10), installed in the trixie arm64 overlay
+# and, being a static binary, copied out for bookworm: Debian 12's qemu 7.2
+# segfaults in dlopen of the arm64 ONNX Runtime. qemu is called by name,
+# not through binfmt_misc, so nothing of the host's configuration changes.
 #
-# The fixtures are made here, once per run, and bound in read-only
+# The fixtures are made here, once per run, and bound in
 # (architecture independent): the tiny model (a real SigLIP graph with
 # random weights, sensitive everywhere) and the colour model (red scores
 # "red"), and images from ffmpeg's test sources, PNG and one JPEG, at sizes
-# that need resizing. Results, per target, in out/dist-test/RELEASE-ARCH/;
+# that need resizing. Results in out/dist-test/RELEASE-ARCH/{build,clean}/;
 # the summary ends the output. Exit 1 if any check fails.
 #
 # Needs root (scripts/rootfs.sh), Go and ffmpeg (scripts/setup.sh), and
@@ -86,30 +90,47 @@ for m in tiny colour; do
     "${labels[@]}" "${images[@]}") >"$out/host/classify-$m.jsonl"
 done
 
-# probe RUNNER... runs inside a target's overlay: /dist its output, /t the
-# fixtures, /res its results; RUNNER is the emulator, or nothing.
+# probe BIN [EMULATOR] runs inside a target's overlay: /dist is out/dist,
+# /t the fixtures, /res this run's results.
 probe() {
+  local bin=$1
+  shift
+  local emulator=("$@")
   ms() { echo $(($(date +%s%N) / 1000000)); }
-  export SIGLIPD_ORT_LIB=/dist/libonnxruntime.so.1 STATE_DIRECTORY=/tmp/siglipd-state
+  export STATE_DIRECTORY=/tmp/siglipd-state
   # The example config names these secrets.
   export DRIVEWAY_PASSWORD=x MQTT_PASSWORD=x
   mkdir -p "$STATE_DIRECTORY"
   cd /t/img
-  # step NAME CMD...: runs CMD with this target's siglipd, keeps its exit
-  # status and its wall time in milliseconds.
+  # step NAME ARGS...: runs siglipd ARGS, keeps its output, its exit status
+  # and its wall time in milliseconds.
   step() {
     local name=$1 rc=0 t0
     shift
     t0=$(ms)
-    "${runner[@]}" /dist/siglipd "$@" >"/res/$name.out" 2>"/res/$name.err" || rc=$?
+    "${emulator[@]}" "$bin" "$@" >"/res/$name.out" 2>"/res/$name.err" || rc=$?
     echo "$name $(($(ms) - t0))" >>/res/ms.txt
     echo "$rc" >"/res/$name.rc"
   }
-  local runner=("$@")
   step version --version
   step check --config /t/check.yaml --check
   step classify-tiny classify --model /t/tiny "${labels_tiny[@]}" "${images[@]}"
   step classify-colour classify --model /t/colour "${labels_colour[@]}" "${images[@]}"
+}
+
+# unpack ARCH TARBALL, in a clean root, installs the tarball as a user
+# would (docs/08-deployment.md): the packages its runtime-packages.txt
+# names (for arm64 by multiarch, which brings the arm64 dynamic loader
+# qemu needs), then the tree into /usr/local.
+unpack() {
+  local arch=$1 tarball=$2 list
+  export DEBIAN_FRONTEND=noninteractive
+  [ "$arch" = amd64 ] || dpkg --add-architecture "$arch"
+  apt-get update -qq
+  list=$(tar -xzOf "$tarball" --wildcards '*/share/siglipd/runtime-packages.txt' | sed "s/\$/:$arch/")
+  # shellcheck disable=SC2086 # one package a word
+  apt-get install -y -qq --no-install-recommends $list >/dev/null
+  tar -xzf "$tarball" -C /usr/local --strip-components=1
 }
 
 # Debian 13's qemu-aarch64, from the trixie arm64 overlay.
@@ -128,18 +149,30 @@ if [[ " ${targets[*]} " == *-arm64* ]] && [ ! -x "$qemu" ]; then
 fi
 [[ " ${targets[*]} " != *-arm64* ]] || "$qemu" --version | head -1
 
+# Each target twice: in its build overlay (the binary as built, ONNX
+# Runtime named by SIGLIPD_ORT_LIB), and from its tarball in a throwaway
+# overlay of the clean release with only the runtime packages the tarball
+# lists (siglipd finds ONNX Runtime in ../lib by itself): what a user's box
+# has. The second downloads OpenCV's runtime each time.
+fns="$(declare -p labels_tiny labels_colour images); $(declare -f probe unpack)"
 for t in "${targets[@]}"; do
   release=${t%-*} arch=${t#*-}
-  echo "dist-test: $t"
-  mkdir -p "$out/$t"
-  emulator=""
-  binds=(--bind "$dist/$t:/dist" --bind "$fx:/t" --bind "$out/$t:/res")
+  tarball=$(cd "$dist" && ls siglipd-*-"$t".tar.gz)
+  run_with=""
+  binds=(--bind "$dist:/dist" --bind "$fx:/t")
   if [ "$arch" = arm64 ]; then
-    emulator=/qemu/qemu-aarch64
+    run_with=/qemu/qemu-aarch64
     binds+=(--bind "$cache/qemu:/qemu")
   fi
-  scripts/rootfs.sh run "$release" --keep "dist-$t" "${binds[@]}" -- \
-    "$(declare -p labels_tiny labels_colour images); $(declare -f probe); probe $emulator"
+  echo "dist-test: $t in its build root"
+  mkdir -p "$out/$t/build" "$out/$t/clean"
+  scripts/rootfs.sh run "$release" --keep "dist-$t" "${binds[@]}" --bind "$out/$t/build:/res" -- \
+    "$fns; SIGLIPD_ORT_LIB=/dist/$t/libonnxruntime.so.1 probe /dist/$t/siglipd $run_with"
+  echo "dist-test: $t from $tarball in a clean $release"
+  start=$SECONDS
+  scripts/rootfs.sh run "$release" "${binds[@]}" --bind "$out/$t/clean:/res" -- \
+    "$fns; unpack $arch /dist/$tarball; probe /usr/local/bin/siglipd $run_with"
+  echo "dist-test: $t: clean root set up and run in $((SECONDS - start)) s"
 done
 
 # The verdict, from the files the runs left.
@@ -162,38 +195,44 @@ def probabilities(path):
 
 ref = {m: probabilities(os.path.join(out, "host", f"classify-{m}.jsonl")) for m in ("tiny", "colour")}
 failures = []
-print(f"{'target':16} {'--version':10} {'--check':8} {'classify max |Δ| vs here (tiny, colour)':42} ms (--version, --check, classify tiny, colour)")
+print(f"{'target':16} {'root':6} {'--version':9} {'--check':7} {'classify max |Δ| vs here (tiny, colour)':40} ms (--version, --check, classify tiny, colour)")
 for t in targets:
-    res = os.path.join(out, t)
     want = "siglipd " + read(dist, t, "VERSION").strip()
-    got = read(res, "version.out").strip()
-    version = "ok" if got == want and read(res, "version.rc").strip() == "0" else "FAIL"
-    if version != "ok":
-        failures.append(f"{t}: --version printed {got!r}, want {want!r}")
-    check_rc = read(res, "check.rc").strip()
-    check = "ok" if check_rc == "0" and "is valid" in read(res, "check.out") and "note: model: SigLIP" in read(res, "check.err") else "FAIL"
-    if check != "ok":
-        failures.append(f"{t}: --check exit {check_rc}:\n{read(res, 'check.err')}")
-    deltas = []
-    for m in ("tiny", "colour"):
-        rc = read(res, f"classify-{m}.rc").strip()
-        if rc != "0":
-            failures.append(f"{t}: classify {m}: exit {rc}:\n{read(res, f'classify-{m}.err')}")
-            deltas.append("exit " + rc)
+    for where in ("build", "clean"):
+        res = os.path.join(out, t, where)
+        what = f"{t} ({where} root)"
+        if not os.path.exists(os.path.join(res, "ms.txt")):
+            failures.append(f"{what}: did not run (see the output above)")
+            print(f"{t:16} {where:6} did not run")
             continue
-        got = probabilities(os.path.join(res, f"classify-{m}.out"))
-        if got.keys() != ref[m].keys():
-            failures.append(f"{t}: classify {m}: images/labels {sorted(got)} differ from the reference's {sorted(ref[m])}")
-            deltas.append("mismatch")
-            continue
-        worst = max(ref[m], key=lambda k: abs(got[k] - ref[m][k]))
-        d = abs(got[worst] - ref[m][worst])
-        deltas.append(f"{d:.1e}")
-        if d > tol:
-            failures.append(f"{t}: classify {m}: {worst[0]} / {worst[1]}: {got[worst]:.6g}, here {ref[m][worst]:.6g} (|Δ| {d:.2g} > {tol:g})")
-    ms = dict(l.split() for l in read(res, "ms.txt").splitlines())
-    times = ", ".join(ms[k] for k in ("version", "check", "classify-tiny", "classify-colour"))
-    print(f"{t:16} {version:10} {check:8} {', '.join(deltas):42} {times}")
+        got = read(res, "version.out").strip()
+        version = "ok" if got == want and read(res, "version.rc").strip() == "0" else "FAIL"
+        if version != "ok":
+            failures.append(f"{what}: --version printed {got!r}, want {want!r}")
+        check_rc = read(res, "check.rc").strip()
+        check = "ok" if check_rc == "0" and "is valid" in read(res, "check.out") and "note: model: SigLIP" in read(res, "check.err") else "FAIL"
+        if check != "ok":
+            failures.append(f"{what}: --check exit {check_rc}:\n{read(res, 'check.err')}")
+        deltas = []
+        for m in ("tiny", "colour"):
+            rc = read(res, f"classify-{m}.rc").strip()
+            if rc != "0":
+                failures.append(f"{what}: classify {m}: exit {rc}:\n{read(res, f'classify-{m}.err')}")
+                deltas.append("exit " + rc)
+                continue
+            got = probabilities(os.path.join(res, f"classify-{m}.out"))
+            if got.keys() != ref[m].keys():
+                failures.append(f"{what}: classify {m}: images/labels {sorted(got)} differ from the reference's {sorted(ref[m])}")
+                deltas.append("mismatch")
+                continue
+            worst = max(ref[m], key=lambda k: abs(got[k] - ref[m][k]))
+            d = abs(got[worst] - ref[m][worst])
+            deltas.append(f"{d:.1e}")
+            if d > tol:
+                failures.append(f"{what}: classify {m}: {worst[0]} / {worst[1]}: {got[worst]:.6g}, here {ref[m][worst]:.6g} (|Δ| {d:.2g} > {tol:g})")
+        ms = dict(l.split() for l in read(res, "ms.txt").splitlines())
+        times = ", ".join(ms[k] for k in ("version", "check", "classify-tiny", "classify-colour"))
+        print(f"{t:16} {where:6} {version:9} {check:7} {', '.join(deltas):40} {times}")
 for f in failures:
     print("dist-test: FAIL " + f, file=sys.stderr)
 sys.exit(1 if failures else 0)
