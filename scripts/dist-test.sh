@@ -71,7 +71,7 @@ img testsrc2=s=320x240 testsrc2.png
 img mandelbrot=s=200x150 mandelbrot.png
 img smptehdbars=s=1280x720 bars.jpg
 # The example config with the colour model in place of its model id, so
-# --check loads a model (and ONNX Runtime) instead of noting a download.
+# --check reads a model folder (and loads ONNX Runtime) instead of noting a download.
 sed "s#^  id: Xenova/siglip-base-patch16-224#  path: /t/colour#" configs/cams.yaml >"$fx/check.yaml"
 grep -q "^  path: /t/colour" "$fx/check.yaml" || die "configs/cams.yaml no longer has the model id line this script replaces"
 go build -o "$out/siglipd-host" ./daemon/cmd/siglipd
