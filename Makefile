@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench bench-remote clean
+.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test clean
 
 all: build
 
@@ -58,6 +58,21 @@ bench: setup
 # one and two daemons on one server.
 bench-remote: setup
 	scripts/bench.sh remote
+
+# Release builds of HEAD for Debian 12 and 13, amd64 and arm64, in
+# out/dist (binary, ONNX Runtime, a tarball per target); DIST=trixie-arm64
+# (or a list) builds a subset. As root: they build in overlays of clean
+# Debian systems (scripts/rootfs.sh). The .deb packaging runs inside
+# scripts/dist.sh, at its packaging hook.
+DIST ?=
+dist:
+	scripts/dist.sh $(DIST)
+
+# Runs what make dist built: --version, --check and classify on each
+# target's own release, arm64 under qemu, probabilities against this
+# machine's build.
+dist-test:
+	scripts/dist-test.sh $(DIST)
 
 clean:
 	rm -rf bin
