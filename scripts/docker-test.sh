@@ -48,6 +48,8 @@ say() { echo "docker-test: $*"; }
 if [ "${1:-}" = clean ]; then
   [ ! -e "$work/dockerd.pid" ] || ! kill -0 "$(cat "$work/dockerd.pid")" 2>/dev/null ||
     die "a dockerd (pid $(cat "$work/dockerd.pid")) still uses $work"
+  # dockerd leaves the host's network namespace mounted in its exec-root.
+  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount "$m"; done
   rm -rf "$work"
   say "removed $work"
   exit 0
