@@ -42,14 +42,18 @@ mosquitto_image=siglipd-test/mosquitto
 project=siglipd-docker-test
 
 die() { echo "docker-test: FAIL: $*" >&2; exit 1; }
+# unmount_leftovers: dockerd leaves the host's network namespace mounted in
+# its exec-root when it stops.
+unmount_leftovers() {
+  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount "$m"; done
+}
 say() { echo "docker-test: $*"; }
 [ "$(id -u)" -eq 0 ] || die "needs root (dockerd, the base images)"
 
 if [ "${1:-}" = clean ]; then
   [ ! -e "$work/dockerd.pid" ] || ! kill -0 "$(cat "$work/dockerd.pid")" 2>/dev/null ||
     die "a dockerd (pid $(cat "$work/dockerd.pid")) still uses $work"
-  # dockerd leaves the host's network namespace mounted in its exec-root.
-  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount "$m"; done
+  unmount_leftovers
   rm -rf "$work"
   say "removed $work"
   exit 0
@@ -89,6 +93,7 @@ cleanup() {
     for _ in $(seq 300); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$dockerd_pid" 2>/dev/null
     wait "$dockerd_pid" 2>/dev/null
+    unmount_leftovers
   fi
   [ $rc -eq 0 ] || echo "docker-test: failed after $(($(date +%s) - started)) s; dockerd's log: $work/dockerd.log" >&2
   exit $rc
