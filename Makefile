@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test clean
+.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test docker-test clean
 
 all: build
 
@@ -73,6 +73,13 @@ dist:
 # machine's build.
 dist-test:
 	scripts/dist-test.sh $(DIST)
+
+# The container image: builds it from the Dockerfile with a dockerd of its
+# own and checks --version, the non-root user, the HEALTHCHECK, compose.yaml
+# beside mosquitto (events from a video file and an RTSP camera) and prints
+# the image's size (scripts/docker-test.sh; needs root).
+docker-test:
+	scripts/docker-test.sh
 
 clean:
 	rm -rf bin
