@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench bench-remote clean
+.PHONY: all setup build install test ci vet demo bench bench-remote deb-test clean
 
 all: build
 
@@ -58,6 +58,11 @@ bench: setup
 # one and two daemons on one server.
 bench-remote: setup
 	scripts/bench.sh remote
+
+# The .deb packages in out/dist, each installed into a clean Debian 12 or 13
+# (throwaway overlays, root needed): the checks are listed in the script.
+deb-test:
+	scripts/deb-test.sh
 
 clean:
 	rm -rf bin

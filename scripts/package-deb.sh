@@ -10,6 +10,8 @@
 #       prints the Debian version for `git describe --tags --always --dirty`
 #       output (COMMITS: `git rev-list --count HEAD`, needed before the first
 #       tag), without the +debNN suffix.
+#   scripts/package-deb.sh unit
+#       prints the systemd unit the package installs.
 #
 # Run it as root inside the build root of RELEASE (scripts/rootfs.sh run
 # RELEASE --keep ...), where the binary was linked: dpkg-shlibdeps reads
@@ -127,12 +129,18 @@ EOF
   printf '%s\n' "$unit"
 }
 
-if [ "${1:-}" = version ]; then
+case ${1:-} in
+version)
   [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: package-deb.sh version DESCRIBE [COMMITS]"
   debian_version "$2" "${3:-}"
   exit 0
-fi
-[ $# -eq 4 ] || die "usage: package-deb.sh RELEASE ARCH INDIR OUTDIR | version DESCRIBE [COMMITS]"
+  ;;
+unit)
+  packaged_unit
+  exit 0
+  ;;
+esac
+[ $# -eq 4 ] || die "usage: package-deb.sh RELEASE ARCH INDIR OUTDIR | version DESCRIBE [COMMITS] | unit"
 release=$1 arch=$2 indir=$3 outdir=$4
 
 case $release in
