@@ -18,10 +18,12 @@
 #     loading ONNX Runtime from /usr/lib/siglipd;
 #   - `systemd-analyze verify` passes on the installed unit (and finds its
 #     manual page);
-#   - reinstalling keeps an edited /etc/siglipd/cams.yaml;
+#   - reinstalling keeps an edited /etc/siglipd/cams.yaml and the service
+#     enabled (systemctl enable, as the admin would);
 #   - `apt-get remove` keeps /var/lib/siglipd (and what is in it), the
-#     config and the user; `apt-get purge` deletes the state folder and the
-#     config, keeps /etc/siglipd/env (the admin's) and the user.
+#     config and the user; `apt-get purge` deletes the state folder, the
+#     config and the enablement, keeps /etc/siglipd/env (the admin's) and
+#     the user.
 # The system user comes from systemd-sysusers where systemd is installed
 # and from useradd where it is not: bookworm installs the package without
 # Recommends and systemd after it (useradd), trixie systemd first and the
@@ -110,10 +112,15 @@ if [ "${1:-}" = --inside ]; then
     fail "systemd-analyze verify: $out"
   say "systemd-analyze verify: clean"
 
+  # What an admin does next: enable it (systemctl works offline), edit the config.
+  wants=/etc/systemd/system/multi-user.target.wants/siglipd.service
+  systemctl enable siglipd.service >/dev/null 2>&1
+  [ -L $wants ] || fail "systemctl enable made no $wants"
   echo '# edited by deb-test' >>$conf
   apt_get install --reinstall "$deb"
   tail -1 $conf | grep -q 'edited by deb-test' || fail "reinstalling replaced the edited $conf"
-  say "reinstall kept the edited $conf"
+  [ -L $wants ] || fail "reinstalling disabled the service"
+  say "reinstall kept the edited $conf and the service enabled"
 
   setpriv --reuid=siglipd --regid=siglipd --init-groups touch /var/lib/siglipd/deb-test-state
   apt_get remove siglipd
@@ -129,7 +136,8 @@ if [ "${1:-}" = --inside ]; then
   [ -f /etc/siglipd/env ] || fail "purge deleted /etc/siglipd/env, the admin's file"
   getent passwd siglipd >/dev/null || fail "purge deleted the user (documented to stay)"
   [ -z "$(dpkg-query -W -f='${Status}' siglipd 2>/dev/null | grep -v not-installed)" ] || fail "siglipd still known to dpkg"
-  say "purge: /var/lib/siglipd and $conf gone; /etc/siglipd/env and the user kept"
+  [ ! -e $wants ] && [ ! -L $wants ] || fail "purge left $wants (the admin's enablement)"
+  say "purge: /var/lib/siglipd, $conf and the enablement gone; /etc/siglipd/env and the user kept"
   exit 0
 fi
 
