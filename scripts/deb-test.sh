@@ -99,8 +99,9 @@ if [ "${1:-}" = --inside ]; then
   # As the unit runs it: its user, its environment (StateDirectory=,
   # CacheDirectory=, EnvironmentFile=): the state folder must be writable
   # by the user, the config and the library readable.
+  mapfile -t secrets </etc/siglipd/env
   setpriv --reuid=siglipd --regid=siglipd --init-groups env -i PATH=/usr/bin:/bin \
-    STATE_DIRECTORY=/var/lib/siglipd HF_HOME=/var/cache/siglipd/huggingface $(cat /etc/siglipd/env) \
+    STATE_DIRECTORY=/var/lib/siglipd HF_HOME=/var/cache/siglipd/huggingface "${secrets[@]}" \
     siglipd --check --config $conf >/tmp/check.out 2>/tmp/check.err ||
     { cat /tmp/check.err; fail "--check as user siglipd failed"; }
   say "--check with /etc/siglipd/env: valid, as root and as user siglipd; ONNX Runtime from /usr/lib/siglipd"
@@ -135,7 +136,7 @@ if [ "${1:-}" = --inside ]; then
   [ ! -e $conf ] || fail "purge left $conf"
   [ -f /etc/siglipd/env ] || fail "purge deleted /etc/siglipd/env, the admin's file"
   getent passwd siglipd >/dev/null || fail "purge deleted the user (documented to stay)"
-  [ -z "$(dpkg-query -W -f='${Status}' siglipd 2>/dev/null | grep -v not-installed)" ] || fail "siglipd still known to dpkg"
+  if dpkg-query -W -f='${Status}' siglipd 2>/dev/null | grep -v -q not-installed; then fail "siglipd still known to dpkg"; fi
   [ ! -e $wants ] && [ ! -L $wants ] || fail "purge left $wants (the admin's enablement)"
   say "purge: /var/lib/siglipd, $conf and the enablement gone; /etc/siglipd/env and the user kept"
   exit 0

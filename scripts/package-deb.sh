@@ -131,7 +131,7 @@ EOF
 
 case ${1:-} in
 version)
-  [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: package-deb.sh version DESCRIBE [COMMITS]"
+  if [ $# -lt 2 ] || [ $# -gt 3 ]; then die "usage: package-deb.sh version DESCRIBE [COMMITS]"; fi
   debian_version "$2" "${3:-}"
   exit 0
   ;;
@@ -162,8 +162,8 @@ if [ "$arch" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-archi
   die "$arch is not a dpkg architecture here: dpkg --add-architecture $arch, then apt-get install libopencv-dev:$arch"
 fi
 gnu=$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)
-strip=strip
-[ "$arch" = "$(dpkg --print-architecture)" ] || strip=$gnu-strip
+strip="strip"
+[ "$arch" = "$(dpkg --print-architecture)" ] || strip="$gnu-strip"
 command -v "$strip" >/dev/null || die "$strip missing: apt-get install binutils-${gnu//_/-}"
 
 for f in siglipd libonnxruntime.so.1; do
