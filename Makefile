@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test docker-test clean
+.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test deb-test docker-test clean
 
 all: build
 
@@ -80,6 +80,11 @@ dist-test:
 # the image's size (scripts/docker-test.sh; needs root).
 docker-test:
 	scripts/docker-test.sh
+
+# The .deb packages in out/dist, each installed into a clean Debian 12 or 13
+# (throwaway overlays, root needed): the checks are listed in the script.
+deb-test:
+	scripts/deb-test.sh
 
 clean:
 	rm -rf bin

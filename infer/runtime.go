@@ -21,18 +21,39 @@ type LibraryChoice struct {
 	Flag, Env, Config string
 }
 
-// ProjectLibraryPaths are the places scripts/setup.sh and the Dockerfile put
-// the library: beside the binary, in ../lib, and the repository's .deps
-// folder, both relative to the executable and to the working directory.
+// ProjectLibraryPaths are the places scripts/setup.sh, the Dockerfile and
+// the .deb put the library: beside the binary, in ../lib/siglipd (the
+// package's private folder: /usr/bin/siglipd finds /usr/lib/siglipd),
+// in ../lib, and the repository's .deps folder, both relative to the
+// executable and to the working directory.
 func ProjectLibraryPaths() []string {
-	var dirs []string
-	if exe, err := os.Executable(); err == nil {
-		if exe, err = filepath.EvalSymlinks(exe); err == nil {
-			d := filepath.Dir(exe)
-			dirs = append(dirs, d, filepath.Join(d, "..", "lib"), filepath.Join(d, "..", ".deps", "onnxruntime", "lib"))
-		}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
 	}
-	if wd, err := os.Getwd(); err == nil {
+	if err != nil {
+		exe = ""
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = ""
+	}
+	return libraryPaths(exe, wd)
+}
+
+// libraryPaths is ProjectLibraryPaths for an executable and a working
+// directory ("" when unknown). The private folder comes before ../lib so a
+// package's own copy wins over a stray one in /usr/lib; an install that
+// has no ../lib/siglipd (make install, the container image) sees the
+// order it always had.
+func libraryPaths(exe, wd string) []string {
+	var dirs []string
+	if exe != "" {
+		d := filepath.Dir(exe)
+		dirs = append(dirs, d, filepath.Join(d, "..", "lib", "siglipd"), filepath.Join(d, "..", "lib"),
+			filepath.Join(d, "..", ".deps", "onnxruntime", "lib"))
+	}
+	if wd != "" {
 		// Walk up so "go test ./infer" (run in infer/) finds the repo's copy too.
 		for d := wd; ; d = filepath.Dir(d) {
 			dirs = append(dirs, filepath.Join(d, ".deps", "onnxruntime", "lib"))
