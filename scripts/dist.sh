@@ -22,7 +22,10 @@
 # in .deps/dist-cache, so a rerun compiles only what changed.
 #
 # Output in out/dist/ (replaced target by target):
-#   RELEASE-ARCH/siglipd               the binary (-trimpath, version ldflags as the Makefile's)
+#   siglipd_VERSION+debNN_ARCH.deb     the package (scripts/package-deb.sh, run in the build root;
+#                                      NN 12 or 13; docs/08-deployment.md "Debian package")
+#   RELEASE-ARCH/siglipd               the binary (-trimpath, version ldflags as the Makefile's,
+#                                      PIE with Debian's hardening flags, as the .deb wants it)
 #   RELEASE-ARCH/libonnxruntime.so.1   ONNX Runtime for ARCH, from the onnxruntime-node npm tarball
 #                                      (scripts/fetch-ort.sh: one tarball carries amd64 and arm64)
 #   RELEASE-ARCH/VERSION               the version the binary reports
@@ -59,8 +62,10 @@ fi
 # inside RELEASE ARCH VERSION runs in the build overlay (as root, /src the
 # export of HEAD, /cache the caches, /out this target's output folder).
 inside() {
-  local release=$1 arch=$2 version=$3
-  local pkgs=(build-essential pkg-config git curl python3)
+  local release=$1 arch=$2 version=$3 commits=$4 epoch=$5
+  # dpkg-dev: dpkg-buildflags for the build, dpkg-shlibdeps and dpkg-deb
+  # for the package; lintian checks the package.
+  local pkgs=(build-essential pkg-config git curl python3 dpkg-dev lintian)
   if [ "$arch" = arm64 ]; then
     # The cross compilers, and OpenCV's arm64 headers and libraries beside
     # the amd64 system (multiarch); not libopencv-dev for amd64 as well:
@@ -93,7 +98,16 @@ inside() {
     export CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++
     export PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig
   fi
-  go build -trimpath -ldflags "-X github.com/siglipd/siglipd/daemon.Version=$version" -o /out/siglipd ./daemon/cmd/siglipd
+  # As Debian builds programs (hardening flags, a position-independent
+  # executable): lintian refuses the package otherwise, and the tarball's
+  # binary is the same one.
+  local buildflags=(dpkg-buildflags)
+  [ "$arch" = amd64 ] || buildflags=(dpkg-architecture -a"$arch" -c dpkg-buildflags)
+  export DEB_BUILD_MAINT_OPTIONS=hardening=+all
+  export CGO_CFLAGS="$("${buildflags[@]}" --get CFLAGS) $("${buildflags[@]}" --get CPPFLAGS)" \
+    CGO_CXXFLAGS="$("${buildflags[@]}" --get CXXFLAGS) $("${buildflags[@]}" --get CPPFLAGS)" \
+    CGO_LDFLAGS="$("${buildflags[@]}" --get LDFLAGS)"
+  go build -buildmode=pie -trimpath -ldflags "-X github.com/siglipd/siglipd/daemon.Version=$version" -o /out/siglipd ./daemon/cmd/siglipd
   echo "$version" >/out/VERSION
 
   # The packages that hold the libraries siglipd links (its direct NEEDED
@@ -108,13 +122,11 @@ inside() {
       { echo "dist: $release-$arch: no package holds $p" >&2; return 1; }
   done | cut -d: -f1 | sort -u >/out/runtime-packages.txt
 
-  # Packaging hook: scripts/package-deb.sh (branch wip-deb) turns this
-  # target's folder into a .deb; it runs here, in the build root, where
-  # dpkg-shlibdeps sees this release's (and, by multiarch, arm64's)
-  # libraries. Inert until that script is in the tree.
-  if [ -x /src/scripts/package-deb.sh ]; then
-    /src/scripts/package-deb.sh "$release" "$arch" /out /out
-  fi
+  # The .deb, here in the build root, where dpkg-shlibdeps sees this
+  # release's (and, by multiarch, arm64's) libraries. No git in /src (an
+  # export), so the version comes in.
+  rm -f /out/siglipd_*.deb
+  VERSION=$version COMMITS=$commits SOURCE_DATE_EPOCH=$epoch /src/scripts/package-deb.sh "$release" "$arch" /out /out
   echo "dist: $release-$arch: built in $((SECONDS - t1)) s (build root ready in $((t1 - t0)) s)"
 }
 
@@ -133,6 +145,8 @@ git archive --format=tar HEAD | tar -x -C "$src"
 # The mtime of every file in the tarballs: the commit's, so the same commit
 # gives the same archive contents.
 mtime=@$(git log -1 --format=%ct HEAD)
+commits=$(git rev-list --count HEAD)
+deb_release() { case $1 in bookworm) echo 12 ;; trixie) echo 13 ;; esac; }
 
 summary=()
 for t in "${targets[@]}"; do
@@ -142,10 +156,12 @@ for t in "${targets[@]}"; do
   rm -rf "$dir"
   mkdir -p "$dir" "$cache/go-build-$t"
   lib=$(ort_lib "$arch")
+  install -m 0644 "$lib" "$dir/libonnxruntime.so.1"
   scripts/rootfs.sh run "$release" --keep "dist-$t" \
     --bind "$src:/src" --bind "$cache:/cache" --bind "$dir:/out" -- \
-    "$(declare -f inside); inside $release $arch $(printf %q "$version")"
-  install -m 0644 "$lib" "$dir/libonnxruntime.so.1"
+    "$(declare -f inside); inside $release $arch $(printf %q "$version") $commits ${mtime#@}"
+  rm -f "$out"/siglipd_*+deb"$(deb_release "$release")"_"$arch".deb
+  mv "$dir"/siglipd_*.deb "$out/"
 
   # The tarball, for boxes without the .deb: unpacked into /usr/local
   # (--strip-components=1) it is `make install`'s layout.
