@@ -82,7 +82,9 @@ cameras:
 	testenv.WaitFor(t, 20*time.Second, func() bool {
 		return br.EvalString(`String(document.querySelectorAll(".label.on").length)`) == "2"
 	}, "red on driveway and blue on garden to show ON")
-	meta := func(cam string) string { return br.EvalString(`document.querySelector("#cam-` + cam + ` .meta").textContent`) }
+	meta := func(cam string) string {
+		return br.EvalString(`document.querySelector("#cam-` + cam + ` .meta").textContent`)
+	}
 	testenv.WaitFor(t, 10*time.Second, func() bool {
 		return strings.Contains(meta("driveway"), "key frames 1.0/s · ") && strings.Contains(meta("garden"), "key frames 1.0/s (only these decoded) · ")
 	}, "both cameras' keyframe rates (driveway %q, garden %q)", meta("driveway"), meta("garden"))
