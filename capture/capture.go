@@ -4,12 +4,14 @@
 // # Contract
 //
 // A Source is one camera. Its Run method decodes the stream continuously in a
-// reader goroutine, keeps one frame every 1/FPS seconds and hands it to a
-// Handoff. Run reconnects forever (stepped backoff, cut short by a cheap
-// probe when an unreachable camera answers again; a stream's server must
-// answer a knock, knock.go, before OpenCV opens it), declares a stream that
-// stays open but sends nothing "stalled" after ReadTimeout (OpenTimeout
-// while opening, up to the first frame) and reopens it, and returns promptly
+// reader goroutine (every frame, or with Decode only its key frames), keeps
+// one frame every 1/FPS seconds and hands it to a Handoff. Run reconnects
+// forever (stepped backoff, cut short by a cheap probe when an unreachable
+// camera answers again; a stream's server must answer a knock, knock.go,
+// before OpenCV opens it), declares a stream that stays open but sends
+// nothing "stalled" after ReadTimeout (OpenTimeout while opening, up to the
+// first frame; decoding key frames only, ReadTimeout past the keyframe
+// interval, at most OpenTimeout) and reopens it, and returns promptly
 // when its context is cancelled, even when OpenCV is stuck inside a Read that
 // Go cannot interrupt (that reader is abandoned and counted in
 // Status.AbandonedReaders until it returns by itself). A reopen after a
@@ -30,13 +32,15 @@
 // # Where things are
 //
 // source.go is the supervisor (states, backoff, watchdog, logging);
-// reader.go the goroutine that opens, decodes and samples; knock.go the
-// check that a stream's server answers, before an open and as the
-// backoff's probe; latest.go the hand-off; options.go defaults, URL kinds
-// and crops; openlock.go the process-wide open lock OpenCV imposes;
-// videocapture.go/.cpp the small C++ shim over cv::VideoCapture (open
-// timeouts, grab without converting). docs/02-cameras.md is the
-// user-facing description.
+// reader.go the goroutine that opens, decodes and samples; decode.go what
+// is decoded (every frame or key frames only, the keyframe rate, auto's
+// choice) and with which hardware decoder; knock.go the check that a
+// stream's server answers, before an open and as the backoff's probe;
+// latest.go the hand-off; options.go defaults, URL kinds and crops;
+// openlock.go the process-wide open lock OpenCV imposes; videocapture.go/.cpp
+// the small C++ shim over cv::VideoCapture (open timeouts, hardware
+// decoding, grab without converting). docs/02-cameras.md is the user-facing
+// description.
 package capture
 
 import (
@@ -110,6 +114,18 @@ type Status struct {
 	// FPSDecoded and FPSSampled are those two rates over the last rateWindow seconds.
 	FPSDecoded, FPSSampled float64
 	Width, Height          int // of the last frame read; 0 before the first
+	// Decode is what the current (or next) connection decodes: DecodeAll or
+	// DecodeKeyframes; with Options.Decode DecodeAuto, the one auto chose.
+	Decode Decode
+	// KeyframeRate is how many key frames a second the stream sends,
+	// measured from the intervals between the key frames read (the latest
+	// connection's measure, kept across reconnects); 0 until measured.
+	// Decoding key frames only, it is the most frames a second the camera
+	// can sample.
+	KeyframeRate float64
+	// HWAccel is the hardware decoder in use: HWAccelNone for software,
+	// which includes a configured one that could not open.
+	HWAccel HWAccel
 	// AbandonedReaders is how many readers are stuck in OpenCV right now,
 	// left behind by the watchdog or by shutdown. Each releases its capture
 	// and Mats when its call returns: for FFmpeg sources OpenCV's own
@@ -159,8 +175,16 @@ type Options struct {
 	// ReadTimeout when that is longer.
 	OpenTimeout   time.Duration
 	RTSPTransport string // "tcp" (default) or "udp"
-	Loop          bool   // file sources: start again at the end
-	Crop          *Crop  // nil = whole frame
+	// Decode: every frame (DecodeAll, the default), key frames only
+	// (DecodeKeyframes: sampling is then capped at the stream's keyframe
+	// rate), or DecodeAuto. Streams and files; not devices.
+	Decode Decode
+	// HWAccel is a hardware decoder to try first (default HWAccelNone);
+	// when it cannot open, the camera decodes in software from then on,
+	// with one log line. Streams and files; not devices.
+	HWAccel HWAccel
+	Loop    bool  // file sources: start again at the end
+	Crop    *Crop // nil = whole frame
 	// Backoff is the wait before each reconnect attempt; the last step
 	// repeats. Default 1s, 2s, 5s, 10s, 30s. While the camera is
 	// unreachable (connection refused, no route, no answer, file or device

@@ -24,53 +24,77 @@ import (
 // made by ffmpeg, real OpenCV. They run one at a time: their rate and
 // latency assertions need the machine's two cores to themselves.
 
-// TestRTSPSampledRate: a 25 fps RTSP camera with fps 2 hands on 2 ± 0.3
-// frames/s over 10 s, as BGR frames of the stream's size, numbered in order.
+// TestRTSPSampledRate: a 25 fps RTSP camera with a key frame a second and
+// fps 2 hands on 2 ± 0.3 frames/s over 10 s, as BGR frames of the stream's
+// size, numbered in order. Decoding key frames only, it decodes and hands on
+// one a second (the keyframe rate caps sampling), and warns once that fps
+// asks for more. Its status shows the keyframe rate in both modes.
 func TestRTSPSampledRate(t *testing.T) {
 	testenv.Integration(t)
-	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
-	l := NewLatest()
-	defer l.Close()
-	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2})
-	start(t, src, l)
+	tests := []struct {
+		decode      Decode
+		wantSampled float64 // frames/s, ± 15 %
+		wantDecoded float64 // frames/s in the status, ± 20 %
+		wantWarning int
+	}{
+		{DecodeAll, 2, 25, 0},
+		{DecodeKeyframes, 1, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.decode), func(t *testing.T) {
+			srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
+			var logs logBuffer
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Decode: tt.decode, Logger: logs.logger(t)})
+			start(t, src, l)
 
-	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
-	from := time.Now()
-	testenv.WaitFor(t, 12*time.Second, func() bool { return time.Since(from) > 10*time.Second+500*time.Millisecond },
-		"the 10 s measurement window (plus the hand-off of its last frame)")
-	n := c.countIn("door", from, from.Add(10*time.Second))
-	rate := float64(n) / 10
-	t.Logf("delivered %.2f frames/s over 10 s (%d frames)", rate, n)
-	if math.Abs(rate-2) > 0.3 {
-		rateError(t, "delivered %.2f frames/s, want 2 ± 0.3", rate)
-	}
+			testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
+			from := time.Now()
+			testenv.WaitFor(t, 12*time.Second, func() bool { return time.Since(from) > 10*time.Second+500*time.Millisecond },
+				"the 10 s measurement window (plus the hand-off of its last frame)")
+			n := c.countIn("door", from, from.Add(10*time.Second))
+			rate := float64(n) / 10
+			t.Logf("delivered %.2f frames/s over 10 s (%d frames)", rate, n)
+			if math.Abs(rate-tt.wantSampled) > 0.15*tt.wantSampled {
+				rateError(t, "delivered %.2f frames/s, want %g ± 15 %%", rate, tt.wantSampled)
+			}
 
-	st := src.Status()
-	t.Logf("status: %+v", st)
-	if st.State != StateConnected || st.Width != 640 || st.Height != 360 {
-		t.Errorf("status = %s %dx%d, want connected 640x360", st.State, st.Width, st.Height)
-	}
-	if st.FPSDecoded < 20 || st.FPSDecoded > 30 || math.Abs(st.FPSSampled-2) > 0.5 {
-		rateError(t, "status FPSDecoded %.1f FPSSampled %.1f, want ≈25 and ≈2", st.FPSDecoded, st.FPSSampled)
-	}
-	if time.Since(st.LastFrame) > time.Second {
-		t.Errorf("status LastFrame %s ago, want under 1 s", time.Since(st.LastFrame))
-	}
-	frames := c.of("door")
-	for i, f := range frames {
-		if f.typ != gocv.MatTypeCV8UC3 || !f.continuous || f.width != 640 || f.height != 360 {
-			t.Fatalf("frame %d: %v continuous=%v %dx%d, want CV8UC3 continuous 640x360", f.seq, f.typ, f.continuous, f.width, f.height)
-		}
-		if f.region != image.Rect(0, 0, 640, 360) {
-			t.Fatalf("frame %d: region %v, want the whole frame", f.seq, f.region)
-		}
-		if i > 0 && (f.seq <= frames[i-1].seq || f.at.Before(frames[i-1].at)) {
-			t.Fatalf("frames out of order: seq %d at %s after seq %d at %s", f.seq, f.at, frames[i-1].seq, frames[i-1].at)
-		}
-	}
-	if frames[0].seq != 1 {
-		t.Errorf("first frame has seq %d, want 1", frames[0].seq)
+			st := src.Status()
+			t.Logf("status: %+v", st)
+			if st.State != StateConnected || st.Width != 640 || st.Height != 360 || st.Decode != tt.decode || st.HWAccel != HWAccelNone {
+				t.Errorf("status = %s %dx%d decode %s hwaccel %s, want connected 640x360 decode %s hwaccel none",
+					st.State, st.Width, st.Height, st.Decode, st.HWAccel, tt.decode)
+			}
+			if math.Abs(st.FPSDecoded-tt.wantDecoded) > 0.2*tt.wantDecoded || math.Abs(st.FPSSampled-tt.wantSampled) > 0.25*tt.wantSampled {
+				rateError(t, "status FPSDecoded %.1f FPSSampled %.1f, want ≈%g and ≈%g", st.FPSDecoded, st.FPSSampled, tt.wantDecoded, tt.wantSampled)
+			}
+			if math.Abs(st.KeyframeRate-1) > 0.1 {
+				rateError(t, "status KeyframeRate %.2f, want 1 ± 0.1 (a key frame a second)", st.KeyframeRate)
+			}
+			if time.Since(st.LastFrame) > 1100*time.Millisecond {
+				t.Errorf("status LastFrame %s ago, want under 1.1 s", time.Since(st.LastFrame))
+			}
+			frames := c.of("door")
+			for i, f := range frames {
+				if f.typ != gocv.MatTypeCV8UC3 || !f.continuous || f.width != 640 || f.height != 360 {
+					t.Fatalf("frame %d: %v continuous=%v %dx%d, want CV8UC3 continuous 640x360", f.seq, f.typ, f.continuous, f.width, f.height)
+				}
+				if f.region != image.Rect(0, 0, 640, 360) {
+					t.Fatalf("frame %d: region %v, want the whole frame", f.seq, f.region)
+				}
+				if i > 0 && (f.seq <= frames[i-1].seq || f.at.Before(frames[i-1].at)) {
+					t.Fatalf("frames out of order: seq %d at %s after seq %d at %s", f.seq, f.at, frames[i-1].seq, frames[i-1].at)
+				}
+			}
+			if frames[0].seq != 1 {
+				t.Errorf("first frame has seq %d, want 1", frames[0].seq)
+			}
+			if w := logs.count(t, "WARN", "camera fps asks for more frames than the stream has key frames"); w != tt.wantWarning {
+				t.Errorf("%d warnings that fps asks for more than the key frames give, want %d", w, tt.wantWarning)
+			}
+		})
 	}
 }
 
@@ -79,19 +103,29 @@ func TestRTSPSampledRate(t *testing.T) {
 // climbed meanwhile (1, 2, 5, 10, then 30 s), frames are back within 3 s of
 // the server's return: while the camera is unreachable a cheap connection
 // probe runs every second and ends the backoff early. Each outage logs one
-// error line, and a file camera beside it keeps its rate throughout.
+// error line, and a file camera beside it keeps its rate throughout. The
+// same holds decoding key frames only (both cameras at fps 1, their
+// keyframe rate), with the shorter outage.
 func TestRTSPOutageRecovery(t *testing.T) {
 	testenv.Integration(t)
-	for _, outage := range []time.Duration{10 * time.Second, 40 * time.Second} {
-		t.Run(outage.String(), func(t *testing.T) {
+	for _, tt := range []struct {
+		decode Decode
+		outage time.Duration
+	}{{DecodeAll, 10 * time.Second}, {DecodeAll, 40 * time.Second}, {DecodeKeyframes, 10 * time.Second}} {
+		outage := tt.outage
+		fps := 2.0
+		if tt.decode == DecodeKeyframes {
+			fps = 1
+		}
+		t.Run(string(tt.decode)+"/"+outage.String(), func(t *testing.T) {
 			srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 640, Height: 360})
 			video := testenv.VideoFile(t, testenv.VideoOptions{Width: 320, Height: 240, FPS: 25, Duration: 3 * time.Second})
 			var logs logBuffer
 			l := NewLatest()
 			defer l.Close()
 			c := collect(t, l, false)
-			rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 2, Logger: logs.logger(t)})
-			file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Logger: logs.logger(t)})
+			rtsp := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: fps, Decode: tt.decode, Logger: logs.logger(t)})
+			file := mustNew(t, Options{Name: "demo", URL: video, FPS: fps, Loop: true, Decode: tt.decode, Logger: logs.logger(t)})
 			start(t, rtsp, l)
 			start(t, file, l)
 
@@ -120,8 +154,8 @@ func TestRTSPOutageRecovery(t *testing.T) {
 
 			rate := c.rate("demo", from, to)
 			t.Logf("file camera: %.2f frames/s over %.1f s, across the other camera's outage", rate, to.Sub(from).Seconds())
-			if math.Abs(rate-2)/2 > 0.10 {
-				rateError(t, "file camera delivered %.2f frames/s during the outage, want 2 ± 10%%", rate)
+			if math.Abs(rate-fps)/fps > 0.10 {
+				rateError(t, "file camera delivered %.2f frames/s during the outage, want %g ± 10%%", rate, fps)
 			}
 			if st.State != StateConnected || st.Reconnects == 0 {
 				t.Errorf("status after the outage: %s with %d reconnects, want connected after ≥ 1", st.State, st.Reconnects)
@@ -147,44 +181,65 @@ func TestRTSPOutageRecovery(t *testing.T) {
 // "smart codec"), joined a second after one, so that the first decodable
 // frame is 7 s away, connects on its first attempt although read_timeout is 3 s:
 // opening waits for the first frame under open_timeout (default 20 s), and
-// only the gaps between later frames are held to read_timeout.
+// only the gaps between later frames are held to read_timeout. Decoding key
+// frames only, every frame is 8 s from the last: those gaps are held to
+// open_timeout until an interval was measured, then to read_timeout past it.
 func TestLongKeyframeInterval(t *testing.T) {
 	testenv.Integration(t)
 	const gop = 8 * time.Second
-	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240, KeyframeInterval: gop})
-	l := NewLatest()
-	defer l.Close()
-	c := collect(t, l, false)
-	// The server's pipeline runs while a client watches: this first camera
-	// keeps it running, so the one under test joins it mid-GOP, as a
-	// camera's second viewer does.
-	start(t, mustNew(t, Options{Name: "viewer", URL: srv.URL(), FPS: 1}), l)
-	testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("viewer")) > 0 }, "the first viewer's frames")
+	tests := []struct {
+		decode   Decode
+		more     int           // frames to wait for after the first
+		moreWait time.Duration // for that long
+	}{
+		// Frames keep coming between keyframes: read_timeout applies to them.
+		{DecodeAll, 10, 5 * time.Second},
+		// One a keyframe interval: the second gap is held to read_timeout
+		// past the first (measured) one.
+		{DecodeKeyframes, 3, 3*gop + 3*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.decode), func(t *testing.T) {
+			srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240, KeyframeInterval: gop})
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			// The server's pipeline runs while a client watches: this first camera
+			// keeps it running, so the one under test joins it mid-GOP, as a
+			// camera's second viewer does.
+			start(t, mustNew(t, Options{Name: "viewer", URL: srv.URL(), FPS: 1}), l)
+			testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("viewer")) > 0 }, "the first viewer's frames")
 
-	var logs logBuffer
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: 3 * time.Second, Logger: logs.logger(t)})
-	srv.Keyframe()
-	// A keyframe that has just left the encoder can still reach a client
-	// that joins at once; a second later the next is 7 s away.
-	keyframe := time.Now()
-	testenv.WaitFor(t, 2*time.Second, func() bool { return time.Since(keyframe) > time.Second }, "a second past the keyframe")
-	began := time.Now()
-	start(t, src, l)
-	testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("door")) > 0 }, "frames from the camera (state %s, last error %q)",
-		src.Status().State, src.Status().LastError)
-	first := c.of("door")[0].at
-	t.Logf("first frame %.2f s after joining a second past a keyframe (keyframe interval %s)", first.Sub(began).Seconds(), gop)
-	if first.Sub(began) < gop-2*time.Second {
-		t.Errorf("first frame %.2f s after joining, want ≈ %s: did the server send a keyframe on join?", first.Sub(began).Seconds(), gop)
-	}
-	// Frames keep coming between keyframes: read_timeout applies to them.
-	n := len(c.of("door"))
-	testenv.WaitFor(t, 5*time.Second, func() bool { return len(c.of("door")) >= n+10 }, "10 more frames")
-	if st := src.Status(); st.Reconnects != 0 || st.Stalls != 0 || st.State != StateConnected {
-		t.Errorf("status %s with %d reconnects and %d stalls, want connected on the first attempt", st.State, st.Reconnects, st.Stalls)
-	}
-	if errs := logs.lines(t, "ERROR"); len(errs) != 0 {
-		t.Errorf("logged errors while connecting: %+v", errs)
+			var logs logBuffer
+			src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: 3 * time.Second, Decode: tt.decode, Logger: logs.logger(t)})
+			srv.Keyframe()
+			// A keyframe that has just left the encoder can still reach a client
+			// that joins at once; a second later the next is 7 s away.
+			keyframe := time.Now()
+			testenv.WaitFor(t, 2*time.Second, func() bool { return time.Since(keyframe) > time.Second }, "a second past the keyframe")
+			began := time.Now()
+			start(t, src, l)
+			testenv.WaitFor(t, gop+10*time.Second, func() bool { return len(c.of("door")) > 0 }, "frames from the camera (state %s, last error %q)",
+				src.Status().State, src.Status().LastError)
+			first := c.of("door")[0].at
+			t.Logf("first frame %.2f s after joining a second past a keyframe (keyframe interval %s)", first.Sub(began).Seconds(), gop)
+			if first.Sub(began) < gop-2*time.Second {
+				t.Errorf("first frame %.2f s after joining, want ≈ %s: did the server send a keyframe on join?", first.Sub(began).Seconds(), gop)
+			}
+			n := len(c.of("door"))
+			testenv.WaitFor(t, tt.moreWait, func() bool { return len(c.of("door")) >= n+tt.more }, "%d more frames (state %s, last error %q)",
+				tt.more, src.Status().State, src.Status().LastError)
+			st := src.Status()
+			if st.Reconnects != 0 || st.Stalls != 0 || st.State != StateConnected {
+				t.Errorf("status %s with %d reconnects and %d stalls, want connected on the first attempt", st.State, st.Reconnects, st.Stalls)
+			}
+			if tt.decode == DecodeKeyframes && math.Abs(st.KeyframeRate-1/gop.Seconds()) > 0.02 {
+				rateError(t, "status KeyframeRate %.3f, want %.3f", st.KeyframeRate, 1/gop.Seconds())
+			}
+			if errs := logs.lines(t, "ERROR"); len(errs) != 0 {
+				t.Errorf("logged errors while connecting: %+v", errs)
+			}
+		})
 	}
 }
 
@@ -195,12 +250,18 @@ func TestLongKeyframeInterval(t *testing.T) {
 // abandoned reader needs to let go forces the overlap this guards against.
 func TestNoOverlappingSessions(t *testing.T) {
 	testenv.Integration(t)
+	for _, decode := range []Decode{DecodeAll, DecodeKeyframes} {
+		t.Run(string(decode), func(t *testing.T) { testNoOverlappingSessions(t, decode) })
+	}
+}
+
+func testNoOverlappingSessions(t *testing.T, decode Decode) {
 	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: 2 * time.Second, OpenTimeout: 2 * time.Second,
-		Backoff: []time.Duration{50 * time.Millisecond}})
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 1, ReadTimeout: 2 * time.Second, OpenTimeout: 2 * time.Second,
+		Backoff: []time.Duration{50 * time.Millisecond}, Decode: decode})
 	start(t, src, l)
 	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 }, "the first frame")
 	conns := testenv.WatchConnections(t, srv.Port())
@@ -232,18 +293,31 @@ func TestNoOverlappingSessions(t *testing.T) {
 // frames flow again; the readers it abandoned free themselves. A looping
 // file camera beside it keeps its rate throughout, although the stalled
 // camera's reopen hangs inside OpenCV's open (which holds a process-wide
-// lock: the file must not need it to loop).
+// lock: the file must not need it to loop). Both decode modes: decoding
+// key frames only (a key frame a second, open_timeout = read_timeout), the
+// gap between frames is held to open_timeout, the same here.
 func TestStallWatchdog(t *testing.T) {
 	testenv.Integration(t)
+	for _, decode := range []Decode{DecodeAll, DecodeKeyframes} {
+		t.Run(string(decode), func(t *testing.T) { testStallWatchdog(t, decode) })
+	}
+}
+
+func testStallWatchdog(t *testing.T, decode Decode) {
 	const readTimeout = 3 * time.Second
+	fileFPS := 2.0
+	if decode == DecodeKeyframes {
+		fileFPS = 1 // its one key frame a pass
+	}
 	srv := testenv.StartRTSP(t, testenv.RTSPOptions{FPS: 25, Width: 320, Height: 240})
 	video := testenv.VideoFile(t, testenv.VideoOptions{FPS: 25, Duration: time.Second})
 	var logs logBuffer
 	l := NewLatest()
 	defer l.Close()
 	c := collect(t, l, false)
-	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 5, ReadTimeout: readTimeout, OpenTimeout: readTimeout, Logger: logs.logger(t)})
-	file := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
+	src := mustNew(t, Options{Name: "door", URL: srv.URL(), FPS: 1, ReadTimeout: readTimeout, OpenTimeout: readTimeout, Decode: decode,
+		Logger: logs.logger(t)})
+	file := mustNew(t, Options{Name: "demo", URL: video, FPS: fileFPS, Loop: true, Decode: decode})
 	start(t, src, l)
 	start(t, file, l)
 	testenv.WaitFor(t, 15*time.Second, func() bool { return len(c.of("door")) > 0 && len(c.of("demo")) > 0 }, "the first frames")
@@ -267,8 +341,8 @@ func TestStallWatchdog(t *testing.T) {
 
 	srv.Resume()
 	resumed := time.Now()
-	if rate := c.rate("demo", stalledAt, resumed); math.Abs(rate-2)/2 > 0.10 {
-		rateError(t, "file camera delivered %.2f frames/s during the other camera's stall, want 2 ± 10%%", rate)
+	if rate := c.rate("demo", stalledAt, resumed); math.Abs(rate-fileFPS)/fileFPS > 0.10 {
+		rateError(t, "file camera delivered %.2f frames/s during the other camera's stall, want %g ± 10%%", rate, fileFPS)
 	} else {
 		t.Logf("file camera: %.2f frames/s during the %.1f s stall", rate, resumed.Sub(stalledAt).Seconds())
 	}
@@ -394,34 +468,51 @@ func TestOpenFailures(t *testing.T) {
 }
 
 // TestFileLoopAndEnd: a file without loop plays once and ends; with loop it
-// starts again at its end and keeps delivering.
+// starts again at its end and keeps delivering. Decoding key frames only, a
+// one-second file (one key frame) gives one frame a pass, a second apart.
 func TestFileLoopAndEnd(t *testing.T) {
 	testenv.Integration(t)
 	video := testenv.VideoFile(t, testenv.VideoOptions{FPS: 25, Duration: time.Second})
-	t.Run("once", func(t *testing.T) {
-		l := NewLatest()
-		defer l.Close()
-		c := collect(t, l, false)
-		src := mustNew(t, Options{Name: "demo", URL: "file://" + video, FPS: 25})
-		start(t, src, l)
-		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().State == StateEnded }, "state ended")
-		if st := src.Status(); st.FramesDecoded != 25 {
-			t.Errorf("read %d frames of a 25-frame file, want 25", st.FramesDecoded)
-		}
-		if n := len(c.of("demo")); n == 0 {
-			t.Error("no frames handed on")
-		}
-	})
-	t.Run("loop", func(t *testing.T) {
-		l := NewLatest()
-		defer l.Close()
-		src := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true})
-		start(t, src, l)
-		testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().FramesDecoded > 60 }, "more frames than the file has (read %d)", src.Status().FramesDecoded)
-		if st := src.Status(); st.State != StateConnected || st.Reconnects != 0 {
-			t.Errorf("status %s with %d reconnects, want connected with 0 (a loop is not a reconnect)", st.State, st.Reconnects)
-		}
-	})
+	tests := []struct {
+		decode     Decode
+		wantOnce   uint64  // frames decoded in one pass
+		wantLooped uint64  // more than this many decoded within 10 s of looping
+		wantRate   float64 // decoded per second while looping, ± 10 %
+	}{
+		{DecodeAll, 25, 60, 25},
+		{DecodeKeyframes, 1, 3, 1},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.decode)+"/once", func(t *testing.T) {
+			l := NewLatest()
+			defer l.Close()
+			c := collect(t, l, false)
+			src := mustNew(t, Options{Name: "demo", URL: "file://" + video, FPS: 25, Decode: tt.decode})
+			start(t, src, l)
+			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().State == StateEnded }, "state ended")
+			if st := src.Status(); st.FramesDecoded != tt.wantOnce {
+				t.Errorf("read %d frames of a 25-frame file, want %d", st.FramesDecoded, tt.wantOnce)
+			}
+			if n := len(c.of("demo")); n == 0 {
+				t.Error("no frames handed on")
+			}
+		})
+		t.Run(string(tt.decode)+"/loop", func(t *testing.T) {
+			l := NewLatest()
+			defer l.Close()
+			src := mustNew(t, Options{Name: "demo", URL: video, FPS: 2, Loop: true, Decode: tt.decode})
+			start(t, src, l)
+			testenv.WaitFor(t, 10*time.Second, func() bool { return src.Status().FramesDecoded > tt.wantLooped },
+				"more frames than the file has (read %d)", src.Status().FramesDecoded)
+			st := src.Status()
+			if st.State != StateConnected || st.Reconnects != 0 {
+				t.Errorf("status %s with %d reconnects, want connected with 0 (a loop is not a reconnect)", st.State, st.Reconnects)
+			}
+			if math.Abs(st.FPSDecoded-tt.wantRate) > 0.1*tt.wantRate {
+				rateError(t, "decoded %.2f frames/s while looping, want %g ± 10 %% (the file's timestamps, across its end)", st.FPSDecoded, tt.wantRate)
+			}
+		})
+	}
 }
 
 // TestCrop: a crop becomes each frame's Region (and picks the right pixels);

@@ -58,6 +58,18 @@ func (b *logBuffer) lines(t testing.TB, level string) []logLine {
 	return out
 }
 
+// count is how many lines at level (all levels when "") start with msg.
+func (b *logBuffer) count(t testing.TB, level, msg string) int {
+	t.Helper()
+	n := 0
+	for _, l := range b.lines(t, level) {
+		if strings.HasPrefix(l.Msg, msg) {
+			n++
+		}
+	}
+	return n
+}
+
 // running is a Source whose Run goroutine the test owns.
 type running struct {
 	src    Source

@@ -55,11 +55,12 @@ func init() {
 	}
 }
 
-// setFFmpegOptions sets the variable for the open about to happen. The
-// caller holds openSlot. "" (files) keeps whatever is set: FFmpeg ignores
-// options a file does not use.
+// setFFmpegOptions sets the variable for the open about to happen, to
+// exactly that open's options ("" for none): another camera's decoder
+// options (avdiscard, video_codec) must not carry over into it. The caller
+// holds openSlot.
 func setFFmpegOptions(v string) {
-	if v != "" && v != ffmpegOptions {
+	if v != ffmpegOptions {
 		os.Setenv(ffmpegOptionsVar, v)
 		ffmpegOptions = v
 	}

@@ -35,7 +35,8 @@ type target struct {
 	// scheme, host, port and path, without credentials or query.
 	optionsURL string
 	// ffmpegOptions is OPENCV_FFMPEG_CAPTURE_OPTIONS for RTSP ("" for
-	// other sources, which use no option from it).
+	// other sources, which use no option from it). An open adds the
+	// decoder's (decoderOptions).
 	ffmpegOptions string
 }
 
@@ -139,6 +140,20 @@ func withDefaults(opts Options) (Options, target, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Decode, err = parseDecode(opts.Decode); err != nil {
+		return bad("%v", err)
+	}
+	if opts.HWAccel, err = parseHWAccel(opts.HWAccel); err != nil {
+		return bad("%v", err)
+	}
+	if kind == kit.SourceDevice && opts.Decode != DecodeAll {
+		// A device sends whole pictures (or, for H.264 devices, frames
+		// OpenCV's V4L2 backend hands over undecoded): nothing to leave out.
+		return bad("decode %s is for streams and files; a video device delivers every frame it captures (use decode: all)", opts.Decode)
+	}
+	if kind == kit.SourceDevice && opts.HWAccel != HWAccelNone {
+		return bad("hwaccel %s is for streams and files, not a video device", opts.HWAccel)
 	}
 	if m := opts.Device; m != (DeviceMode{}) {
 		if kind != kit.SourceDevice {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"image"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,14 @@ func TestNewInvalid(t *testing.T) {
 			`camera "door": crop x=0 y=0 width=0 height=10 (pixels): width and height must be more than 0`},
 		{"crop fractional pixels", func(o *Options) { o.Crop = &Crop{X: 1.5, Width: 10, Height: 10, Pixels: true} },
 			`camera "door": crop x=1.5 y=0 width=10 height=10 (pixels): pixel coordinates must be whole numbers`},
+		{"unknown decode", func(o *Options) { o.Decode = "iframes" }, `camera "door": decode must be all, keyframes or auto, got "iframes"`},
+		{"unknown hwaccel", func(o *Options) { o.HWAccel = "cuda" }, `camera "door": hwaccel must be none, vaapi, nvdec or v4l2m2m, got "cuda"`},
+		{"key frames of a device", func(o *Options) { o.URL = "/dev/video0"; o.Decode = DecodeKeyframes },
+			`camera "door": decode keyframes is for streams and files; a video device delivers every frame it captures (use decode: all)`},
+		{"auto of a device", func(o *Options) { o.URL = "0"; o.Decode = DecodeAuto },
+			`camera "door": decode auto is for streams and files; a video device delivers every frame it captures (use decode: all)`},
+		{"hardware decoding of a device", func(o *Options) { o.URL = "/dev/video0"; o.HWAccel = HWAccelVAAPI },
+			`camera "door": hwaccel vaapi is for streams and files, not a video device`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,10 +143,14 @@ func TestCropRegion(t *testing.T) {
 // checks the rate it hands on, over 60 simulated seconds.
 func TestSampler(t *testing.T) {
 	tests := []struct {
-		name         string
-		streamFPS    float64
-		fps          float64
-		jitter       time.Duration // added to every other frame
+		name      string
+		streamFPS float64
+		fps       float64
+		jitter    time.Duration // added to every other frame
+		// keyframes: the stream's frames are key frames, decoded alone;
+		// the sampler takes one up to half a period early. Their jitter
+		// is random, either way, up to jitter.
+		keyframes    bool
 		want         float64
 		pauseAtSec   float64 // the stream pauses here for pauseFor
 		pauseFor     time.Duration
@@ -149,10 +162,19 @@ func TestSampler(t *testing.T) {
 		{name: "0.5 of 10", streamFPS: 10, fps: 0.5, want: 0.5},
 		{name: "more than the stream has", streamFPS: 10, fps: 25, want: 10},
 		{name: "no burst after a pause", streamFPS: 25, fps: 2, want: 2 * 50 / 60.0, pauseAtSec: 20, pauseFor: 10 * time.Second, wantAtResume: 1},
+		{name: "key frames: 1 of 1 with jitter", streamFPS: 1, fps: 1, jitter: 80 * time.Millisecond, keyframes: true, want: 1},
+		{name: "key frames: 0.5 of 1 with jitter", streamFPS: 1, fps: 0.5, jitter: 80 * time.Millisecond, keyframes: true, want: 0.5},
+		{name: "key frames: 0.9 of 1", streamFPS: 1, fps: 0.9, keyframes: true, want: 0.9},
+		{name: "key frames: more than the stream has", streamFPS: 0.5, fps: 2, jitter: 80 * time.Millisecond, keyframes: true, want: 0.5},
+		{name: "key frames: 2 of 4", streamFPS: 4, fps: 2, jitter: 40 * time.Millisecond, keyframes: true, want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := sampler{period: time.Duration(float64(time.Second) / tt.fps)}
+			if tt.keyframes {
+				s.early = s.period / 2
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
 			t0 := time.Unix(1000, 0)
 			frameGap := time.Duration(float64(time.Second) / tt.streamFPS)
 			n, atResume := 0, 0
@@ -165,7 +187,10 @@ func TestSampler(t *testing.T) {
 						resume = at
 					}
 				}
-				if i%2 == 1 {
+				switch {
+				case tt.keyframes && tt.jitter > 0:
+					at = at.Add(time.Duration((rng.Float64()*2 - 1) * float64(tt.jitter)))
+				case i%2 == 1:
 					at = at.Add(tt.jitter)
 				}
 				if at.Sub(t0) >= time.Minute {

@@ -34,6 +34,16 @@ type reader struct {
 	// backoff's probe can see the end of.
 	reached atomic.Bool
 
+	// keyframes: this connection decodes key frames only (set at start).
+	keyframes bool
+	// hw is the hardware decoder its open got (HWAccelNone: software).
+	// Written by the reader before its first frame.
+	hw HWAccel
+	// keyGap is the longest interval between key frames this connection
+	// measured (ns; 0 before one was): with key frames only, what a gap
+	// between frames may legitimately be.
+	keyGap atomic.Int64
+
 	// Guarded by src.mu.
 	abandoned bool // the supervisor gave up on it: hand on nothing, just clean up
 	finished  bool
@@ -53,7 +63,8 @@ const (
 )
 
 func newReader(s *source) *reader {
-	r := &reader{src: s, done: make(chan error, 1)}
+	r := &reader{src: s, done: make(chan error, 1), hw: HWAccelNone}
+	r.keyframes = s.startReader()
 	r.touch(time.Now())
 	return r
 }
@@ -64,16 +75,43 @@ func (r *reader) enter(phase int32) {
 	r.phase.Store(phase)
 }
 
-// watched reports whether the watchdog applies now, to what, and how long
-// it allows without progress.
-func (r *reader) watched() (what string, limit time.Duration, ok bool) {
+// watched reports whether the watchdog applies now, to what, under which
+// setting (for the error), and how long it allows without progress.
+//
+// Decoding key frames only, every frame waits for a key frame as the first
+// one does: a gap between frames is a keyframe interval. Until this
+// connection has measured one it is held to open_timeout, like the first
+// frame (open_timeout must cover the keyframe interval); then to
+// read_timeout past the longest interval measured (whole seconds, so the
+// error's text does not change from one stall to the next), never more than
+// open_timeout.
+func (r *reader) watched() (what, setting string, limit time.Duration, ok bool) {
+	o := r.src.opts
 	switch r.phase.Load() {
 	case phaseOpening, phaseFirstFrame:
-		return "open", r.src.opts.OpenTimeout, true
+		return "open", "open_timeout", o.OpenTimeout, true
 	case phaseReading:
-		return "read", r.src.opts.ReadTimeout, true
+		if !r.keyframes {
+			return "read", "read_timeout", o.ReadTimeout, true
+		}
+		gap := time.Duration(r.keyGap.Load())
+		limit := o.ReadTimeout + gap.Truncate(time.Second) + time.Second
+		if gap == 0 || limit >= o.OpenTimeout {
+			return "read", "open_timeout", o.OpenTimeout, true
+		}
+		return "read", "read_timeout past the keyframe interval", limit, true
 	}
-	return "", 0, false
+	return "", "", 0, false
+}
+
+// grabTimeout is OpenCV's own limit for one grab (less the margin): decoding
+// key frames only, a grab waits for the next key frame, so it gets
+// open_timeout, which covers a keyframe interval.
+func (r *reader) grabTimeout() time.Duration {
+	if r.keyframes {
+		return r.src.opts.OpenTimeout
+	}
+	return r.src.opts.ReadTimeout
 }
 
 func (r *reader) touch(t time.Time)       { r.progress.Store(t.UnixNano()) }
@@ -134,12 +172,21 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 	failedReads := 0  // consecutive, of a device
 	var pace *pacer
 	if file {
-		// A file decodes as fast as the CPU allows; pacing it at its own
-		// frame rate makes it behave like a camera.
-		pace = newPacer(vc.get(gocv.VideoCaptureFPS))
+		// A file decodes as fast as the CPU allows; pacing it by its
+		// timestamps makes it behave like a camera.
+		pace = newPacer(vc.get(gocv.VideoCaptureFPS), vc.get(gocv.VideoCaptureFrameCount))
 		defer pace.stop()
 	}
 	sample := sampler{period: time.Duration(float64(time.Second) / s.opts.FPS)}
+	if r.keyframes {
+		// A key frame that comes a little before it is due is taken: the
+		// next one is a whole keyframe interval away, and fps 1 from a
+		// key frame a second would otherwise lose every other one to
+		// jitter. Due times still advance by one period, so the rate
+		// stays fps at most.
+		sample.early = sample.period / 2
+	}
+	var keys keyframeClock
 	empty := kit.NewRepeat(s.log, "camera frame could not be retrieved; not sampled")
 	format := kit.NewRepeat(s.log, "camera sent frames in a format that cannot be converted to BGR; not sampled")
 	defer empty.Flush()
@@ -152,16 +199,13 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if pace != nil && !pace.wait(ctx) {
-			return nil
-		}
-		// Every frame is decoded (a stream cannot skip ahead without
-		// breaking its references); only sampled ones are converted.
+		// Every frame grabbed is decoded (all of them, or with key frames
+		// only every key frame: the decoder leaves the rest, which need
+		// their predecessors); only sampled ones are converted.
 		if ffmpeg {
-			r.giveUpAt.Store(time.Now().Add(s.opts.ReadTimeout + opencvTimeoutMargin).UnixNano())
+			r.giveUpAt.Store(time.Now().Add(r.grabTimeout() + opencvTimeoutMargin).UnixNano())
 		}
 		ok := vc.grab()
-		now := time.Now()
 		if r.isAbandoned() {
 			return nil
 		}
@@ -207,12 +251,26 @@ func (r *reader) read(ctx context.Context, out Handoff) error {
 			framesThisPass = 0
 			continue
 		}
+		if pace != nil && !pace.wait(ctx, time.Duration(vc.get(gocv.VideoCapturePosMsec)*float64(time.Millisecond)), framesThisPass == 0) {
+			return nil
+		}
+		now := time.Now()
 		framesThisPass++
 		r.touch(now)
 		if r.phase.Load() == phaseFirstFrame {
 			r.phase.Store(phaseReading) // after touch: the watchdog never sees the read phase with the open's clock
 		}
 		s.frameRead(r, now)
+		// Decoding key frames only, every frame is one. Otherwise the
+		// packet's flag says; but the packet the first frame of a pass
+		// came from was read within the grab, unseen (the decoder
+		// wanted more): it is a key frame, as decoding starts at one.
+		if ffmpeg && (r.keyframes || framesThisPass == 1 || vc.get(capPropKeyPacket) != 0) {
+			keys.add(now)
+			if err := r.keyframeRead(&keys); err != nil {
+				return err
+			}
+		}
 		// The first frame is always due, so size and crop are known
 		// before anything is handed on.
 		if !sample.due(now) {
@@ -316,10 +374,7 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 		if !acquireOpen(ctx) {
 			return nil, ctx.Err()
 		}
-		setFFmpegOptions(t.ffmpegOptions)
-		r.enter(phaseOpening)
-		r.giveUpAt.Store(time.Now().Add(s.opts.OpenTimeout + opencvTimeoutMargin).UnixNano())
-		vc = openFFmpeg(t.open, s.opts.OpenTimeout+opencvTimeoutMargin, s.opts.ReadTimeout+opencvTimeoutMargin)
+		vc = s.openFFmpeg(r)
 		releaseOpen()
 	}
 	if vc != nil {
@@ -338,6 +393,74 @@ func (s *source) open(ctx context.Context, r *reader) (*videoCapture, error) {
 	return nil, cameraError(name, "open", why)
 }
 
+// openFFmpeg opens a stream or file for r, the caller holding openSlot:
+// with the hardware decoder configured, unless it failed before, and when
+// that cannot open, at once again in software (s.hwFallback says so, once,
+// and later opens go straight to software). A software open that fails too
+// is the stream's failure, not the hardware's: nothing is recorded.
+func (s *source) openFFmpeg(r *reader) *videoCapture {
+	hw := s.hwaccel()
+	vc := s.openWith(r, hw)
+	switch accel, _ := hw.openParams(); {
+	case hw == HWAccelNone:
+	case vc != nil && accel != videoAccelerationNone && int(vc.get(capPropHWAcceleration)) != accel:
+		s.hwFallback(hw) // OpenCV opened it, but in software
+		hw = HWAccelNone
+	case vc == nil && !r.isAbandoned():
+		if vc = s.openWith(r, HWAccelNone); vc != nil {
+			s.hwFallback(hw)
+		}
+		hw = HWAccelNone
+	}
+	if vc != nil {
+		r.hw = hw
+		s.opened(r)
+	}
+	return vc
+}
+
+// openWith is one OpenCV open for r with hardware decoder hw, bounded by
+// OpenTimeout (plus OpenCV's margin), its options set just before.
+func (s *source) openWith(r *reader, hw HWAccel) *videoCapture {
+	accel, decoder := hw.openParams()
+	setFFmpegOptions(openOptions(s.target.ffmpegOptions, decoderOptions(r.keyframes, decoder)))
+	r.enter(phaseOpening)
+	r.giveUpAt.Store(time.Now().Add(s.opts.OpenTimeout + opencvTimeoutMargin).UnixNano())
+	return openFFmpeg(s.target.open, s.opts.OpenTimeout+opencvTimeoutMargin, r.grabTimeout()+opencvTimeoutMargin, accel)
+}
+
+// keyframeRead is called on each key frame read, after keys recorded it:
+// it publishes the keyframe rate and, once per connection, when enough
+// intervals were measured, acts on it: decode keyframes warns when key
+// frames come too seldom for fps, decode auto chooses (errDecodeSwitch
+// when that means reopening).
+func (r *reader) keyframeRead(keys *keyframeClock) error {
+	s := r.src
+	rate, intervals := keys.rate()
+	if intervals == 0 {
+		return nil
+	}
+	r.keyGap.Store(int64(keys.longest))
+	s.setKeyframeRate(r, rate)
+	if intervals != keyframeJudgeAfter {
+		return nil
+	}
+	fps := s.opts.FPS
+	switch s.opts.Decode {
+	case DecodeAuto:
+		if want := autoWants(rate, fps, r.keyframes); want != r.keyframes && s.chooseAuto(r, want, rate) {
+			return errDecodeSwitch
+		}
+	case DecodeKeyframes:
+		if rate < fps*keyframeShortfall && !r.isAbandoned() {
+			s.log.Warn("camera fps asks for more frames than the stream has key frames; decoding key frames only, it samples at the keyframe rate",
+				"fps", fps, "keyframe_rate", roundRate(rate),
+				"hint", "lower fps, shorten the camera's keyframe (I-frame) interval, or set decode: all or auto")
+		}
+	}
+	return nil
+}
+
 // reachable is the backoff's probe for files and devices: could an open
 // get past its first step now? A stat of the path; for a device by index,
 // always. (Streams are knocked on instead: knock.go.)
@@ -353,13 +476,19 @@ func (t target) reachable() bool {
 // at or after each due time is handed on. Due times advance by exactly one
 // period, so the average rate is the configured one whatever the stream's
 // rate or jitter.
+//
+// early lets a frame up to that long before its due time count as due
+// (decoding key frames only, where the next frame is a keyframe interval
+// away); the due times still advance by one period, so the average rate
+// is never above the configured one.
 type sampler struct {
 	period time.Duration
+	early  time.Duration
 	next   time.Time
 }
 
 func (s *sampler) due(now time.Time) bool {
-	if now.Before(s.next) {
+	if now.Before(s.next.Add(-s.early)) {
 		return false
 	}
 	if s.next.IsZero() || now.Sub(s.next) > s.period {
@@ -372,14 +501,24 @@ func (s *sampler) due(now time.Time) bool {
 	return true
 }
 
-// pacer spaces a file's reads at its frame rate.
+// pacer hands on a file's frames as far apart as their timestamps are, so
+// that a file plays like a camera: frame after frame at its frame rate, or,
+// decoding key frames only, a key frame every keyframe interval.
 type pacer struct {
-	interval time.Duration
-	next     time.Time
-	timer    *time.Timer
+	frame  time.Duration // one frame at the file's frame rate
+	length time.Duration // the file's length (0: unknown)
+	due    time.Time     // when the last frame was handed on
+	pos    time.Duration // its timestamp
+	gap    time.Duration // the gap before it; first one frame
+	timer  *time.Timer
 }
 
-func newPacer(fps float64) *pacer {
+// maxPaceGap bounds a gap taken from timestamps (a broken one could stop a
+// file for good): the watchdog would call a longer gap a stall anyway.
+const maxPaceGap = time.Minute
+
+// newPacer paces a file of the frame rate and frame count OpenCV reports.
+func newPacer(fps, frames float64) *pacer {
 	// OpenCV reports 0 or nonsense for some files; 25 fps is the common
 	// camera rate. The bounds keep a broken value from stalling the
 	// watchdog (under 1 fps) or spinning a core (over 240).
@@ -388,16 +527,19 @@ func newPacer(fps float64) *pacer {
 	}
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &pacer{interval: time.Duration(float64(time.Second) / fps), timer: t}
+	p := &pacer{frame: time.Duration(float64(time.Second) / fps), timer: t}
+	if frames >= 1 && frames < 1e9 {
+		p.length = time.Duration(frames / fps * float64(time.Second))
+	}
+	p.gap = p.frame
+	return p
 }
 
-// wait returns when the next frame is due, or false when ctx ended first.
-func (p *pacer) wait(ctx context.Context) bool {
+// wait returns when the frame just decoded, whose timestamp is pos, is due
+// (schedule), or false when ctx ended first.
+func (p *pacer) wait(ctx context.Context, pos time.Duration, newPass bool) bool {
 	now := time.Now()
-	if p.next.IsZero() || now.Sub(p.next) > time.Second {
-		p.next = now // first frame, or far behind (a slow machine): no burst to catch up
-	}
-	if d := p.next.Sub(now); d > 0 {
+	if d := p.schedule(now, pos, newPass).Sub(now); d > 0 {
 		p.timer.Reset(d)
 		select {
 		case <-ctx.Done():
@@ -406,8 +548,33 @@ func (p *pacer) wait(ctx context.Context) bool {
 		case <-p.timer.C:
 		}
 	}
-	p.next = p.next.Add(p.interval)
 	return true
+}
+
+// schedule is when the frame whose timestamp is pos is due, seen at now:
+// as far after the last frame as their timestamps are apart. newPass says
+// the file started again: the gap is then what was left of the last pass
+// (from the last frame to the end) and pos. A timestamp that does not move
+// forward otherwise (a file without them) keeps the last gap.
+func (p *pacer) schedule(now time.Time, pos time.Duration, newPass bool) time.Time {
+	if p.due.IsZero() {
+		p.due, p.pos = now, pos
+		return now
+	}
+	gap := pos - p.pos
+	switch {
+	case newPass && p.length > 0:
+		gap = max(p.length-p.pos, p.frame) + max(pos, 0)
+	case gap <= 0:
+		gap = p.gap
+	}
+	gap = min(gap, maxPaceGap)
+	due := p.due.Add(gap)
+	if now.Sub(due) > time.Second {
+		due = now // far behind (a slow machine): no burst to catch up
+	}
+	p.due, p.pos, p.gap = due, pos, gap
+	return due
 }
 
 func (p *pacer) stop() { p.timer.Stop() }

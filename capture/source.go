@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ var (
 	errStalled = errors.New("no frame")
 	// errEnded: a file source without Loop reached its end.
 	errEnded = errors.New("end of file (loop is off)")
+	// errDecodeSwitch: decode auto chose the other mode; the stream is
+	// reopened in it at once (not a failure: no backoff, no state change).
+	errDecodeSwitch = errors.New("decode auto: reopening in the other mode")
 )
 
 // source is the Source for one camera. Run owns a supervisor loop (this
@@ -68,6 +72,11 @@ type source struct {
 	height        int
 	region        image.Rectangle
 	abandoned     int
+	decode        Decode    // what the current connection decodes (Status.Decode)
+	autoKeyframes bool      // decode auto's choice for the next connection
+	keyframeRate  float64   // Status.KeyframeRate
+	hwInUse       HWAccel   // Status.HWAccel
+	hwFailed      bool      // the configured hardware decoder could not open: software from then on
 	downSince     time.Time // when the camera stopped delivering (for the recovery log line)
 	stuckWarned   bool      // this outage already logged a reader that outlived OpenCV's timeout
 	logged        struct {  // the last state change logged, so a retry failing the same way logs nothing
@@ -89,13 +98,22 @@ func newSource(opts Options) (*source, error) {
 		return nil, err
 	}
 	url := kit.RedactURL(opts.URL)
-	return &source{
+	s := &source{
 		opts:   opts,
 		target: t,
 		url:    url,
 		log:    opts.Logger.With("camera", opts.Name, "url", url),
 		state:  StateStopped,
-	}, nil
+		// Auto starts with key frames: a box that starts twenty cameras
+		// decodes little, and their rate is measured directly.
+		autoKeyframes: true,
+		hwInUse:       HWAccelNone,
+	}
+	s.decode = DecodeAll
+	if s.keyframesNext() {
+		s.decode = DecodeKeyframes
+	}
+	return s, nil
 }
 
 func (s *source) Name() string { return s.opts.Name }
@@ -119,6 +137,9 @@ func (s *source) Status() Status {
 		Width:            s.width,
 		Height:           s.height,
 		AbandonedReaders: s.abandoned,
+		Decode:           s.decode,
+		KeyframeRate:     s.keyframeRate,
+		HWAccel:          s.hwInUse,
 	}
 	if s.nrate > 0 {
 		oldest := s.rates[0]
@@ -177,6 +198,14 @@ func (s *source) Run(ctx context.Context, out Handoff) error {
 		res := s.connect(ctx, out, tick.C)
 		if ctx.Err() != nil {
 			return nil
+		}
+		for errors.Is(res.err, errDecodeSwitch) {
+			// Auto reopens in the other mode at once: a choice, not a
+			// failure (no backoff, no reconnect counted, no state change).
+			res = s.connect(ctx, out, tick.C)
+			if ctx.Err() != nil {
+				return nil
+			}
 		}
 		if errors.Is(res.err, errEnded) {
 			s.setState(StateEnded, nil)
@@ -349,7 +378,7 @@ func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time
 			return result{}
 		case now := <-tick:
 			s.sampleRates(now)
-			what, limit, watched := r.watched()
+			what, setting, limit, watched := r.watched()
 			if !watched || now.Sub(r.lastProgress()) < limit {
 				continue
 			}
@@ -358,11 +387,7 @@ func (s *source) connect(ctx context.Context, out Handoff, tick <-chan time.Time
 			// durations): a repeat of the same error is not logged again.
 			// what is "open" when the server took the connection but no
 			// frame came (the stream never started, or no keyframe came).
-			key := "read_timeout"
-			if what == "open" {
-				key = "open_timeout"
-			}
-			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within %s (%s)", errStalled, key, limit))
+			err := cameraError(s.opts.Name, what, fmt.Errorf("%w within %s (%s)", errStalled, setting, limit))
 			if !s.abandon(r) {
 				// It finished just now, on its own: report how.
 				return result{err: <-r.done, connectedFor: r.connectedFor(), reached: r.reached.Load()}
@@ -460,7 +485,16 @@ func (s *source) connected(r *reader, w, h int) {
 	reconnects := s.reconnects
 	s.mu.Unlock()
 
+	if prev == StateConnected {
+		return // reopened by decode auto, which logged why
+	}
 	attrs := []any{"width", w, "height", h}
+	if r.keyframes {
+		attrs = append(attrs, "decode", string(DecodeKeyframes))
+	}
+	if r.hw != HWAccelNone {
+		attrs = append(attrs, "hwaccel", string(r.hw))
+	}
 	if prev != StateStarting {
 		attrs = append(attrs, "was", string(prev), "down_for", down.Round(100*time.Millisecond), "reconnects", reconnects)
 	}
@@ -508,3 +542,93 @@ func (s *source) frameRead(r *reader, at time.Time) {
 	}
 	s.mu.Unlock()
 }
+
+// keyframesNext reports whether the next connection decodes key frames only.
+func (s *source) keyframesNext() bool {
+	switch s.opts.Decode {
+	case DecodeKeyframes:
+		return true
+	case DecodeAuto:
+		return s.autoKeyframes
+	}
+	return false
+}
+
+// startReader records what a new reader will decode, for Status, and
+// returns it: true for key frames only.
+func (s *source) startReader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kf := s.keyframesNext()
+	s.decode = DecodeAll
+	if kf {
+		s.decode = DecodeKeyframes
+	}
+	return kf
+}
+
+// hwaccel is the hardware decoder the next open tries.
+func (s *source) hwaccel() HWAccel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hwFailed {
+		return HWAccelNone
+	}
+	return s.opts.HWAccel
+}
+
+// hwFallback records that hw could not decode this camera's stream while
+// software could: the camera decodes in software from now on, and says so
+// once.
+func (s *source) hwFallback(hw HWAccel) {
+	s.mu.Lock()
+	first := !s.hwFailed
+	s.hwFailed = true
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("hardware decoding is not available for this camera; decoding in software from now on",
+			"hwaccel", string(hw), "tried", hw.tried(),
+			"hint", "FFmpeg's reason is on standard error; see docs/02-cameras.md, Hardware decoding")
+	}
+}
+
+// opened records the hardware decoder r's open uses.
+func (s *source) opened(r *reader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !r.abandoned {
+		s.hwInUse = r.hw
+	}
+}
+
+// setKeyframeRate records the keyframe rate r measured.
+func (s *source) setKeyframeRate(r *reader, rate float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !r.abandoned {
+		s.keyframeRate = rate
+	}
+}
+
+// chooseAuto records decode auto's choice, made on r's measured keyframe
+// rate, and logs it. It reports false when r was abandoned meanwhile (its
+// measurement no longer counts).
+func (s *source) chooseAuto(r *reader, keyframes bool, rate float64) bool {
+	s.mu.Lock()
+	if r.abandoned {
+		s.mu.Unlock()
+		return false
+	}
+	s.autoKeyframes = keyframes
+	s.mu.Unlock()
+	attrs := []any{"keyframe_rate", roundRate(rate), "fps", s.opts.FPS}
+	if keyframes {
+		s.log.Info("decode auto: key frames come as often as fps asks; decoding key frames only", attrs...)
+	} else {
+		s.log.Info("decode auto: key frames come less often than fps asks; decoding every frame", attrs...)
+	}
+	return true
+}
+
+// roundRate rounds a measured rate for logs (two decimals).
+func roundRate(v float64) float64 { return math.Round(v*100) / 100 }

@@ -5,7 +5,7 @@
 
 #include "videocapture.h"
 
-SiglipdCapture siglipd_open_ffmpeg(const char* uri, int open_timeout_ms, int read_timeout_ms) {
+SiglipdCapture siglipd_open_ffmpeg(const char* uri, int open_timeout_ms, int read_timeout_ms, int hw_acceleration) {
     cv::VideoCapture* vc = NULL;
     try {
         vc = new cv::VideoCapture();
@@ -13,6 +13,10 @@ SiglipdCapture siglipd_open_ffmpeg(const char* uri, int open_timeout_ms, int rea
             cv::CAP_PROP_OPEN_TIMEOUT_MSEC, open_timeout_ms,
             cv::CAP_PROP_READ_TIMEOUT_MSEC, read_timeout_ms,
         };
+        if (hw_acceleration != cv::VIDEO_ACCELERATION_NONE) {
+            params.push_back(cv::CAP_PROP_HW_ACCELERATION);
+            params.push_back(hw_acceleration);
+        }
         if (vc->open(uri, cv::CAP_FFMPEG, params)) return vc;
     } catch (...) {
     }

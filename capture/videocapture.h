@@ -9,8 +9,9 @@ extern "C" {
 
 typedef void* SiglipdCapture; // a cv::VideoCapture*
 
-// Both return NULL when the capture cannot be opened.
-SiglipdCapture siglipd_open_ffmpeg(const char* uri, int open_timeout_ms, int read_timeout_ms);
+// Both return NULL when the capture cannot be opened. hw_acceleration is a
+// cv::VideoAccelerationType; VIDEO_ACCELERATION_NONE (0) asks for none.
+SiglipdCapture siglipd_open_ffmpeg(const char* uri, int open_timeout_ms, int read_timeout_ms, int hw_acceleration);
 SiglipdCapture siglipd_open_v4l2(int index);
 int siglipd_grab(SiglipdCapture c);
 int siglipd_retrieve(SiglipdCapture c, void* mat); // mat: a cv::Mat*, as gocv's Mat.Ptr()

@@ -207,6 +207,15 @@ type Camera struct {
 	// Unset (0) means kit.OpenTimeoutFor(ReadTimeout).
 	OpenTimeout   Duration `yaml:"open_timeout"`
 	RTSPTransport string   `yaml:"rtsp_transport"` // "tcp" or "udp"
+	// Decode is which frames of a stream or file are decoded: "all",
+	// "keyframes" (sampling is then capped at the keyframe rate) or "auto"
+	// (key frames only while they come at least fps times a second).
+	// Not for devices.
+	Decode string `yaml:"decode"`
+	// HWAccel is a hardware decoder to try first: "none", "vaapi", "nvdec"
+	// or "v4l2m2m"; one that cannot open falls back to software. Not for
+	// devices.
+	HWAccel string `yaml:"hwaccel"`
 	// Format, Width, Height and FrameRate ask a video device (USB camera)
 	// for a pixel format (mjpeg, yuyv, h264, or a FourCC), a size and its
 	// own frame rate; unset leaves the device's choice. Devices only.
@@ -319,6 +328,8 @@ func defaultCamera() Camera {
 		FPS:           2,
 		ReadTimeout:   Duration(10 * time.Second),
 		RTSPTransport: "tcp",
+		Decode:        "all",
+		HWAccel:       "none",
 		SkipUnchanged: SkipUnchanged{Enabled: true, MinChange: 0.005, MaxSkip: Duration(10 * time.Second)},
 	}
 }

@@ -37,7 +37,7 @@ func TestParseValid(t *testing.T) {
 	cam := cfg.Cameras[0]
 	l := cam.Labels[0]
 	// Defaults fill what the file leaves out.
-	if cam.FPS != 2 || cam.ReadTimeout.D() != 10*time.Second || cam.RTSPTransport != "tcp" {
+	if cam.FPS != 2 || cam.ReadTimeout.D() != 10*time.Second || cam.RTSPTransport != "tcp" || cam.Decode != "all" || cam.HWAccel != "none" {
 		t.Errorf("camera defaults not applied: %+v", cam)
 	}
 	if l.Threshold != 0.3 || l.MinFrames != 2 || l.OffFrames != 2 || l.Cooldown.D() != 10*time.Second {
@@ -167,6 +167,23 @@ func TestInvalid(t *testing.T) {
 				`cams.yaml:6: cameras[0].format: must be mjpeg, yuyv, h264, nv12 or a four-character code such as MJPG, got "mpeg4x"`,
 				`cams.yaml:7: cameras[0].width: width and height go together, each 1 to 8192, got 1920x0`,
 				`cams.yaml:8: cameras[0].frame_rate: must be more than 0 and at most 240, got 500`,
+			},
+		},
+		{
+			name: "decode and hwaccel misspelt",
+			src:  strings.Replace(base, "url: rtsp://10.0.0.2/live\n", "url: rtsp://10.0.0.2/live\n    decode: iframes\n    hwaccel: cuda\n", 1),
+			want: []string{
+				`cams.yaml:6: cameras[0].decode: must be all, keyframes or auto, got "iframes"`,
+				`cams.yaml:7: cameras[0].hwaccel: must be none, vaapi, nvdec or v4l2m2m, got "cuda"`,
+			},
+		},
+		{
+			name: "decode and hwaccel of a device",
+			src: strings.Replace(base, "url: rtsp://10.0.0.2/live\n",
+				"url: /dev/v4l/by-id/usb-Cam-video-index0\n    decode: keyframes\n    hwaccel: vaapi\n", 1),
+			want: []string{
+				`cams.yaml:6: cameras[0].decode: is for streams and files: a video device (url /dev/video…, /dev/v4l/by-id/…) delivers every frame it captures; remove it`,
+				`cams.yaml:7: cameras[0].hwaccel: is for streams and files, not a video device (url /dev/video…, /dev/v4l/by-id/…); remove it`,
 			},
 		},
 		{

@@ -337,6 +337,7 @@ func (c *Camera) validate(v *validator, p string) {
 	if !oneOf(c.RTSPTransport, "tcp", "udp") {
 		v.add(p+".rtsp_transport", "must be tcp or udp, got %q", c.RTSPTransport)
 	}
+	c.validateDecode(v, p, kind == kit.SourceDevice)
 	if c.Crop != nil {
 		c.Crop.validate(v, p+".crop")
 	}
@@ -441,6 +442,23 @@ func (s *Store) validate(v *validator) {
 
 // validateDevice checks the device settings: only for devices, a format
 // named or a FourCC, both sides of a size.
+// validateDecode checks decode and hwaccel, which choose how a stream or a
+// file is decoded: a video device hands OpenCV its frames as they are.
+func (c *Camera) validateDecode(v *validator, p string, device bool) {
+	switch {
+	case !oneOf(c.Decode, "all", "keyframes", "auto"):
+		v.add(p+".decode", "must be all, keyframes or auto, got %q", c.Decode)
+	case device && c.Decode != "all":
+		v.add(p+".decode", "is for streams and files: a video device (url /dev/video…, /dev/v4l/by-id/…) delivers every frame it captures; remove it")
+	}
+	switch {
+	case !oneOf(c.HWAccel, "none", "vaapi", "nvdec", "v4l2m2m"):
+		v.add(p+".hwaccel", "must be none, vaapi, nvdec or v4l2m2m, got %q", c.HWAccel)
+	case device && c.HWAccel != "none":
+		v.add(p+".hwaccel", "is for streams and files, not a video device (url /dev/video…, /dev/v4l/by-id/…); remove it")
+	}
+}
+
 func (c *Camera) validateDevice(v *validator, p string, device bool) {
 	set := map[string]bool{"format": c.Format != "", "width": c.Width != 0, "height": c.Height != 0, "frame_rate": c.FrameRate != 0}
 	if !device {

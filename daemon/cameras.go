@@ -50,7 +50,7 @@ func (s *cameraSet) startAll(cams []configs.Camera) error {
 func (s *cameraSet) start(c configs.Camera) error {
 	opts := capture.Options{
 		Name: c.Name, URL: c.URL.Reveal(), FPS: c.FPS, ReadTimeout: c.ReadTimeout.D(), OpenTimeout: c.OpenTimeout.D(),
-		RTSPTransport: c.RTSPTransport, Loop: c.Loop, Logger: s.log,
+		RTSPTransport: c.RTSPTransport, Decode: capture.Decode(c.Decode), HWAccel: capture.HWAccel(c.HWAccel), Loop: c.Loop, Logger: s.log,
 		Device: capture.DeviceMode{Format: c.Format, Width: c.Width, Height: c.Height, FPS: c.FrameRate},
 	}
 	if c.Crop != nil {

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -323,6 +324,20 @@ func histogram(t *testing.T, fams map[string]*dto.MetricFamily, name string) *dt
 	return f.Metric[0].Histogram
 }
 
+// cameraGauge is the value of the gauge name for camera (0 when absent).
+func cameraGauge(fams map[string]*dto.MetricFamily, name, camera string) float64 {
+	if f, ok := fams[name]; ok {
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "camera" && l.GetValue() == camera && m.Gauge != nil {
+					return m.Gauge.GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func counterSum(fams map[string]*dto.MetricFamily, name string) float64 {
 	var sum float64
 	if f, ok := fams[name]; ok {
@@ -416,7 +431,9 @@ func cumulativeAt(h *dto.Histogram, x float64) uint64 {
 
 // TestMetricsAndReadyz: /metrics parses with Prometheus' own parser and has
 // the families operators alert on; /readyz turns unready when the broker
-// goes away and ready again when it is back.
+// goes away and ready again when it is back. A camera that decodes key
+// frames only beside one that decodes all: both show their keyframe rate
+// (one a second), in /metrics and /api/status, and what they decode.
 func TestMetricsAndReadyz(t *testing.T) {
 	testenv.Integration(t)
 	broker := testenv.StartMosquitto(t)
@@ -426,7 +443,9 @@ state_dir: %s
 model: {path: %s}
 mqtt: {broker: %s, client_id: readyz}
 http: {listen: "127.0.0.1:0"}
-cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}]
+cameras:
+  - {name: door, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}]}
+  - {name: yard, url: %[4]s, loop: true, fps: 1, decode: keyframes, labels: [{name: red, threshold: 0.5}]}
 `, t.TempDir(), testenv.Model(t, "colour"), broker.URL(), video), nil)
 	ready := func() bool { code, _ := r.get("/readyz"); return code == 200 }
 	testenv.WaitFor(t, 15*time.Second, ready, "/readyz 200 with the broker up")
@@ -445,6 +464,24 @@ cameras: [{name: door, url: %s, loop: true, fps: 2, labels: [{name: red, thresho
 	}
 	if up := counterSum(fams, "siglipd_inference_server_up"); up != 1 {
 		t.Errorf("siglipd_inference_server_up %v with the local backend, want 1", up)
+	}
+	// The file has a key frame a second; the first of a connection is not
+	// measured, so the rate is known from its third on.
+	testenv.WaitFor(t, 15*time.Second, func() bool {
+		fams := r.metrics()
+		return cameraGauge(fams, "siglipd_camera_keyframe_rate", "door") > 0 && cameraGauge(fams, "siglipd_camera_keyframe_rate", "yard") > 0
+	}, "both cameras' keyframe rates in /metrics")
+	fams = r.metrics()
+	for _, cam := range []struct{ name, decode string }{{"door", "all"}, {"yard", "keyframes"}} {
+		rate := cameraGauge(fams, "siglipd_camera_keyframe_rate", cam.name)
+		st := r.camera(cam.name)
+		t.Logf("%s: siglipd_camera_keyframe_rate %.3f; /api/status decode %s keyframe_rate %.3f fps_decoded %.1f", cam.name, rate, st.Decode, st.KeyframeRate, st.FPSDecoded)
+		if math.Abs(rate-1) > 0.15 || math.Abs(st.KeyframeRate-1) > 0.15 {
+			t.Errorf("%s: keyframe rate %.3f in /metrics, %.3f in /api/status; want 1 ± 0.15", cam.name, rate, st.KeyframeRate)
+		}
+		if st.Decode != cam.decode || st.HWAccel != "none" {
+			t.Errorf("%s: /api/status decode %q hwaccel %q, want %q and none", cam.name, st.Decode, st.HWAccel, cam.decode)
+		}
 	}
 	// What the model is: the colour model's 2313 weights, SigLIP's tokenizer.
 	if m := r.status().Model; m.Family != "SigLIP" || m.Input != "64x64" || m.PatchSize != 16 || m.Parameters != 2313 {

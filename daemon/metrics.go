@@ -104,6 +104,7 @@ var (
 	descCameraUp      = prometheus.NewDesc("siglipd_camera_connected", "1 when frames are arriving.", []string{"camera"}, nil)
 	descLastFrame     = prometheus.NewDesc("siglipd_camera_last_frame_timestamp_seconds", "When the last frame was read.", []string{"camera"}, nil)
 	descAbandoned     = prometheus.NewDesc("siglipd_camera_abandoned_readers", "Readers stuck in OpenCV and left behind.", []string{"camera"}, nil)
+	descKeyframeRate  = prometheus.NewDesc("siglipd_camera_keyframe_rate", "Key frames per second the camera sends, measured from the stream (0 until measured); decoding key frames only, the most it can sample.", []string{"camera"}, nil)
 	descSinkConnected = prometheus.NewDesc("siglipd_sink_connected", "1 when the sink can deliver (MQTT connected).", nil, nil)
 	descOutbox        = prometheus.NewDesc("siglipd_outbox_depth", "Events waiting for the broker.", nil, nil)
 	descEventsDropped = prometheus.NewDesc("siglipd_events_dropped_total", "Events not delivered: the oldest when the MQTT outbox was full, or a line stdout could not take.", nil, nil)
@@ -124,7 +125,7 @@ type statusCollector struct{ src statusSource }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFramesDecoded, descFramesSampled, descFramesDropped, descFramesScored, descFramesSkipped, descFramesFailed, descReconnects, descStalls,
-		descCameraUp, descLastFrame, descAbandoned, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures,
+		descCameraUp, descLastFrame, descAbandoned, descKeyframeRate, descSinkConnected, descOutbox, descEventsDropped, descPublished, descConnFailures,
 		descServerUp, descServerFails, descStateWrites, descStoreFrames, descStoreBytes, descStoreStored, descStoreDropped, descStoreFailed} {
 		ch <- d
 	}
@@ -150,6 +151,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLastFrame, prometheus.GaugeValue, float64(st.LastFrame.UnixNano())/1e9, cam)
 		}
 		ch <- prometheus.MustNewConstMetric(descAbandoned, prometheus.GaugeValue, float64(st.AbandonedReaders), cam)
+		ch <- prometheus.MustNewConstMetric(descKeyframeRate, prometheus.GaugeValue, st.KeyframeRate, cam)
 	}
 	s := c.src.Sink()
 	connected := 0.0

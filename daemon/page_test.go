@@ -40,8 +40,10 @@ func chromium(t *testing.T, args ...string) []byte {
 // TestLivePage loads / in a real headless Chromium: one card per camera,
 // one bar per label with its live probability, a history chart per label
 // drawn from /api/history with the event shaded, the crop drawn on the
-// frame, a placeholder for a camera without a frame; and a screenshot that
-// shows the over-threshold bars, threshold lines, event spans and crop.
+// frame, a placeholder for a camera without a frame, each camera's keyframe
+// rate (and, for one decoding key frames only, that it does); and a
+// screenshot that shows the over-threshold bars, threshold lines, event
+// spans and crop.
 func TestLivePage(t *testing.T) {
 	testenv.Integration(t)
 	red := testenv.VideoFile(t, testenv.VideoOptions{Name: "red.mp4", Source: "color=c=red", Duration: 3 * time.Second})
@@ -53,7 +55,7 @@ http: {listen: "127.0.0.1:0"}
 cameras:
   - {name: driveway, url: %s, loop: true, fps: 2, crop: {x: 0.25, y: 0.25, width: 0.5, height: 0.5},
      labels: [{name: red, threshold: 0.5}, {name: green, threshold: 0.3}, {name: blue, threshold: 0.5}]}
-  - {name: garden, url: %s, loop: true, fps: 2, labels: [{name: red, threshold: 0.5}, {name: blue, threshold: 0.4}]}
+  - {name: garden, url: %s, loop: true, fps: 1, decode: keyframes, labels: [{name: red, threshold: 0.5}, {name: blue, threshold: 0.4}]}
   - {name: porch, url: %s, labels: [{name: red}]}
 `, testenv.Model(t, "colour"), red, blue, filepath.Join(t.TempDir(), "missing.mp4")), nil)
 	testenv.WaitFor(t, 20*time.Second, func() bool {
@@ -80,6 +82,15 @@ cameras:
 	testenv.WaitFor(t, 20*time.Second, func() bool {
 		return br.EvalString(`String(document.querySelectorAll(".label.on").length)`) == "2"
 	}, "red on driveway and blue on garden to show ON")
+	meta := func(cam string) string {
+		return br.EvalString(`document.querySelector("#cam-` + cam + ` .meta").textContent`)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(meta("driveway"), "key frames 1.0/s · ") && strings.Contains(meta("garden"), "key frames 1.0/s (only these decoded) · ")
+	}, "both cameras' keyframe rates (driveway %q, garden %q)", meta("driveway"), meta("garden"))
+	if strings.Contains(meta("driveway"), "only these") {
+		t.Errorf("driveway decodes every frame, but its line says %q", meta("driveway"))
+	}
 	dom := br.EvalString(`document.documentElement.outerHTML`)
 	cards := regexp.MustCompile(`<section class="card" id="cam-([a-z]+)"`).FindAllStringSubmatch(dom, -1)
 	bars := regexp.MustCompile(`<div class="label( on)?" data-label="([a-z]+)"`).FindAllStringSubmatch(dom, -1)

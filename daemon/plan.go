@@ -120,6 +120,6 @@ func captureEqual(a, b configs.Camera) bool {
 		return fmt.Sprintf("%+v", *r)
 	}
 	return a.URL == b.URL && a.FPS == b.FPS && a.ReadTimeout == b.ReadTimeout && a.OpenTimeout == b.OpenTimeout &&
-		a.RTSPTransport == b.RTSPTransport && a.Loop == b.Loop && crop(a.Crop) == crop(b.Crop) &&
+		a.RTSPTransport == b.RTSPTransport && a.Decode == b.Decode && a.HWAccel == b.HWAccel && a.Loop == b.Loop && crop(a.Crop) == crop(b.Crop) &&
 		a.Format == b.Format && a.Width == b.Width && a.Height == b.Height && a.FrameRate == b.FrameRate
 }

@@ -170,6 +170,10 @@ var planCases = []struct {
 	{key: "cameras[].read_timeout", edit: []string{"read_timeout: 10s", "read_timeout: 15s"}, want: planWant{restart: []string{"door"}, rules: true}},
 	{key: "cameras[].open_timeout", edit: []string{"open_timeout: 20s", "open_timeout: 40s"}, want: planWant{restart: []string{"door"}, rules: true}},
 	{key: "cameras[].rtsp_transport", edit: []string{"rtsp_transport: tcp", "rtsp_transport: udp"}, want: planWant{restart: []string{"door"}}},
+	// Key frames only also make a quiet camera's events last longer (a
+	// stall is noticed after open_timeout).
+	{key: "cameras[].decode", edit: []string{"rtsp_transport: tcp", "rtsp_transport: tcp\n    decode: keyframes"}, want: planWant{restart: []string{"door"}, rules: true}},
+	{key: "cameras[].hwaccel", edit: []string{"rtsp_transport: tcp", "rtsp_transport: tcp\n    hwaccel: vaapi"}, want: planWant{restart: []string{"door"}}},
 	{key: "cameras[].loop", edit: []string{"loop: true", "loop: false"}, want: planWant{restart: []string{"garage"}}},
 	// A device's mode is set when it opens: a change reopens it. (The plan
 	// does not look at the URL's kind; validation refuses these keys on

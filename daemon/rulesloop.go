@@ -200,11 +200,17 @@ func rulesFor(cfg *configs.Config) []rules.Rule {
 // but not those of one stall and reopen: the stall is noticed after
 // read_timeout, the reopen follows within about 2 s (the stalled read lets
 // go, the first backoff step) and may take open_timeout; 5 s cover the
-// gaps. A dead camera ends its events.
+// gaps. Decoding key frames only (decode keyframes or auto), frames come a
+// keyframe interval apart, a stall is noticed after open_timeout at most
+// and the stalled read lets go only then (capture's reader.watched): allow
+// open_timeout twice. A dead camera ends its events.
 func quietTimeout(cfg *configs.Config) time.Duration {
 	q := rules.DefaultQuietTimeout
 	for _, c := range cfg.Cameras {
 		q = max(q, 3*c.ReadTimeout.D(), c.ReadTimeout.D()+c.OpenTimeout.D()+5*time.Second)
+		if c.Decode != "all" {
+			q = max(q, 2*c.OpenTimeout.D()+5*time.Second)
+		}
 	}
 	return q
 }

@@ -43,7 +43,8 @@ func TestFrameWords(t *testing.T) {
 			t.Fatal(err)
 		}
 		countRe := regexp.MustCompile(`^siglipd_frames_([a-z]+)_total$`)
-		notCounts := []string{"siglipd_frame_wait_seconds", "siglipd_frame_to_event_seconds", "siglipd_camera_last_frame_timestamp_seconds"}
+		notCounts := []string{"siglipd_frame_wait_seconds", "siglipd_frame_to_event_seconds", "siglipd_camera_last_frame_timestamp_seconds",
+			"siglipd_camera_keyframe_rate"}
 		var got []string
 		for _, f := range families {
 			name := f.GetName()

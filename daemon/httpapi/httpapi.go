@@ -342,6 +342,15 @@ type Camera struct {
 	Reconnects    uint64     `json:"reconnects"`
 	Width         int        `json:"width"`
 	Height        int        `json:"height"`
+	// Decode is what the camera decodes now: "all" or "keyframes" (with
+	// decode: auto, the one it chose; a camera that is not running shows
+	// its setting). KeyframeRate is the key frames a second it sends,
+	// measured (0 until measured): decoding key frames only, the most it
+	// can sample. HWAccel is the hardware decoder in use, "none" for
+	// software.
+	Decode       string  `json:"decode"`
+	KeyframeRate float64 `json:"keyframe_rate"`
+	HWAccel      string  `json:"hwaccel"`
 	// Crop is the region the model looks at, [x, y, width, height] in
 	// pixels of the last scored frame; absent for the whole frame.
 	Crop   *[4]int `json:"crop,omitempty"`
@@ -390,13 +399,14 @@ func (a *api) handleStatus(w http.ResponseWriter, r *http.Request) {
 		running[s.Name] = s
 	}
 	for _, cc := range cfg.Cameras {
-		c := Camera{Name: cc.Name, URL: cc.URL.String(), State: "stopped"}
+		c := Camera{Name: cc.Name, URL: cc.URL.String(), State: "stopped", Decode: cc.Decode, HWAccel: cc.HWAccel}
 		if s, ok := running[cc.Name]; ok {
 			c = Camera{Name: s.Name, URL: s.URL, State: string(s.State), LastError: s.LastError,
 				FramesDecoded: s.FramesDecoded, FramesSampled: s.FramesSampled,
 				FramesDropped: b.FramesDropped(s.Name), FramesSkipped: b.FramesSkipped(s.Name), FramesScored: b.FramesScored(s.Name),
 				FramesFailed: b.FramesFailed(s.Name),
-				FPSDecoded:   s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height}
+				FPSDecoded:   s.FPSDecoded, FPSSampled: s.FPSSampled, Reconnects: s.Reconnects, Width: s.Width, Height: s.Height,
+				Decode: string(s.Decode), KeyframeRate: s.KeyframeRate, HWAccel: string(s.HWAccel)}
 			if !s.LastFrame.IsZero() {
 				t := s.LastFrame
 				c.LastFrame = &t
