@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci vet demo bench bench-remote dist dist-test deb-test docker-test clean
+.PHONY: all setup build install test ci test-trixie demo-trixie vet demo bench bench-remote dist dist-test deb-test docker-test clean
 
 all: build
 
@@ -42,6 +42,16 @@ test: setup
 # overlay of / with everything installed since the machine was new removed.
 ci:
 	scripts/fresh-ci.sh
+
+# The same two commands on Debian 13 (trixie), in a fresh system made from
+# Debian's archive on this machine (root): make test as CI runs it on a clean
+# clone of HEAD, and make demo, which passes when siglipd exits cleanly after
+# publishing events. Logs in out/test-trixie/; TRIXIE_KEEP=1 keeps the system.
+test-trixie:
+	scripts/test-trixie.sh test
+
+demo-trixie:
+	scripts/test-trixie.sh demo
 
 vet:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh installs everything siglipd needs to build, test and demo on a fresh
-# Debian 12 (bookworm) machine. It is idempotent: each step checks before it acts,
-# so `make test` and `make demo` can call it every time at little cost.
+# Debian 12 (bookworm) or Debian 13 (trixie, and Raspberry Pi OS, which follows
+# it) machine. It is idempotent: each step checks before it acts, so `make test`
+# and `make demo` can call it every time at little cost.
 #
 #   scripts/setup.sh            # system packages + ONNX Runtime + transformers.js
 #   SETUP_SKIP_APT=1 ...        # skip apt (packages already present)
@@ -10,7 +11,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-# Debian packages. libopencv-dev 4.6.0 is what gocv v0.31.0 compiles against.
+# The release. Debian 12 and 13 name every package below alike; what differs
+# is what comes of them: libopencv-dev is OpenCV 4.6 on 12 and 4.10 on 13
+# (gocv v0.31.0 compiles against both; a binary built on one does not run on
+# the other), and python3 is 3.11 on 12 and 3.13 on 13 (the venvs below).
+codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+case $codename in
+bookworm | trixie) ;;
+*) echo "setup: ${codename:-this system} is neither Debian 12 (bookworm) nor 13 (trixie); trying Debian's package names" >&2 ;;
+esac
+
+# Debian packages. libopencv-dev is what gocv compiles against.
 # mosquitto + GStreamer's RTSP server give the tests a real broker and camera;
 # python3-pil/numpy produce reference tensors the way transformers' image
 # processor does; chromium drives the web page test; v4l-utils (v4l2-ctl,
@@ -24,6 +35,16 @@ apt_packages=(
   chromium
   v4l-utils
 )
+# What a machine of the CI kind has from the start and a new Debian system
+# (a minimal install, a container, a Raspberry Pi) may not: npm for ONNX
+# Runtime and transformers.js (Debian 13 packages it apart from nodejs);
+# systemd-analyze, which checks the unit file; and venv for Debian's own
+# python3 (the CI machine's first python3 is a pyenv build that has it).
+command -v npm >/dev/null || apt_packages+=(nodejs npm)
+command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
+case $(command -v python3 || true) in
+"" | /usr/bin/python3) apt_packages+=(python3-venv) ;;
+esac
 
 need_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -48,8 +69,9 @@ scripts/fetch-ort.sh
 scripts/setup-node.sh
 
 # venv VENV REQ [PIP_ARGS...] keeps a venv of the first python3 on PATH (the
-# pyenv 3.11 of the CI machine) with exactly the pins of REQ: reinstalled
-# from scratch when the pins change, untouched otherwise.
+# pyenv 3.11 of the CI machine, Debian's 3.13 on Debian 13) with exactly the
+# pins of REQ: reinstalled from scratch when the pins change, untouched
+# otherwise. The pins were made on 3.11; every one has a wheel for 3.13 too.
 venv() {
   local dir=$1 req=$2
   shift 2
@@ -70,7 +92,18 @@ venv .deps/py scripts/requirements-quantize.txt
 # benchmark run (scripts/oip/onnx_runtime.py serves ONNX files with it), in
 # its own venv: its pins (protobuf, onnxruntime's dependencies) are not the
 # quantizer's.
-venv .deps/oip scripts/requirements-oip.txt --only-binary=:all:
+#
+# MLServer 1.7.1, the newest release, declares Requires-Python <3.13: a cap
+# kept until its maintainers have tested newer Pythons, not a known
+# incompatibility (SeldonIO/MLServer#2288: "no fundamental reasons why the
+# MLServer core wouldn't support recent Python versions"). On 3.13 it is
+# installed past that cap, with the same pins; the remote-backend tests, which
+# serve and query models with it, are the check that it works.
+oip_args=(--only-binary=:all:)
+if python3 -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+  oip_args+=(--ignore-requires-python)
+fi
+venv .deps/oip scripts/requirements-oip.txt "${oip_args[@]}"
 # PyTorch transformers, tokenizers and sentencepiece: the references the model
 # tests compare with, and the makers of their random-weight checkpoints.
 venv .deps/torch scripts/requirements-torch.txt --only-binary=:all:
