@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +113,20 @@ func (s *subscriber) record(_ mqtt.Client, msg mqtt.Message) {
 }
 
 // on returns what arrived on topic, in order.
+// mark is how many messages have arrived so far; since(mark) is what
+// came after. Both hold the lock: paho delivers on its own goroutines.
+func (s *subscriber) mark() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rx)
+}
+
+func (s *subscriber) since(mark int) []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.rx[mark:])
+}
+
 func (s *subscriber) on(topic string) []received {
 	s.mu.Lock()
 	defer s.mu.Unlock()

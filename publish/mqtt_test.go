@@ -860,7 +860,7 @@ func TestImageEntity(t *testing.T) {
 			// An event goes out after the announce (and its removals) is
 			// delivered: once the subscriber has it, so has the broker the rest.
 			start := testEvent(2 * i)
-			before := len(ha.rx)
+			before := ha.mark()
 			m.Event(start, jpeg)
 			testenv.WaitFor(t, 5*time.Second, func() bool {
 				_, kept := ha.events("siglipd/events")
@@ -885,9 +885,7 @@ func TestImageEntity(t *testing.T) {
 					t.Errorf("image entity: %s", held[imageConfig])
 				}
 				// The picture is there when the event entity fires.
-				ha.mu.Lock()
-				rx := slices.Clone(ha.rx[before:])
-				ha.mu.Unlock()
+				rx := ha.since(before)
 				pic := slices.IndexFunc(rx, func(r received) bool { return r.Topic == snapshot })
 				fired := slices.IndexFunc(rx, func(r received) bool { return r.Topic == carEvents })
 				if pic < 0 || fired < 0 || pic > fired {

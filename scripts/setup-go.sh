@@ -18,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 want=$(awk '$1 == "go" {print $2; exit}' "$root/go.mod")
 
-# newer A B: whether version A >= B (1.26.8 style).
+# at_least A B: whether version A >= B (1.26.8 style).
 at_least() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$2" ]; }
 
 if command -v go >/dev/null; then
