@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/siglipd
 
-.PHONY: all setup build install test ci test-trixie demo-trixie vet demo bench bench-remote dist dist-test deb-test docker-test clean
+.PHONY: all setup build install test ci test-trixie demo-trixie vet demo bench bench-remote bench-cameras dist dist-test deb-test docker-test clean
 
 all: build
 
@@ -68,6 +68,11 @@ bench: setup
 # one and two daemons on one server.
 bench-remote: setup
 	scripts/bench.sh remote
+
+# The many-camera table alone (issue 28, also at the end of make bench):
+# twenty 1080p RTSP cameras at fps 1, about 20 minutes.
+bench-cameras: setup
+	scripts/bench.sh cameras
 
 # Release builds of HEAD for Debian 12 and 13, amd64 and arm64, in
 # out/dist (binary, ONNX Runtime, a tarball per target); DIST=trixie-arm64

@@ -38,6 +38,23 @@ type RTSPOptions struct {
 	// KeyframeInterval is the time between keyframes (the GOP) [1s]. Clients
 	// that join the running stream wait for the next keyframe to decode.
 	KeyframeInterval time.Duration
+
+	// File, when set, is an H.264 byte stream (Annex B, no B-frames: ffmpeg
+	// -f h264 -bf 0) that the server sends as it is, looping, instead of
+	// encoding a test pattern: no encoder runs, so many 1080p cameras cost
+	// the server little. Its own GOP stands; Width, Height, Color, Pattern
+	// and KeyframeInterval do not apply, and the server takes no commands.
+	// FPS times its pictures.
+	File string
+	// Cameras is how many mounts serve File [1: Path]; with more, CameraURL(i)
+	// is Path followed by i, starting i × Stagger into the file (at the key
+	// frame at or before), so that changes scripted in the file reach the
+	// cameras at different times.
+	Cameras int
+	Stagger time.Duration
+	// Timeline is a file the server appends each mount's start and loops to;
+	// ReadTimeline parses it.
+	Timeline string
 }
 
 // RTSPServer is a real RTSP camera on loopback: scripts/rtsp-server.py, a
@@ -130,12 +147,40 @@ func newRTSP(script string, opts RTSPOptions, fail, logf func(string, ...any)) *
 	if opts.Path == "" {
 		opts.Path = "/cam"
 	}
+	if opts.Cameras == 0 {
+		opts.Cameras = 1
+	}
 	return &RTSPServer{opts: opts, script: script, fail: fail, logf: logf, color: opts.Color, pattern: opts.Pattern}
 }
 
 // URL is rtsp://127.0.0.1:PORT/PATH.
 func (s *RTSPServer) URL() string {
 	return fmt.Sprintf("rtsp://127.0.0.1:%d%s", s.opts.Port, s.opts.Path)
+}
+
+// CameraPath is the mount path of camera i of a File server with several
+// Cameras (Path when it has one): its key in ReadTimeline's answer.
+func (s *RTSPServer) CameraPath(i int) string {
+	if s.opts.Cameras <= 1 {
+		return s.opts.Path
+	}
+	return fmt.Sprintf("%s%d", s.opts.Path, i)
+}
+
+// CameraURL is camera i's URL.
+func (s *RTSPServer) CameraURL(i int) string {
+	return fmt.Sprintf("rtsp://127.0.0.1:%d%s", s.opts.Port, s.CameraPath(i))
+}
+
+// Pid is the server process's id (0 when it is not running), for measuring
+// what it costs.
+func (s *RTSPServer) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Port is the server's TCP port.
@@ -157,6 +202,10 @@ func (s *RTSPServer) Start() {
 		"--width", fmt.Sprint(s.opts.Width), "--height", fmt.Sprint(s.opts.Height),
 		"--fps", fmt.Sprint(s.opts.FPS), "--keyframe-interval", fmt.Sprint(s.opts.KeyframeInterval.Seconds()),
 		"--color", s.color, "--pattern", s.pattern,
+	}
+	if s.opts.File != "" {
+		args = append(args, "--file", s.opts.File, "--cameras", fmt.Sprint(s.opts.Cameras),
+			"--stagger", fmt.Sprint(s.opts.Stagger.Seconds()), "--timeline", s.opts.Timeline)
 	}
 	cmd := exec.Command(SystemPython, args...)
 	cmd.Stderr = &logWriter{logf: s.logf, prefix: "rtsp-server: "}
@@ -286,6 +335,39 @@ func (s *RTSPServer) expect(prefix string, timeout time.Duration) (string, error
 			return "", fmt.Errorf("no %q line within %s", prefix, timeout)
 		}
 	}
+}
+
+// LoopStart is one line of a File server's timeline: a mount's run of the
+// file from From (a position in the file) to its end, whose position 0 was
+// (or, for a run that began mid-file, would have been) sent at Zero. A
+// change scripted at position p of the file, p ≥ From, reached the mount's
+// clients at Zero + p, unless the mount's next LoopStart came first (its
+// pipeline was restarted).
+type LoopStart struct {
+	Zero time.Time
+	From time.Duration
+}
+
+// ReadTimeline parses a File server's Timeline: each mount's (its path's)
+// loop starts, in order.
+func ReadTimeline(path string) (map[string][]LoopStart, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rtsp timeline: %w", err)
+	}
+	out := map[string][]LoopStart{}
+	for n, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		if line == "" {
+			continue
+		}
+		var mount string
+		var zero, from int64
+		if _, err := fmt.Sscanf(line, "%s %d %d", &mount, &zero, &from); err != nil {
+			return nil, fmt.Errorf("rtsp timeline %s:%d: %q: %w", path, n+1, line, err)
+		}
+		out[mount] = append(out[mount], LoopStart{Zero: time.Unix(0, zero), From: time.Duration(from)})
+	}
+	return out, nil
 }
 
 // logWriter forwards a child's stderr to the test log, line by line.

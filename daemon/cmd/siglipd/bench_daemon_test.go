@@ -194,54 +194,75 @@ func calibrate(b *testing.B, lib, model, ffmpeg string, videos map[string]*bench
 	out := map[string][]float64{}
 	for name, v := range videos {
 		scores := func(at []float64) [][]float64 {
-			args := []string{"classify", "--model", model}
-			for _, l := range benchLabels {
-				args = append(args, "--label", l)
-			}
-			for i, s := range at {
-				png := filepath.Join(b.TempDir(), fmt.Sprintf("%s-%d.png", name, i))
-				cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-ss", fmt.Sprint(s), "-i", v.path, "-frames:v", "1", png)
-				if o, err := cmd.CombinedOutput(); err != nil {
-					b.Fatalf("ffmpeg: %v\n%s", err, o)
-				}
-				args = append(args, png)
-			}
-			cmd := exec.Command(siglipdBin, args...)
-			cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
-			stdout, err := cmd.Output()
-			if err != nil {
-				b.Fatalf("siglipd classify: %v", err)
-			}
-			p := make([][]float64, len(benchLabels)) // per label, per frame
-			sc := bufio.NewScanner(bytes.NewReader(stdout))
-			for sc.Scan() {
-				var line classifyResult
-				if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-					b.Fatalf("classify output %q: %v", sc.Text(), err)
-				}
-				for _, r := range line.Results {
-					j := slices.Index(benchLabels, r.Label)
-					p[j] = append(p[j], float64(r.Score))
-				}
-			}
-			return p
+			return classifyFrames(b, lib, model, "fp32", extractFrames(b, ffmpeg, v.path, name, at))
 		}
-		a, bb := scores(v.sceneA), scores(v.sceneB)
-		logit := func(p float64) float64 { return math.Log(p / (1 - p)) }
-		th := make([]float64, len(benchLabels))
-		for i := range th {
-			lo, hi := slices.Max(a[i]), slices.Min(bb[i])
-			if lo >= hi {
-				lo, hi = slices.Max(bb[i]), slices.Min(a[i])
-			}
-			th[i] = 1 - 1e-9 // cannot tell the scenes apart: never fires
-			if lo < hi {
-				th[i] = 1 / (1 + math.Exp(-(logit(max(lo, 1e-12))+logit(hi))/2))
-			}
-		}
-		out[name] = th
+		out[name] = midThresholds(scores(v.sceneA), scores(v.sceneB))
 	}
 	return out
+}
+
+// extractFrames writes the frames of the video at the times given (s) as
+// PNGs, named after name, and returns their paths.
+func extractFrames(b *testing.B, ffmpeg, video, name string, at []float64) []string {
+	var pngs []string
+	for i, s := range at {
+		png := filepath.Join(b.TempDir(), fmt.Sprintf("%s-%d.png", name, i))
+		cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-ss", fmt.Sprint(s), "-i", video, "-frames:v", "1", png)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("ffmpeg: %v\n%s", err, o)
+		}
+		pngs = append(pngs, png)
+	}
+	return pngs
+}
+
+// classifyFrames is every bench label's probability on each image, from
+// `siglipd classify` with the model's variant: per label, per image.
+func classifyFrames(b *testing.B, lib, model, variant string, pngs []string) [][]float64 {
+	args := []string{"classify", "--model", model, "--variant", variant}
+	for _, l := range benchLabels {
+		args = append(args, "--label", l)
+	}
+	args = append(args, pngs...)
+	cmd := exec.Command(siglipdBin, args...)
+	cmd.Env = append(os.Environ(), "SIGLIPD_ORT_LIB="+lib)
+	stdout, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("siglipd classify: %v", err)
+	}
+	p := make([][]float64, len(benchLabels)) // per label, per frame
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	for sc.Scan() {
+		var line classifyResult
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			b.Fatalf("classify output %q: %v", sc.Text(), err)
+		}
+		for _, r := range line.Results {
+			j := slices.Index(benchLabels, r.Label)
+			p[j] = append(p[j], float64(r.Score))
+		}
+	}
+	return p
+}
+
+// midThresholds is each label's threshold between its probabilities on
+// the frames of scene a and of scene b (per label, per frame), halfway in
+// logit space between the closest frames of each; a label that does not
+// tell the scenes apart gets a threshold it never reaches.
+func midThresholds(a, bb [][]float64) []float64 {
+	logit := func(p float64) float64 { return math.Log(p / (1 - p)) }
+	th := make([]float64, len(a))
+	for i := range th {
+		lo, hi := slices.Max(a[i]), slices.Min(bb[i])
+		if lo >= hi {
+			lo, hi = slices.Max(bb[i]), slices.Min(a[i])
+		}
+		th[i] = 1 - 1e-9 // cannot tell the scenes apart: never fires
+		if lo < hi {
+			th[i] = 1 / (1 + math.Exp(-(logit(max(lo, 1e-12))+logit(hi))/2))
+		}
+	}
+	return th
 }
 
 // towerReport runs `siglipd bench --json` on every variant in the folder.
@@ -324,8 +345,11 @@ func subscribeEvents(b *testing.B, broker string) *eventLog {
 	tok := c.Subscribe("#", 1, func(_ mqtt.Client, m mqtt.Message) {
 		at := time.Now()
 		var ev rules.Event
-		if json.Unmarshal(m.Payload(), &ev) != nil || ev.ID == "" || ev.FrameTime.IsZero() {
-			return // discovery, status, state
+		// A label's Home Assistant event entity gets a copy of each start
+		// and end with the same id and frame time but no "type" (its key is
+		// event_type): counting it would count the event twice.
+		if json.Unmarshal(m.Payload(), &ev) != nil || ev.ID == "" || ev.FrameTime.IsZero() || ev.Type == "" {
+			return // discovery, status, state, event entities
 		}
 		l.mu.Lock()
 		l.evs = append(l.evs, arrived{ev, at})
@@ -407,6 +431,14 @@ http: {listen: "127.0.0.1:%d"}
 %scameras:
   - %s
 `, model, b.TempDir(), broker.URL(), "bench-"+prefix, "bench-"+strings.TrimSuffix(prefix, "-"), port, extra, strings.Join(cams, "\n  - "))
+	cmd, base := launchBenchDaemon(b, lib, sc.name, cfg, port)
+	return cmd, base, prefix
+}
+
+// launchBenchDaemon starts the built siglipd on the config cfg, whose HTTP
+// server listens on port, and waits until it is ready; the test's cleanup
+// kills it. name says which row failed.
+func launchBenchDaemon(b *testing.B, lib, name, cfg string, port int) (*exec.Cmd, string) {
 	path := filepath.Join(b.TempDir(), "cams.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
@@ -428,9 +460,9 @@ http: {listen: "127.0.0.1:%d"}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}) {
-		b.Fatalf("%s: siglipd not ready within 2m\n%s", sc.name, logs.String())
+		b.Fatalf("%s: siglipd not ready within 2m\n%s", name, logs.String())
 	}
-	return cmd, base, prefix
+	return cmd, base
 }
 
 // runScenario measures sc's daemons (one unless sc.daemons says more) over
