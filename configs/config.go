@@ -86,6 +86,11 @@ type Inference struct {
 	Threads int `yaml:"threads"`
 	// GraphOptimization is "disabled", "basic", "extended" or "all".
 	GraphOptimization string `yaml:"graph_optimization"`
+	// AllowSpinning lets ONNX Runtime's idle intra-op threads busy-wait for
+	// the next piece of work. ONNX Runtime's default is on; siglipd's is
+	// off: between batches the spinning threads burn CPU that the
+	// cameras' decoding needs (see docs/06-speed.md).
+	AllowSpinning bool `yaml:"allow_spinning"`
 	// ORTLib is the path of libonnxruntime.so; --ort-lib and SIGLIPD_ORT_LIB win over it.
 	ORTLib string `yaml:"ort_lib"`
 }

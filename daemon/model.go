@@ -146,6 +146,7 @@ func modelOptions(cfg *configs.Config, dir string, lib infer.LibraryChoice, log 
 		Device:            cfg.Inference.Device,
 		Threads:           cfg.Inference.Threads,
 		GraphOptimization: cfg.Inference.GraphOptimization,
+		AllowSpinning:     cfg.Inference.AllowSpinning,
 		Template:          cfg.Model.Template,
 		Lowercase:         cfg.Model.Lowercase,
 		LogitScale:        cfg.Model.LogitScale,

@@ -45,6 +45,12 @@ type Options struct {
 	Device            string
 	Threads           int
 	GraphOptimization string // disabled, basic, extended, all (default)
+	// AllowSpinning lets idle intra-op threads busy-wait for work
+	// (ONNX Runtime's session.intra_op.allow_spinning). Off, they sleep:
+	// a daemon scoring a few frames a second then leaves the CPU it does
+	// not use to decoding, at the cost of a thread wake-up per parallel
+	// section.
+	AllowSpinning bool
 	// Template wraps each prompt; "{}" is replaced. Default DefaultTemplate.
 	Template string
 	// Lowercase is "auto" (or ""): lower-case prompts as the tokenizer

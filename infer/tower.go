@@ -196,6 +196,9 @@ func sessionOptions(opts Options) (*ort.SessionOptions, string, error) {
 			return fail(err)
 		}
 	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning(opts.AllowSpinning)); err != nil {
+		return fail(err)
+	}
 	level := map[string]ort.GraphOptimizationLevel{
 		"disabled": ort.GraphOptimizationLevelDisableAll, "basic": ort.GraphOptimizationLevelEnableBasic,
 		"extended": ort.GraphOptimizationLevelEnableExtended, "all": ort.GraphOptimizationLevelEnableAll, "": ort.GraphOptimizationLevelEnableAll,
@@ -440,4 +443,12 @@ func bytesAsUint16(b []byte) []uint16 {
 		return nil
 	}
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+}
+
+// spinning is session.intra_op.allow_spinning's value.
+func spinning(allow bool) string {
+	if allow {
+		return "1"
+	}
+	return "0"
 }

@@ -248,14 +248,14 @@ func benchVariant(mf *modelFlags, rep *benchReport, batches []int, runs int, rem
 	// session; siglipd splits it in memory (its rows are still timed).
 	var raw *rawVision
 	if files.Vision != "" {
-		if raw, err = newRawVision(files.Vision, mf.threads); err != nil {
+		if raw, err = newRawVision(files.Vision, mf.threads, mf.allowSpinning); err != nil {
 			return nil, err
 		}
 		defer raw.close()
 	}
 	var cmp *rawVision
 	if compare != "" {
-		if cmp, err = newRawVision(compare, mf.threads); err != nil {
+		if cmp, err = newRawVision(compare, mf.threads, mf.allowSpinning); err != nil {
 			return nil, fmt.Errorf("--compare: %w", err)
 		}
 		defer cmp.close()
@@ -340,7 +340,7 @@ func structured(w, h int) infer.Image {
 }
 
 // rawVision is a bare ONNX Runtime session on a vision tower: default
-// session options (but the thread count siglipd was given), inputs
+// session options (but siglipd's threads and spinning), inputs
 // allocated per batch size and filled once, outputs allocated by ONNX
 // Runtime, nothing read back.
 type rawVision struct {
@@ -349,7 +349,7 @@ type rawVision struct {
 	inputs  map[int]ort.Value
 }
 
-func newRawVision(path string, threads int) (*rawVision, error) {
+func newRawVision(path string, threads int, allowSpinning bool) (*rawVision, error) {
 	ins, _, err := ort.GetInputOutputInfo(path)
 	if err != nil {
 		return nil, fmt.Errorf("raw session: %s: %v", path, err)
@@ -369,6 +369,13 @@ func newRawVision(path string, threads int) (*rawVision, error) {
 		if err := so.SetIntraOpNumThreads(threads); err != nil {
 			return nil, err
 		}
+	}
+	spin := "0"
+	if allowSpinning {
+		spin = "1"
+	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+		return nil, err
 	}
 	r.session, err = ort.NewDynamicAdvancedSession(path, []string{"pixel_values"}, []string{"pooler_output"}, so)
 	if err != nil {

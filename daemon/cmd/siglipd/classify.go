@@ -27,6 +27,7 @@ import (
 type modelFlags struct {
 	dir, variant, device, ortLib, resize string
 	threads                              int
+	allowSpinning                        bool
 }
 
 func (f *modelFlags) register(fs *pflag.FlagSet) {
@@ -36,6 +37,7 @@ func (f *modelFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.ortLib, "ort-lib", "", "path of libonnxruntime.so")
 	fs.StringVar(&f.resize, "resize", "exact", "exact (Pillow, as the Python pipeline) or fast")
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (0: all cores)")
+	fs.BoolVar(&f.allowSpinning, "allow-spinning", false, "let ONNX Runtime's idle threads busy-wait for work (inference.allow_spinning)")
 }
 
 // usage reports a flag that can never work: a usage error (exit 2).
@@ -51,7 +53,7 @@ func (f *modelFlags) usage() error {
 
 func (f *modelFlags) open(template string) (*infer.Model, error) {
 	return infer.Open(infer.Options{
-		Dir: f.dir, Suffix: configs.Variants[f.variant], Device: f.device, Threads: f.threads, Template: template, Resize: f.resize,
+		Dir: f.dir, Suffix: configs.Variants[f.variant], Device: f.device, Threads: f.threads, AllowSpinning: f.allowSpinning, Template: template, Resize: f.resize,
 		Library: infer.LibraryChoice{Flag: f.ortLib, Env: os.Getenv("SIGLIPD_ORT_LIB")},
 	})
 }
