@@ -57,21 +57,24 @@ type benchRow struct {
 
 // benchReport is `siglipd bench --json`.
 type benchReport struct {
-	Model       string     `json:"model"`
-	Device      string     `json:"device"`
-	ORTVersion  string     `json:"onnxruntime"`
-	CPU         string     `json:"cpu"`
-	CPUFeatures []string   `json:"cpu_features"`
-	Cores       int        `json:"cores"`
-	Date        string     `json:"date"`
-	FrameWidth  int        `json:"frame_width"`
-	FrameHeight int        `json:"frame_height"`
-	ImageWidth  int        `json:"image_width"`
-	ImageHeight int        `json:"image_height"`
-	Runs        int        `json:"runs"`
-	Remote      string     `json:"remote,omitempty"`  // the --remote server
-	Compare     string     `json:"compare,omitempty"` // the --compare vision tower
-	Rows        []benchRow `json:"rows"`
+	Model       string   `json:"model"`
+	Device      string   `json:"device"`
+	ORTVersion  string   `json:"onnxruntime"`
+	CPU         string   `json:"cpu"`
+	CPUFeatures []string `json:"cpu_features"`
+	Cores       int      `json:"cores"`
+	Date        string   `json:"date"`
+	FrameWidth  int      `json:"frame_width"`
+	FrameHeight int      `json:"frame_height"`
+	ImageWidth  int      `json:"image_width"`
+	ImageHeight int      `json:"image_height"`
+	Runs        int      `json:"runs"`
+	// AllowSpinning is whether ONNX Runtime's idle threads busy-waited
+	// (--allow-spinning, the daemon's inference.allow_spinning).
+	AllowSpinning bool       `json:"allow_spinning"`
+	Remote        string     `json:"remote,omitempty"`  // the --remote server
+	Compare       string     `json:"compare,omitempty"` // the --compare vision tower
+	Rows          []benchRow `json:"rows"`
 }
 
 // benchMain is `siglipd bench`: vision-tower throughput on this machine,
@@ -140,7 +143,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	rep := benchReport{Model: mf.dir, CPU: cpuModel(), CPUFeatures: cpuFeatures(), Cores: runtime.NumCPU(), Date: time.Now().Format("2006-01-02"),
-		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote, Compare: *compare}
+		FrameWidth: w, FrameHeight: h, Runs: *runs, Remote: *remote, Compare: *compare, AllowSpinning: mf.allowSpinning}
 	for _, v := range variants {
 		mf.variant = v
 		if err := mf.usage(); err != nil {
@@ -163,8 +166,12 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(rep)
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "model %s, device %s, ONNX Runtime %s\n%s (%s), %d cores, %s; %d rounds per row\n\n",
-		rep.Model, rep.Device, rep.ORTVersion, rep.CPU, strings.Join(rep.CPUFeatures, " "), rep.Cores, rep.Date, rep.Runs)
+	idle := "sleep"
+	if rep.AllowSpinning {
+		idle = "spin"
+	}
+	fmt.Fprintf(stdout, "model %s, device %s, ONNX Runtime %s (idle threads %s)\n%s (%s), %d cores, %s; %d rounds per row\n\n",
+		rep.Model, rep.Device, rep.ORTVersion, idle, rep.CPU, strings.Join(rep.CPUFeatures, " "), rep.Cores, rep.Date, rep.Runs)
 	fmt.Fprintf(stdout, "%-10s %5s %12s %12s %9s %14s %12s\n", "variant", "batch", "raw img/s", "siglipd img/s",
 		"/raw", fmt.Sprintf("%dx%d fr/s", w, h), "CPU ms/img")
 	for _, r := range rep.Rows {

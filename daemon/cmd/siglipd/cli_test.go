@@ -499,8 +499,16 @@ func TestBench(t *testing.T) {
 	}
 
 	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1", "--runs", "1")
-	if code != exitOK || !strings.Contains(stdout, "raw img/s") || !strings.Contains(stdout, "fp32") {
+	if code != exitOK || !strings.Contains(stdout, "raw img/s") || !strings.Contains(stdout, "fp32") || !strings.Contains(stdout, "idle threads sleep") {
 		t.Errorf("text table: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if rep.AllowSpinning {
+		t.Error("report says the idle threads spun without --allow-spinning")
+	}
+	stdout, stderr, code = run(t, env, "bench", "--model", model, "--batch", "1", "--runs", "1", "--allow-spinning", "--json")
+	rep = benchReport{}
+	if err := json.Unmarshal([]byte(stdout), &rep); code != exitOK || err != nil || !rep.AllowSpinning {
+		t.Errorf("--allow-spinning: exit %d, %v, allow_spinning %v; stderr %q", code, err, rep.AllowSpinning, stderr)
 	}
 
 	_, stderr, code = run(t, env, "bench", "--model", model, "--variant", "quantized", "--runs", "1")
