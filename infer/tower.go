@@ -196,7 +196,7 @@ func sessionOptions(opts Options) (*ort.SessionOptions, string, error) {
 			return fail(err)
 		}
 	}
-	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning(opts.AllowSpinning)); err != nil {
+	if err := so.AddSessionConfigEntry(SpinningEntry(opts.AllowSpinning)); err != nil {
 		return fail(err)
 	}
 	level := map[string]ort.GraphOptimizationLevel{
@@ -445,10 +445,12 @@ func bytesAsUint16(b []byte) []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
 }
 
-// spinning is session.intra_op.allow_spinning's value.
-func spinning(allow bool) string {
+// SpinningEntry is the session config entry (key, value) that lets idle
+// intra-op threads spin or makes them sleep (Options.AllowSpinning); siglipd
+// bench gives its bare sessions the same.
+func SpinningEntry(allow bool) (key, value string) {
 	if allow {
-		return "1"
+		return "session.intra_op.allow_spinning", "1"
 	}
-	return "0"
+	return "session.intra_op.allow_spinning", "0"
 }

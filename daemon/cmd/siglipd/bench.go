@@ -377,11 +377,7 @@ func newRawVision(path string, threads int, allowSpinning bool) (*rawVision, err
 			return nil, err
 		}
 	}
-	spin := "0"
-	if allowSpinning {
-		spin = "1"
-	}
-	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+	if err := so.AddSessionConfigEntry(infer.SpinningEntry(allowSpinning)); err != nil {
 		return nil, err
 	}
 	r.session, err = ort.NewDynamicAdvancedSession(path, []string{"pixel_values"}, []string{"pooler_output"}, so)
