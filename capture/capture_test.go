@@ -551,8 +551,11 @@ func TestCrop(t *testing.T) {
 			Crop: &Crop{X: 300, Y: 0, Width: 100, Height: 100, Pixels: true}})
 		start(t, src, l)
 		want := `camera "door": crop x=300 y=0 width=100 height=100 (pixels) is outside the 320x240 frame`
-		testenv.WaitFor(t, 15*time.Second, func() bool { return strings.Contains(src.Status().LastError, want) },
-			"the crop error (last error %q)", src.Status().LastError)
+		// The source records the error in its status before it logs it, so
+		// wait for both: the status alone does not mean the line is written.
+		testenv.WaitFor(t, 15*time.Second, func() bool {
+			return strings.Contains(src.Status().LastError, want) && len(logs.lines(t, "ERROR")) > 0
+		}, "the crop error in status and log (last error %q)", src.Status().LastError)
 		if st := src.Status(); st.FramesSampled != 0 || st.State != StateReconnecting {
 			t.Errorf("status %s with %d frames out, want reconnecting with none", st.State, st.FramesSampled)
 		}
