@@ -94,6 +94,9 @@ func TestHWAccelFallback(t *testing.T) {
 			if st := src.Status(); st.HWAccel == tt.hw {
 				t.Skipf("this machine decodes with %s: the fallback is not exercised", tt.hw)
 			}
+			// The file may end before the collector's goroutine has taken
+			// its frames.
+			testenv.WaitFor(t, 5*time.Second, func() bool { return len(c.of("demo")) > 0 }, "a frame handed on")
 			checkFallback(t, &logs, src, c, tt.hw, tt.tried)
 			if errs := logs.lines(t, "ERROR"); len(errs) != 0 {
 				t.Errorf("logged errors: %+v", errs)

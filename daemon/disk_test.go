@@ -114,7 +114,16 @@ cameras: [{name: door, url: %s, loop: true, fps: 10,
 
 	// The disk breaks. What is on it once the first write has failed (a
 	// write under way as it broke may end after it) must stay so.
-	logFrom, receivedBefore, beforeFault := len(r.logs.String()), received(), emitted(0)
+	// The counts are compared from here on, so take them where every event
+	// logged has arrived: an event logged but still on its way would be
+	// counted on one side only.
+	var logFrom, receivedBefore, beforeFault int
+	testenv.WaitFor(t, 5*time.Second, func() bool {
+		logFrom = len(r.logs.String())
+		beforeFault = emitted(0)
+		receivedBefore = received()
+		return receivedBefore == beforeFault && len(r.logs.String()) == logFrom
+	}, "a moment with every logged event received")
 	start(disk)
 	cpu0, wall0 := cpuTime(), time.Now()
 	testenv.WaitFor(t, 10*time.Second, func() bool { return stateFailures(r)["journal"] > 0 }, "a journal save to fail")

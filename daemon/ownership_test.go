@@ -192,6 +192,16 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	r := startDaemon(t, config, func(h *hooks) { h.classifier = &fakeModel{} })
 	testenv.WaitFor(t, 20*time.Second, func() bool { return r.camera("door").FramesScored > 0 }, "a scored frame")
+	// The frame is counted as scored before the rules loop puts it on the
+	// live board that serves the snapshot.
+	testenv.WaitFor(t, 5*time.Second, func() bool {
+		resp, err := client.Get(r.base + "/api/cameras/door/snapshot.jpg")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "the snapshot of the scored frame")
 	for _, path := range []string{"/api/status", "/api/cameras/door/snapshot.jpg", "/metrics", "/api/calibration?camera=door&label=red"} {
 		resp, err := client.Get(r.base + path)
 		if err != nil {

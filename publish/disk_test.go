@@ -123,6 +123,9 @@ func TestMQTTDiskFailures(t *testing.T) {
 		}
 		testenv.WaitFor(t, 10*time.Second, func() bool { _, kept := sub.events("siglipd/events"); return len(kept) == next },
 			"event %d at the subscriber", next-1)
+		// Delivered is not yet acknowledged: the sink deletes an event's
+		// file, and counts it out of the outbox, only at the broker's answer.
+		testenv.WaitFor(t, 10*time.Second, func() bool { return m.Status().OutboxDepth == 0 }, "the events to be acknowledged")
 	}
 	const line = "cannot write to the state folder"
 	send(2)
