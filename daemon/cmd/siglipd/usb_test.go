@@ -150,6 +150,9 @@ cameras:
 	}
 	testenv.WaitFor(t, 15*time.Second, func() bool { return desk().State == "connected" }, "the camera once allowed; stderr:\n%s", stderr)
 	warn := regexp.MustCompile(`msg="the device chose another mode than the config asks; going on with it" .*chose="1920x1080 instead of 1600x1200".*offers="[^"]*MJPG 1920x1080@30`)
+	// The child logs the warning before it connects, but its stderr reaches
+	// the buffer through a pipe, which may lag the HTTP answer.
+	testenv.Eventually(5*time.Second, func() bool { return warn.MatchString(stderr.String()) })
 	if n := len(warn.FindAllString(stderr.String(), -1)); n != 1 {
 		t.Errorf("%d warnings about the mode, want 1; stderr:\n%s", n, stderr)
 	}
